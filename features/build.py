@@ -1,0 +1,566 @@
+"""Point-in-time feature snapshots, computed by DuckDB.
+
+One definition of every windowed aggregation, written as SQL over named relations
+(`customers`, `transactions`, `activity`, `feedback`, `market`) on a DuckDB connection: the stage
+points those names at Parquet files (so nothing is loaded into pandas), tests at small
+DataFrames. Every event join carries `ts < cutoff`, so a cutoff's features never see its future;
+only the label reads the window after the cutoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+from churnlight.features.contract import ACTIVITY_TYPES
+from churnlight.features.registry import ACTIVITY_WORDS
+
+log = logging.getLogger(__name__)
+
+RESERVED_CUSTOMER_COLUMNS = {"customer_id", "signup_date", "cancel_date"}
+# customer-initiated activity: what counts as "the customer did something"
+OWN_ACTIVITY = (
+    "login",
+    "visit",
+    "booking",
+    "booking_cancelled",
+    "outreach_replied",
+    "service_done",
+)
+
+EMPTY_SCHEMAS = {
+    "customers": "customer_id VARCHAR, signup_date TIMESTAMP, cancel_date TIMESTAMP",
+    "transactions": "customer_id VARCHAR, ts TIMESTAMP, amount DOUBLE",
+    "activity": "customer_id VARCHAR, ts TIMESTAMP, event_type VARCHAR",
+    "feedback": "customer_id VARCHAR, ts TIMESTAMP, kind VARCHAR, score DOUBLE, text VARCHAR, "
+    "ticket_id VARCHAR",
+    "market": "month TIMESTAMP, region VARCHAR, industry VARCHAR, industry_index DOUBLE, "
+    "competitor_launch INTEGER, policy_shock INTEGER",
+}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The `features` section of params.yaml, as typed values."""
+
+    label_window_days: int = 90
+    churn_definition: str = "cancellation"
+    inactivity_days: int = 90
+    windows_days: tuple[int, ...] = (30, 90, 180, 365)
+    signals: dict = field(default_factory=dict)
+    rfm: dict = field(default_factory=dict)
+    care: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, p: dict) -> FeatureConfig:
+        return cls(
+            label_window_days=int(p["label_window_days"]),
+            churn_definition=p["churn_definition"],
+            inactivity_days=int(p["inactivity_days"]),
+            windows_days=tuple(int(w) for w in p["windows_days"]),
+            signals=dict(p["signals"]),
+            rfm=dict(p["rfm"]),
+            care=dict(p["care"]),
+        )
+
+
+def make_cutoffs(
+    as_of: pd.Timestamp, first: str | None, last: str | None, step_months: int
+) -> list[pd.Timestamp]:
+    """Monthly cutoffs counted back from the last one (default: the day after the data end)."""
+    end = pd.Timestamp(last) if last else pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
+    start = pd.Timestamp(first) if first else end - pd.DateOffset(months=12)
+    out, k = [], 0
+    while (c := end - pd.DateOffset(months=k * step_months)) >= start:
+        out.append(c)
+        k += 1
+    return sorted(out)
+
+
+def ensure_relations(con: duckdb.DuckDBPyConnection, present: set[str]) -> None:
+    """Create empty stand-ins for missing tables so that one SQL text serves every input."""
+    for name, schema in EMPTY_SCHEMAS.items():
+        if name not in present:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({schema})")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, rel: str) -> dict[str, str]:
+    return {r[0]: r[1] for r in con.execute(f"DESCRIBE {rel}").fetchall()}
+
+
+def _q(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _spine_sql(cfg: FeatureConfig, cust_cols: dict[str, str]) -> str:
+    signup = "c.signup_date" if "signup_date" in cust_cols else "NULL::TIMESTAMP"
+    cancel = "c.cancel_date" if "cancel_date" in cust_cols else "NULL::TIMESTAMP"
+    n = cfg.inactivity_days
+    if cfg.churn_definition == "cancellation":
+        if "cancel_date" not in cust_cols:
+            raise ValueError(
+                "features.churn_definition=cancellation needs customers.cancel_date; "
+                "use churn_definition=inactivity for data without it"
+            )
+        active = f"({cancel} IS NULL OR {cancel} >= k.cutoff)"
+        label = (
+            f"({cancel} IS NOT NULL AND {cancel} < k.cutoff + INTERVAL {cfg.label_window_days} DAY)"
+        )
+        horizon = cfg.label_window_days
+    elif cfg.churn_definition == "inactivity":
+        active = (
+            f"EXISTS (SELECT 1 FROM own_events e WHERE e.customer_id = c.customer_id "
+            f"AND e.ts < k.cutoff AND e.ts >= k.cutoff - INTERVAL {n} DAY)"
+        )
+        label = (
+            f"NOT EXISTS (SELECT 1 FROM own_events e WHERE e.customer_id = c.customer_id "
+            f"AND e.ts >= k.cutoff AND e.ts < k.cutoff + INTERVAL {n} DAY)"
+        )
+        horizon = n
+    else:
+        raise ValueError(f"unknown features.churn_definition: {cfg.churn_definition!r}")
+    return f"""
+    CREATE OR REPLACE TEMP TABLE spine AS
+    SELECT c.customer_id, k.cutoff,
+           coalesce({signup}, f.first_ts) AS start_ts,
+           CASE WHEN k.cutoff + INTERVAL {horizon} DAY <= (SELECT data_end FROM meta)
+                THEN ({label})::INTEGER END AS label
+    FROM customers c
+    LEFT JOIN first_seen f USING (customer_id)
+    CROSS JOIN cutoffs k
+    WHERE coalesce({signup}, f.first_ts) < k.cutoff AND {active}
+    """
+
+
+def _activity_sql(windows: tuple[int, ...], lookback: int) -> str:
+    aggs = []
+    known = ", ".join(_q(t) for t in ACTIVITY_TYPES)
+    for w in windows:
+        for etype in ACTIVITY_WORDS:
+            cond = (
+                f"a.event_type NOT IN ({known})"
+                if etype == "other"
+                else f"a.event_type = {_q(etype)}"
+            )
+            aggs.append(
+                f"count(*) FILTER (WHERE {cond} AND a.ts >= s.cutoff - INTERVAL {w} DAY) "
+                f"AS {etype}_{w}d"
+            )
+    own = ", ".join(_q(t) for t in OWN_ACTIVITY)
+    aggs += [
+        f"max(a.ts) FILTER (WHERE a.event_type IN ({own})) AS last_own_activity",
+        "max(a.ts) FILTER (WHERE a.event_type IN ('login', 'visit', 'booking')) AS last_lvb",
+        "count(*) FILTER (WHERE a.event_type IN ('login', 'visit') "
+        "AND a.ts >= s.cutoff - INTERVAL 30 DAY) AS lv_30d",
+        "count(*) FILTER (WHERE a.event_type IN ('login', 'visit') "
+        "AND a.ts < s.cutoff - INTERVAL 30 DAY AND a.ts >= s.cutoff - INTERVAL 120 DAY) "
+        "AS lv_prior90",
+        "count(*) FILTER (WHERE a.event_type = 'outreach_sent' "
+        "AND a.ts >= s.cutoff - INTERVAL 90 DAY) AS sent_90d",
+        "count(*) FILTER (WHERE a.event_type = 'outreach_replied' "
+        "AND a.ts >= s.cutoff - INTERVAL 90 DAY) AS replied_90d",
+        "count(*) FILTER (WHERE a.event_type = 'outreach_sent' "
+        "AND a.ts < s.cutoff - INTERVAL 90 DAY) AS sent_before",
+        "count(*) FILTER (WHERE a.event_type = 'outreach_replied' "
+        "AND a.ts < s.cutoff - INTERVAL 90 DAY) AS replied_before",
+        "max(a.ts) FILTER (WHERE a.event_type = 'service_due') AS last_service_due",
+        "max(a.ts) FILTER (WHERE a.event_type = 'service_done') AS last_service_done",
+    ]
+    return f"""
+    CREATE OR REPLACE TEMP TABLE f_activity AS
+    SELECT s.customer_id, s.cutoff, {", ".join(aggs)}
+    FROM spine s JOIN activity a
+      ON a.customer_id = s.customer_id AND a.ts < s.cutoff
+     AND a.ts >= s.cutoff - INTERVAL {lookback} DAY
+    GROUP BY s.customer_id, s.cutoff
+    """
+
+
+def _transactions_sql(windows: tuple[int, ...]) -> str:
+    aggs = []
+    for w in windows:
+        aggs.append(
+            f"count(*) FILTER (WHERE t.ts >= s.cutoff - INTERVAL {w} DAY) AS purchases_{w}d"
+        )
+        aggs.append(
+            f"coalesce(sum(t.amount) FILTER (WHERE t.ts >= s.cutoff - INTERVAL {w} DAY), 0) "
+            f"AS spend_{w}d"
+        )
+    aggs += [
+        "count(*) FILTER (WHERE t.ts >= s.cutoff - INTERVAL 365 DAY) AS n_tx_365d",
+        "coalesce(sum(t.amount) FILTER (WHERE t.ts >= s.cutoff - INTERVAL 365 DAY), 0) AS amt_365d",
+        "coalesce(sum(t.amount) FILTER (WHERE t.ts >= s.cutoff - INTERVAL 90 DAY), 0) AS amt_90d",
+        "max(t.ts) AS last_tx",
+        "min(t.ts) AS first_tx",
+        "count(*) AS n_tx_all",
+    ]
+    return f"""
+    CREATE OR REPLACE TEMP TABLE f_transactions AS
+    SELECT s.customer_id, s.cutoff, {", ".join(aggs)}
+    FROM spine s JOIN transactions t ON t.customer_id = s.customer_id AND t.ts < s.cutoff
+    GROUP BY s.customer_id, s.cutoff
+    """
+
+
+FEEDBACK_SQL = """
+CREATE OR REPLACE TEMP TABLE f_feedback AS
+SELECT s.customer_id, s.cutoff,
+  max_by(f.score, f.ts, 2) FILTER (WHERE f.kind = 'nps' AND f.score IS NOT NULL) AS nps_two,
+  max(f.ts) FILTER (WHERE f.kind = 'nps' AND f.score IS NOT NULL) AS last_nps_ts,
+  max_by(f.score, f.ts) FILTER (WHERE f.kind = 'csat' AND f.score IS NOT NULL) AS csat_last,
+  avg(f.score) FILTER (WHERE f.kind = 'csat' AND f.ts >= s.cutoff - INTERVAL 365 DAY)
+    AS csat_mean_365d,
+  max(f.ts) FILTER (WHERE f.kind = 'csat' AND f.score IS NOT NULL) AS last_csat_ts,
+  count(*) FILTER (WHERE f.kind = 'complaint_opened' AND f.ts >= s.cutoff - INTERVAL 365 DAY)
+    AS complaints_365d,
+  count(*) FILTER (WHERE f.kind = 'message' AND f.ts >= s.cutoff - INTERVAL 90 DAY) AS messages_90d,
+  max(f.ts) FILTER (WHERE f.kind = 'message') AS last_message
+FROM spine s JOIN feedback f ON f.customer_id = s.customer_id AND f.ts < s.cutoff
+GROUP BY s.customer_id, s.cutoff;
+
+CREATE OR REPLACE TEMP TABLE tickets AS
+SELECT customer_id, ticket_id,
+       min(ts) FILTER (WHERE kind = 'complaint_opened') AS opened,
+       min(ts) FILTER (WHERE kind = 'complaint_resolved') AS resolved
+FROM feedback WHERE ticket_id IS NOT NULL AND kind IN ('complaint_opened', 'complaint_resolved')
+GROUP BY customer_id, ticket_id;
+
+CREATE OR REPLACE TEMP TABLE f_tickets AS
+SELECT s.customer_id, s.cutoff,
+  count(*) FILTER (WHERE t.resolved IS NULL OR t.resolved >= s.cutoff) AS complaints_open,
+  max(date_diff('second', t.opened, s.cutoff) / 86400.0)
+    FILTER (WHERE t.resolved IS NULL OR t.resolved >= s.cutoff) AS oldest_open_complaint_days,
+  max(t.resolved) FILTER (WHERE t.resolved < s.cutoff) AS last_resolved
+FROM spine s JOIN tickets t ON t.customer_id = s.customer_id AND t.opened < s.cutoff
+GROUP BY s.customer_id, s.cutoff;
+
+CREATE OR REPLACE TEMP TABLE texts AS
+SELECT row_number() OVER () AS mid, customer_id, ts, lower(text) AS t
+FROM feedback WHERE text IS NOT NULL AND kind IN ('message', 'complaint_opened');
+
+CREATE OR REPLACE TEMP TABLE text_hits AS
+SELECT m.customer_id, m.ts,
+       max((l.category = 'vague')::INTEGER) AS vague,
+       max((l.category = 'competitor')::INTEGER) AS competitor
+FROM texts m JOIN lexicon l ON contains(m.t, lower(l.phrase))
+GROUP BY m.mid, m.customer_id, m.ts;
+
+CREATE OR REPLACE TEMP TABLE f_text AS
+SELECT s.customer_id, s.cutoff,
+  sum(h.vague) AS vague_replies_90d, sum(h.competitor) AS competitor_mentions_90d
+FROM spine s JOIN text_hits h ON h.customer_id = s.customer_id
+ AND h.ts < s.cutoff AND h.ts >= s.cutoff - INTERVAL 90 DAY
+GROUP BY s.customer_id, s.cutoff;
+"""
+
+EXTERNAL_SQL = """
+CREATE OR REPLACE TEMP TABLE market_pit AS
+SELECT m.region, m.industry, k.cutoff,
+  max_by(m.industry_index, m.month) AS idx_now,
+  max_by(m.industry_index, m.month)
+    FILTER (WHERE m.month + INTERVAL 1 MONTH <= k.cutoff - INTERVAL 3 MONTH) AS idx_3m,
+  max_by(m.industry_index, m.month)
+    FILTER (WHERE m.month + INTERVAL 1 MONTH <= k.cutoff - INTERVAL 6 MONTH) AS idx_6m,
+  coalesce(max(m.competitor_launch)
+    FILTER (WHERE m.month + INTERVAL 1 MONTH > k.cutoff - INTERVAL 90 DAY), 0)
+    AS competitor_launch_90d,
+  coalesce(max(m.policy_shock)
+    FILTER (WHERE m.month + INTERVAL 1 MONTH > k.cutoff - INTERVAL 180 DAY), 0) AS policy_shock_180d
+FROM market m CROSS JOIN cutoffs k
+WHERE m.month + INTERVAL 1 MONTH <= k.cutoff
+GROUP BY m.region, m.industry, k.cutoff;
+
+CREATE OR REPLACE TEMP TABLE f_external AS
+SELECT s.customer_id, s.cutoff,
+  p.idx_now / p.idx_3m - 1 AS industry_index_change_3m,
+  p.idx_now / p.idx_6m - 1 AS industry_index_change_6m,
+  p.competitor_launch_90d, p.policy_shock_180d
+FROM spine s JOIN customers c USING (customer_id)
+JOIN market_pit p ON p.region = c.region AND p.industry = c.industry AND p.cutoff = s.cutoff;
+"""
+
+
+def compute_aggregates(
+    con: duckdb.DuckDBPyConnection,
+    present: set[str],
+    cutoffs: list[pd.Timestamp],
+    data_end: pd.Timestamp,
+    cfg: FeatureConfig,
+    lexicon: pd.DataFrame,
+) -> pd.DataFrame:
+    """Run the windowed aggregations; one row per (customer, cutoff) active at that cutoff.
+
+    `data_end` is the exclusive end of the data (the day after as_of): labels whose window
+    runs past it stay empty.
+    """
+    ensure_relations(con, present)
+    con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff TIMESTAMP)")
+    con.executemany("INSERT INTO cutoffs VALUES (?)", [[c.to_pydatetime()] for c in cutoffs])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE meta AS SELECT ?::TIMESTAMP AS data_end",
+        [data_end.to_pydatetime()],
+    )
+    con.register("lexicon_df", lexicon)
+    con.execute("CREATE OR REPLACE TEMP TABLE lexicon AS SELECT * FROM lexicon_df")
+    own = ", ".join(_q(t) for t in OWN_ACTIVITY)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE own_events AS
+        SELECT customer_id, ts FROM activity WHERE event_type IN ({own})
+        UNION ALL SELECT customer_id, ts FROM transactions
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE first_seen AS
+        SELECT customer_id, min(ts) AS first_ts FROM (
+            SELECT customer_id, ts FROM activity UNION ALL SELECT customer_id, ts FROM transactions
+        ) GROUP BY customer_id
+    """)
+    cust_cols = _columns(con, "customers")
+    con.execute(_spine_sql(cfg, cust_cols))
+    lookback = max(max(cfg.windows_days), 365)
+    con.execute(_activity_sql(cfg.windows_days, lookback))
+    con.execute(_transactions_sql(cfg.windows_days))
+    con.execute(FEEDBACK_SQL)
+    has_geo = {"region", "industry"} <= set(cust_cols)
+    if has_geo:
+        con.execute(EXTERNAL_SQL)
+    joins = ["f_activity", "f_transactions", "f_feedback", "f_tickets", "f_text"]
+    if has_geo:
+        joins.append("f_external")
+    sql = (
+        "SELECT * FROM spine s "
+        + " ".join(f"LEFT JOIN {t} USING (customer_id, cutoff)" for t in joins)
+        + " ORDER BY cutoff, customer_id"
+    )
+    return con.execute(sql).df()
+
+
+def _days(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    return (later - earlier).dt.total_seconds() / 86400.0
+
+
+def _score(values: pd.Series, cuts: list[float], higher_is_better: bool) -> pd.Series:
+    """1-5 score from four thresholds (domain.md section 3)."""
+    v = values.to_numpy(dtype=float)
+    if higher_is_better:  # cuts descending: >= c0 -> 5, >= c1 -> 4, ...
+        score = 1 + sum((v >= c).astype(int) for c in cuts)
+    else:  # cuts ascending: <= c0 -> 5, <= c1 -> 4, ...
+        score = 1 + sum((v <= c).astype(int) for c in cuts)
+    return pd.Series(score, index=values.index, dtype="int64")
+
+
+def derive_features(
+    agg: pd.DataFrame, cfg: FeatureConfig, windows_present: dict[str, bool]
+) -> pd.DataFrame:
+    """Ratios, flags, RFM, tiers: vectorised arithmetic on the aggregates, one row at a time."""
+    df = agg.copy()
+    cut = df["cutoff"]
+    count_cols = [c for c in df.columns if c.endswith("d") and c.split("_")[-1][:-1].isdigit()]
+    count_cols += [
+        "complaints_365d",
+        "complaints_open",
+        "messages_90d",
+        "vague_replies_90d",
+        "competitor_mentions_90d",
+        "n_tx_365d",
+        "amt_365d",
+        "amt_90d",
+        "n_tx_all",
+        "lv_30d",
+        "lv_prior90",
+        "sent_90d",
+        "replied_90d",
+        "sent_before",
+        "replied_before",
+    ]
+    for c in count_cols:
+        if c in df.columns:
+            df[c] = df[c].fillna(0)
+    out = pd.DataFrame({"customer_id": df["customer_id"], "cutoff": cut})
+    out["label"] = df["label"].astype("Int8")
+    out["tenure_days"] = _days(cut, df["start_ts"])
+    rfm, care, sig = cfg.rfm, cfg.care, cfg.signals
+
+    if windows_present.get("activity"):
+        for w in cfg.windows_days:
+            for etype in ACTIVITY_WORDS:
+                out[f"{etype}_{w}d"] = df[f"{etype}_{w}d"].astype("int64")
+        out["activity_recency_days"] = _days(cut, df["last_lvb"]).fillna(out["tenure_days"])
+        base = df["lv_prior90"] / 3.0
+        out["activity_30d_vs_baseline"] = np.where(
+            base > 0, df["lv_30d"] / base.where(base > 0), np.nan
+        )
+        out["reply_rate_90d"] = df["replied_90d"] / df["sent_90d"].where(df["sent_90d"] > 0)
+        out["reply_rate_before"] = df["replied_before"] / df["sent_before"].where(
+            df["sent_before"] > 0
+        )
+        out["reply_rate_change"] = out["reply_rate_90d"] - out["reply_rate_before"]
+        overdue = df["last_service_due"].notna() & (
+            df["last_service_done"].isna() | (df["last_service_done"] < df["last_service_due"])
+        )
+        out["service_overdue_days"] = np.where(overdue, _days(cut, df["last_service_due"]), 0.0)
+    if windows_present.get("transactions"):
+        for w in cfg.windows_days:
+            out[f"purchases_{w}d"] = df[f"purchases_{w}d"].astype("int64")
+            out[f"spend_{w}d"] = df[f"spend_{w}d"].astype(float)
+        recency = _days(cut, df["last_tx"])
+        out["recency_days"] = recency.fillna(out["tenure_days"])
+        out["frequency_per_year"] = df["n_tx_365d"].astype(float)
+        out["monetary_per_year"] = df["amt_365d"].astype(float)
+        out["months_without_purchase"] = np.floor(out["recency_days"] / 30.44)
+        span = _days(df["last_tx"], df["first_tx"])
+        gap = span / (df["n_tx_all"] - 1).where(df["n_tx_all"] > 1)
+        out["mean_gap_days"] = gap
+        out["gap_ratio"] = recency / gap.where(gap > 0)
+        earlier_q = (df["amt_365d"] - df["amt_90d"]) / 3.0
+        out["spend_90d_vs_baseline"] = df["amt_90d"] / earlier_q.where(earlier_q > 0)
+        out["r_score"] = _score(out["recency_days"], rfm["recency_days"], higher_is_better=False)
+        out["f_score"] = _score(out["frequency_per_year"], rfm["frequency_per_year"], True)
+        out["m_score"] = _score(out["monetary_per_year"], rfm["monetary_per_year"], True)
+        out["rfm_sum"] = out["r_score"] + out["f_score"] + out["m_score"]
+        t = rfm["tiers"]
+        out["value_tier"] = np.select(
+            [
+                out["rfm_sum"] >= t["platinum"],
+                out["rfm_sum"] >= t["gold"],
+                out["rfm_sum"] >= t["silver"],
+            ],
+            ["platinum", "gold", "silver"],
+            "regular",
+        )
+    if "nps_two" in df.columns and windows_present.get("feedback"):
+        nps = df["nps_two"]
+        last = nps.map(
+            lambda v: v[0] if isinstance(v, list | np.ndarray) and len(v) > 0 else np.nan
+        )
+        prev = nps.map(
+            lambda v: v[1] if isinstance(v, list | np.ndarray) and len(v) > 1 else np.nan
+        )
+        out["nps_last"] = last.astype(float)
+        out["nps_change"] = (last - prev).astype(float)
+        out["nps_detractor"] = (out["nps_last"] <= sig["nps_detractor_max"]).astype(int)
+        out["days_since_nps"] = _days(cut, df["last_nps_ts"])
+        out["nps_missing"] = out["nps_last"].isna().astype(int)
+        out["csat_last"] = df["csat_last"].astype(float)
+        out["csat_mean_365d"] = df["csat_mean_365d"].astype(float)
+        out["days_since_csat"] = _days(cut, df["last_csat_ts"])
+        out["csat_missing"] = out["csat_last"].isna().astype(int)
+        out["complaints_365d"] = df["complaints_365d"].astype("int64")
+        out["complaints_open"] = df["complaints_open"].astype("int64")
+        out["oldest_open_complaint_days"] = df["oldest_open_complaint_days"].fillna(0.0)
+        last_own = pd.concat(
+            [df.get("last_own_activity"), df.get("last_tx"), df.get("last_message")], axis=1
+        ).max(axis=1)
+        resolved = df["last_resolved"]
+        silent = resolved.notna() & (last_own.isna() | (last_own <= resolved))
+        out["silent_days_after_complaint"] = np.where(silent, _days(cut, resolved), 0.0)
+        out["messages_90d"] = df["messages_90d"].astype("int64")
+        out["vague_replies_90d"] = df["vague_replies_90d"].astype("int64")
+        out["competitor_mentions_90d"] = df["competitor_mentions_90d"].astype("int64")
+    if "industry_index_change_3m" in df.columns and windows_present.get("market"):
+        for c in ("industry_index_change_3m", "industry_index_change_6m"):
+            out[c] = df[c].astype(float)
+        for c in ("competitor_launch_90d", "policy_shock_180d"):
+            out[c] = df[c].fillna(0).astype("int64")
+    if windows_present.get("transactions") or windows_present.get("activity"):
+        spend = out.get("monetary_per_year", 0.0)
+        own_365 = sum(out.get(f"{e}_365d", 0) for e in OWN_ACTIVITY if e in ACTIVITY_WORDS)
+        per_month = (own_365 + out.get("frequency_per_year", 0)) / 12.0
+        last_seen = out[[c for c in ("recency_days", "activity_recency_days") if c in out]].min(
+            axis=1
+        )
+        out["care_layer"] = np.select(
+            [
+                last_seen >= care["dormant_days"],
+                (spend >= care["core_spend"]) & (per_month >= care["core_interactions_per_month"]),
+                (spend >= care["active_spend"])
+                & (per_month >= care["active_interactions_per_month"]),
+            ],
+            ["dormant", "core", "active"],
+            "active",
+        )
+    return out
+
+
+def rule_signals(df: pd.DataFrame, signals: dict) -> pd.DataFrame:
+    """Which warning signals of domain.md section 1 fire, per family (missing inputs never fire)."""
+
+    def col(name: str) -> pd.Series:
+        return df[name] if name in df.columns else pd.Series(np.nan, index=df.index)
+
+    s = signals
+    behaviour = {
+        "activity_drop": col("activity_30d_vs_baseline") <= 1 - s["activity_drop"],
+        "no_purchase": col("months_without_purchase") >= s["months_without_purchase"],
+        "gap": col("gap_ratio") > s["gap_ratio"],
+        "reply_drop": col("reply_rate_90d")
+        <= (1 - s["reply_rate_drop"]) * col("reply_rate_before"),
+        "cancellations": col("booking_cancelled_90d") >= s["booking_cancellations"],
+        "service_overdue": col("service_overdue_days") >= s["service_overdue_days"],
+    }
+    attitude = {
+        "vague": col("vague_replies_90d") >= s["vague_replies"],
+        "csat_low": col("csat_last") <= s["csat_low_max"],
+        "nps_low": (col("nps_last") <= s["nps_detractor_max"])
+        | (col("nps_change") <= -s["nps_drop"]),
+        "complaint_open": col("complaints_open") > 0,
+        "silence": col("silent_days_after_complaint") > 0,
+        "competitor": col("competitor_mentions_90d") >= s["competitor_mentions"],
+    }
+    external = {
+        "industry_decline": col("industry_index_change_6m") <= s["industry_decline_6m"],
+        "competitor_launch": col("competitor_launch_90d") > 0,
+        "policy": col("policy_shock_180d") > 0,
+    }
+    out = pd.DataFrame(index=df.index)
+    for fam, rules in (("behaviour", behaviour), ("attitude", attitude), ("external", external)):
+        hits = pd.concat([r.fillna(False).astype(bool) for r in rules.values()], axis=1)
+        out[f"rule_{fam}_signals"] = hits.sum(axis=1).astype("int64")
+    out["rule_spend_drop"] = (col("spend_90d_vs_baseline") <= 1 - s["spend_drop"]).fillna(False)
+    return out
+
+
+def three_colour(df: pd.DataFrame, signals: dict) -> pd.DataFrame:
+    """The practitioners' three-colour warning (domain.md section 2) and a score to rank by.
+
+    red: 2+ families triggered or spend down 70%+; yellow: 1 family; green: none. The score
+    orders colours first, then the number of signals, so the rules can be ranked at capacity.
+    """
+    sig = rule_signals(df, signals)
+    fams = sum(
+        (sig[f"rule_{f}_signals"] > 0).astype(int) for f in ("behaviour", "attitude", "external")
+    )
+    red = (fams >= 2) | sig["rule_spend_drop"].astype(bool)
+    colour = np.where(red, "red", np.where(fams >= 1, "yellow", "green"))
+    n_sig = sig[[c for c in sig.columns if c.endswith("_signals")]].sum(axis=1)
+    level = np.select([colour == "red", colour == "yellow"], [2, 1], 0)
+    return pd.DataFrame(
+        {
+            "rule_colour": colour,
+            "rule_families": fams.astype("int64"),
+            "rule_score": (level + np.minimum(n_sig, 9) / 10.0).astype(float),
+        },
+        index=df.index,
+    )
+
+
+def profile_columns(customers: pd.DataFrame, label_column: str | None = None) -> dict[str, bool]:
+    """Attribute columns of the customers table: name -> is numeric."""
+    skip = RESERVED_CUSTOMER_COLUMNS | ({label_column} if label_column else set())
+    return {
+        c: bool(pd.api.types.is_numeric_dtype(customers[c]))
+        for c in customers.columns
+        if c not in skip
+    }
+
+
+def add_profile(
+    features: pd.DataFrame, customers: pd.DataFrame, columns: dict[str, bool]
+) -> pd.DataFrame:
+    """Typed customer attributes: numbers stay numbers, everything else is a string category."""
+    prof = customers[["customer_id", *columns]].copy()
+    for c, numeric in columns.items():
+        prof[c] = prof[c].astype(float) if numeric else prof[c].astype("string")
+    return features.merge(prof, on="customer_id", how="left", validate="many_to_one")

@@ -1,0 +1,1 @@
+"""Models: training, evaluation, explanation, segments and the model card."""

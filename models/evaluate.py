@@ -1,0 +1,102 @@
+"""Scores for models and rules alike: ranking, probability quality and the business cut.
+
+"Recall at capacity" is domain.md's early identification rate: of the customers who went on to
+churn, the share that the top `capacity` of the ranking flagged in advance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+    roc_curve,
+)
+
+
+def top_share_mask(score: np.ndarray, share: float) -> np.ndarray:
+    """The top `share` of rows by score; ties at the cut resolved by order (stable)."""
+    n = int(np.ceil(share * len(score)))
+    mask = np.zeros(len(score), dtype=bool)
+    mask[np.argsort(-np.asarray(score, dtype=float), kind="stable")[:n]] = True
+    return mask
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Mean gap between predicted and observed churn over equal-count bins, weighted by size."""
+    order = np.argsort(p, kind="stable")
+    ece = 0.0
+    for chunk in np.array_split(order, bins):
+        if len(chunk):
+            ece += len(chunk) / len(p) * abs(p[chunk].mean() - y[chunk].mean())
+    return float(ece)
+
+
+def score_metrics(y: np.ndarray, p: np.ndarray, capacity: float) -> dict[str, float]:
+    """Every metric for one scorer; `p` must be a probability (rules: colour -> churn rate)."""
+    y = np.asarray(y, dtype=int)
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    flagged = top_share_mask(p, capacity)
+    base = y.mean()
+    precision = float(y[flagged].mean()) if flagged.any() else 0.0
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p)),
+        "ece": expected_calibration_error(y, p),
+        "recall_at_capacity": float(y[flagged].sum() / max(y.sum(), 1)),
+        "precision_at_capacity": precision,
+        "lift_at_capacity": float(precision / base) if base > 0 else 0.0,
+    }
+
+
+def bootstrap_auc(y: np.ndarray, p: np.ndarray, seed: int, n: int = 200) -> tuple[float, float]:
+    """95% percentile interval of ROC-AUC over bootstrap resamples of the test rows."""
+    rng = np.random.default_rng(seed)
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    stats = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() != y[idx].max():
+            stats.append(roc_auc_score(y[idx], p[idx]))
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def rule_probability(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """Turn the rules into a probability: churn rate of each colour (and signal count) in training,
+    so the rules are scored on the same footing as the models."""
+    key = ["rule_colour", "rule_score"]
+    rates = train.groupby(key, observed=True)["label"].mean().rename("p")
+    colour = train.groupby("rule_colour", observed=True)["label"].mean().rename("p_colour")
+    out = test[key].merge(rates, left_on=key, right_index=True, how="left")
+    out = out.merge(colour, left_on="rule_colour", right_index=True, how="left")
+    p = out["p"].fillna(out["p_colour"]).fillna(train["label"].mean()).to_numpy(dtype=float)
+    # break ties inside a probability by the rule score, without changing the order of colours
+    return p + 1e-6 * test["rule_score"].to_numpy(dtype=float)
+
+
+def curves(y: np.ndarray, p: np.ndarray, points: int = 101) -> dict[str, pd.DataFrame]:
+    """ROC, precision-recall, calibration and cumulative gains as tables for `dvc plots`."""
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=float)
+    fpr, tpr, _ = roc_curve(y, p)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(points * 3, len(fpr))).astype(int))
+    roc = pd.DataFrame({"fpr": fpr[keep], "tpr": tpr[keep]})
+    order = np.argsort(-p, kind="stable")
+    hits = np.cumsum(y[order])
+    share = np.arange(1, len(y) + 1) / len(y)
+    idx = np.unique(np.linspace(0, len(y) - 1, points).astype(int))
+    gains = pd.DataFrame(
+        {"share_contacted": share[idx], "share_of_churners": hits[idx] / max(y.sum(), 1)}
+    )
+    pr = pd.DataFrame({"recall": hits[idx] / max(y.sum(), 1), "precision": hits[idx] / (idx + 1)})
+    bins = np.array_split(np.argsort(p, kind="stable"), 10)
+    cal = pd.DataFrame(
+        {"predicted": [p[b].mean() for b in bins], "observed": [y[b].mean() for b in bins]}
+    )
+    return {"roc": roc, "precision_recall": pr, "calibration": cal, "gains": gains}

@@ -1,0 +1,197 @@
+"""Candidate models as scikit-learn Pipelines, and the out-of-time split they are judged on.
+
+Each candidate is one fitted object that includes its preprocessing, so scoring new rows needs
+nothing but the raw feature columns. Categoricals are encoded inside the pipeline (MLflow
+signatures reject pandas `category` columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+MODEL_NAMES = ("logreg", "tree", "lgbm")
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    test: pd.DataFrame
+    test_cutoffs: list[pd.Timestamp]
+    gap_days: int
+
+
+def time_split(
+    df: pd.DataFrame, label_window_days: int, test_months: int = 1, seed: int = 0
+) -> Split:
+    """Test on the newest labelled cutoff(s); train only on cutoffs whose label window ends
+    before the first test cutoff, so no training label looks into the test period.
+
+    A table with a single cutoff (flat labelled data) has no time axis: a seeded, stratified
+    20% hold-out stands in, split by customer.
+    """
+    cutoffs = sorted(df["cutoff"].unique())
+    if len(cutoffs) == 1:
+        rng = np.random.default_rng(seed)
+        test_mask = np.zeros(len(df), dtype=bool)
+        for _, idx in df.groupby("label").indices.items():
+            pick = rng.choice(idx, size=max(1, round(0.2 * len(idx))), replace=False)
+            test_mask[pick] = True
+        return Split(df[~test_mask], df[test_mask], [pd.Timestamp(cutoffs[0])], 0)
+    test_cutoffs = [pd.Timestamp(c) for c in cutoffs[-test_months:]]
+    first_test = test_cutoffs[0]
+    limit = first_test - pd.Timedelta(days=label_window_days)
+    train = df[df["cutoff"] <= limit]
+    test = df[df["cutoff"].isin(test_cutoffs)]
+    if train.empty:
+        raise ValueError(
+            f"no training cutoffs end their {label_window_days}-day label window before the test "
+            f"cutoff {first_test.date()}: give features.first_cutoff earlier or more history"
+        )
+    return Split(train, test, test_cutoffs, label_window_days)
+
+
+def feature_columns(df: pd.DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
+    """Split registered features into numeric and categorical by their dtype in the table."""
+    numeric = [c for c in names if pd.api.types.is_numeric_dtype(df[c])]
+    categorical = [c for c in names if c not in numeric]
+    return numeric, categorical
+
+
+def _as_object(x: pd.DataFrame) -> pd.DataFrame:
+    """Strings with NaN for missing: what scikit-learn's imputers and encoders expect."""
+    return x.astype(object).where(x.notna(), np.nan)
+
+
+def build_pipeline(
+    kind: str, numeric: list[str], categorical: list[str], params: dict, seed: int
+) -> Pipeline:
+    """One candidate: preprocessing plus estimator, with its hyperparameters from `params`."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    to_obj = FunctionTransformer(_as_object, feature_names_out="one-to-one")
+    if kind == "logreg":
+        pre = ColumnTransformer(
+            [
+                (
+                    "num",
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                            ("scale", StandardScaler()),
+                        ]
+                    ),
+                    numeric,
+                ),
+                (
+                    "cat",
+                    Pipeline(
+                        [
+                            ("obj", to_obj),
+                            ("impute", SimpleImputer(strategy="most_frequent")),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                        ]
+                    ),
+                    categorical,
+                ),
+            ],
+            verbose_feature_names_out=False,
+        )
+        est = LogisticRegression(C=float(params.get("C", 1.0)), max_iter=2000, random_state=seed)
+    elif kind == "tree":
+        pre = ColumnTransformer(
+            [
+                ("num", SimpleImputer(strategy="median", add_indicator=True), numeric),
+                (
+                    "cat",
+                    Pipeline(
+                        [
+                            ("obj", to_obj),
+                            ("impute", SimpleImputer(strategy="most_frequent")),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                        ]
+                    ),
+                    categorical,
+                ),
+            ],
+            verbose_feature_names_out=False,
+        )
+        est = DecisionTreeClassifier(
+            max_depth=int(params.get("max_depth", 4)),
+            min_samples_leaf=int(params.get("min_samples_leaf", 200)),
+            random_state=seed,
+        )
+    elif kind == "lgbm":
+        # LightGBM handles missing numbers natively; categories become integer codes
+        pre = ColumnTransformer(
+            [
+                ("num", "passthrough", numeric),
+                (
+                    "cat",
+                    Pipeline(
+                        [
+                            ("obj", to_obj),
+                            (
+                                "ord",
+                                OrdinalEncoder(
+                                    handle_unknown="use_encoded_value",
+                                    unknown_value=-1,
+                                    encoded_missing_value=-1,
+                                ),
+                            ),
+                        ]
+                    ),
+                    categorical,
+                ),
+            ],
+            verbose_feature_names_out=False,
+        )
+        est = lgb.LGBMClassifier(
+            n_estimators=int(params.get("n_estimators", 300)),
+            learning_rate=float(params.get("learning_rate", 0.05)),
+            num_leaves=int(params.get("num_leaves", 31)),
+            min_child_samples=int(params.get("min_child_samples", 50)),
+            subsample=float(params.get("subsample", 1.0)),
+            subsample_freq=1 if float(params.get("subsample", 1.0)) < 1 else 0,
+            colsample_bytree=float(params.get("colsample_bytree", 1.0)),
+            reg_lambda=float(params.get("reg_lambda", 0.0)),
+            random_state=seed,
+            n_jobs=int(params.get("n_jobs", 2)),
+            verbose=-1,
+        )
+    else:
+        raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_NAMES}")
+    pre.set_output(transform="pandas")
+    return Pipeline([("pre", pre), ("model", est)])
+
+
+def fit_candidate(
+    kind: str, train: pd.DataFrame, features: list[str], params: dict, seed: int
+) -> Pipeline:
+    numeric, categorical = feature_columns(train, features)
+    pipe = build_pipeline(kind, numeric, categorical, params, seed)
+    pipe.fit(train[features], train["label"].astype(int).to_numpy())
+    return pipe
+
+
+def tree_rules(pipe: Pipeline, max_depth: int = 4) -> str:
+    """The decision tree's top rules as text a manager can read."""
+    from sklearn.tree import export_text
+
+    names = list(pipe.named_steps["pre"].get_feature_names_out())
+    return export_text(
+        pipe.named_steps["model"],
+        feature_names=names,
+        max_depth=max_depth,
+        show_weights=False,
+        decimals=2,
+    )

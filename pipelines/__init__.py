@@ -1,0 +1,1 @@
+"""Pipeline stages (one module per DVC stage) and the churnlight command line."""

@@ -1,0 +1,131 @@
+"""Plumbing shared by the stage modules: params, logging, reading raw folders, atomic writes.
+
+Stages stay thin: they parse paths, read their own params section, call library functions in
+`churnlight.features` / `churnlight.models`, and write outputs through the helpers below so that
+a failed run never leaves half-written files behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+log = logging.getLogger("churnlight")
+
+RAW_FORMATS = (".parquet", ".csv", ".csv.gz")
+
+
+GENERATED_RAW = Path("data/raw")
+
+
+def is_synthetic(data_params: dict) -> bool:
+    """The pipeline runs on the embedded world when `data.source` is the generate stage's folder."""
+    return Path(str(data_params.get("source", GENERATED_RAW))) == GENERATED_RAW
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Called by entry points only; importing a module never configures logging."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    with Path(path).open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def read_raw_folder(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """Read every `<table>.parquet|.csv|.csv.gz` in a folder (names starting with `_` skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"raw data folder not found: {folder}")
+    tables: dict[str, pd.DataFrame] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(("_", ".")) or not path.is_file():
+            continue
+        name = next((path.name[: -len(s)] for s in RAW_FORMATS if path.name.endswith(s)), None)
+        if name is None:
+            continue
+        if name in tables:
+            raise ValueError(f"table '{name}' given twice in {folder} (pick CSV or Parquet)")
+        if path.stat().st_size == 0:
+            tables[name] = pd.DataFrame()  # the contract reports it as an empty table
+        elif path.suffix == ".parquet":
+            tables[name] = pd.read_parquet(path)
+        else:
+            # only empty cells are missing: an id such as "NA" stays a value
+            tables[name] = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
+            )
+    return tables
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `target`; on success it replaces `target` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it is renamed onto `target`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.chmod(0o644)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(target)
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+    with atomic_file(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+
+
+def write_text(text: str, path: str | Path) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,52 @@
+"""Shared fixtures: one tiny seeded world per session, and per-test folders written from it.
+
+The world is generated once (about half a second); tests that change tables work on copies
+(`tiny_tables`) so the session object is never mutated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from churnlight.features.synthetic import World, WorldConfig, generate_world
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CONFIG = WorldConfig(n_customers=400, months=18, start="2025-01-01")
+TINY_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def tiny_world() -> World:
+    """400 customers over 18 months from 2025-01-01 (data end 2026-06-30), seed 7."""
+    return generate_world(TINY_CONFIG, seed=TINY_SEED)
+
+
+@pytest.fixture
+def tiny_tables(tiny_world: World) -> dict[str, pd.DataFrame]:
+    """Copies of the tiny world's raw tables, safe to modify in a test."""
+    return {name: df.copy() for name, df in tiny_world.raw_tables().items()}
+
+
+@pytest.fixture
+def raw_dir(tmp_path: Path, tiny_world: World) -> Path:
+    """The tiny world's raw tables as `<table>.csv` files in a fresh folder."""
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for name, df in tiny_world.raw_tables().items():
+        df.to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def tiny_params(tmp_path: Path) -> Path:
+    """params.yaml sized for the tiny world, written to `tmp_path/params.yaml`; returns its path."""
+    with (ROOT / "params.yaml").open(encoding="utf-8") as fh:
+        params = yaml.safe_load(fh)
+    params["generate"].update(n_customers=400, months=18, start="2025-01-01")
+    params["features"]["first_cutoff"] = "2025-10-01"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
