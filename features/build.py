@@ -179,7 +179,7 @@ def _activity_sql(windows: tuple[int, ...], lookback: int) -> str:
     """
 
 
-def _transactions_sql(windows: tuple[int, ...]) -> str:
+def _transactions_sql(windows: tuple[int, ...], has_category: bool) -> str:
     aggs = []
     for w in windows:
         aggs.append(
@@ -196,6 +196,12 @@ def _transactions_sql(windows: tuple[int, ...]) -> str:
         "max(t.ts) AS last_tx",
         "min(t.ts) AS first_tx",
         "count(*) AS n_tx_all",
+        (
+            "count(*) FILTER (WHERE t.category = 'promo' AND t.ts >= s.cutoff - INTERVAL 365 DAY)"
+            if has_category
+            else "NULL::BIGINT"
+        )
+        + " AS promo_365d",
     ]
     return f"""
     CREATE OR REPLACE TEMP TABLE f_transactions AS
@@ -321,7 +327,8 @@ def compute_aggregates(
     con.execute(_spine_sql(cfg, cust_cols))
     lookback = max(max(cfg.windows_days), 365)
     con.execute(_activity_sql(cfg.windows_days, lookback))
-    con.execute(_transactions_sql(cfg.windows_days))
+    tx_cols = _columns(con, "transactions")
+    con.execute(_transactions_sql(cfg.windows_days, "category" in tx_cols))
     con.execute(FEEDBACK_SQL)
     has_geo = {"region", "industry"} <= set(cust_cols)
     if has_geo:
@@ -416,6 +423,7 @@ def derive_features(
         out["gap_ratio"] = recency / gap.where(gap > 0)
         earlier_q = (df["amt_365d"] - df["amt_90d"]) / 3.0
         out["spend_90d_vs_baseline"] = df["amt_90d"] / earlier_q.where(earlier_q > 0)
+        out["promo_share_365d"] = df["promo_365d"] / df["n_tx_365d"].where(df["n_tx_365d"] > 0)
         out["r_score"] = _score(out["recency_days"], rfm["recency_days"], higher_is_better=False)
         out["f_score"] = _score(out["frequency_per_year"], rfm["frequency_per_year"], True)
         out["m_score"] = _score(out["monetary_per_year"], rfm["monetary_per_year"], True)

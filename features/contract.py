@@ -195,6 +195,30 @@ def _run_schema(
             out.append(Violation(name, str(col), problem, int(count), ex))
 
 
+def _numeric_attributes(df: pd.DataFrame, known: set[str]) -> pd.DataFrame:
+    """Extra customer attributes read from CSV arrive as text: keep a column numeric when every
+    non-empty value is a number, so that tenure or charges are not one-hot encoded."""
+    out = df.copy()
+    for col in df.columns:
+        if col in known or pd.api.types.is_numeric_dtype(df[col]):
+            continue
+        conv = pd.to_numeric(df[col], errors="coerce")
+        if df[col].notna().any() and (conv.notna() == df[col].notna()).all():
+            out[col] = conv.astype("float64")
+    return out
+
+
+def _latest_date(customers: pd.DataFrame | None) -> pd.Timestamp:
+    """A flat table has no events: its end is its newest date, or a fixed day so that reruns of
+    the same file give the same outputs (never today's date)."""
+    dates = [
+        customers[c].max()
+        for c in ("signup_date", "cancel_date")
+        if customers is not None and c in customers and customers[c].notna().any()
+    ]
+    return max(dates).normalize() if dates else pd.Timestamp("2000-01-01")
+
+
 def parse_label(values: pd.Series) -> pd.Series:
     """Map Yes/No, True/False, 1/0, churned/stayed to 0/1; unknown words become <NA>."""
     s = values.astype("string").str.strip().str.lower()
@@ -252,6 +276,8 @@ def validate_tables(
         if len(out) > before:
             continue
         _run_schema(name, tdf, _schema(name, label_column), n_ex, out)
+        if name == "customers":
+            tdf = _numeric_attributes(tdf, set(kinds) | {label_column})
         typed[name] = tdf
 
     if flat and "customers" in typed:
@@ -316,7 +342,7 @@ def validate_tables(
     resolved_as_of = (
         stated.normalize()
         if stated is not None
-        else (latest.normalize() if pd.notna(latest) else pd.Timestamp.now().normalize())
+        else (latest.normalize() if pd.notna(latest) else _latest_date(typed.get("customers")))
     )
     families = {
         fam: any(t in typed and t in present for t in tabs) for fam, tabs in FAMILY_TABLES.items()

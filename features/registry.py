@@ -147,6 +147,14 @@ BEHAVIOUR = [
         source="transactions",
     ),
     FeatureSpec(
+        "promo_share_365d",
+        "behaviour",
+        "share",
+        "Share of purchases made on promotion in the last 12 months",
+        "近12个月促销购买占比",
+        source="transactions",
+    ),
+    FeatureSpec(
         "reply_rate_90d",
         "behaviour",
         "share",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,15 @@ class WorldConfig:
     existing_share: float = 0.6
     hazard_intent_base: float = -5.0
     hazard_intent_satisfaction: float = 1.6
-    hazard_intent_engagement: float = 1.0
-    hazard_intent_competitor: float = 1.3
+    hazard_intent_engagement: float = 1.3
+    hazard_intent_competitor: float = 1.8
     hazard_intent_downturn: float = 0.8
     hazard_intent_policy: float = 1.0
-    hazard_intent_new_customer: float = 2.0
-    hazard_intent_basic_plan: float = 0.8
+    hazard_intent_new_customer: float = 2.5
+    hazard_intent_basic_plan: float = 1.2
     hazard_passive: float = 0.012
     hazard_fading: float = 0.006
-    intent_churn_per_month: float = 0.5
+    intent_churn_per_month: float = 0.35
     fading_churn_per_month: float = 0.3
     intent_activity_factor: float = 0.3
     fading_decay: float = 0.5
@@ -250,8 +251,8 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     policy_exposed = rng.random(n) < 0.3
     yearly_value = np.exp(rng.normal(np.log(9000.0), 0.9, n))
     buys_per_year = np.clip(np.exp(rng.normal(np.log(10.0), 0.6, n)), 0.5, 48)
-    login_rate = np.exp(rng.normal(np.log(2.0), 0.6, n))
-    visit_rate = np.exp(rng.normal(np.log(0.7), 0.5, n))
+    login_rate = np.exp(rng.normal(np.log(3.0), 0.5, n))
+    visit_rate = np.exp(rng.normal(np.log(0.6), 0.5, n))
     zh = rng.random(n) < 0.4
     plan = rng.choice(np.array(["basic", "plus", "premium"]), n, p=[0.5, 0.35, 0.15])
     channel = rng.choice(np.array(["store", "online", "both"]), n, p=[0.4, 0.3, 0.3])
@@ -286,8 +287,10 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     reason[cur == INTENT] = rng.choice(np.array(ACTIVE_REASONS), int((cur == INTENT).sum()))
     rho = 0.8
     for t in range(t_n):
-        e_now = rho * e_prev + (1 - rho) * mu_e + 0.35 * rng.standard_normal(n)
-        s_now = rho * s_prev + (1 - rho) * mu_s + 0.3 * rng.standard_normal(n) - 1.2 * failure[:, t]
+        e_now = rho * e_prev + (1 - rho) * mu_e + 0.15 * rng.standard_normal(n)
+        s_now = (
+            rho * s_prev + (1 - rho) * mu_s + 0.15 * rng.standard_normal(n) - 1.2 * failure[:, t]
+        )
         launch = mk["launch_effect"][region, t]
         downturn = mk["downturn"][industry, t]
         policy = mk["policy_effect"][industry, t] & policy_exposed
@@ -377,7 +380,7 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     is_fad = status == FADING
     act_mult = np.where(is_int, cfg.intent_activity_factor, 1.0)
     act_mult = np.where(is_fad, cfg.fading_decay ** (1.0 + months_in_state), act_mult)
-    noise = np.exp(0.25 * cfg.trace_noise * rng.standard_normal((n, t_n)))
+    noise = np.exp(0.15 * cfg.trace_noise * rng.standard_normal((n, t_n)))
     engage = np.exp(0.5 * eng) * act_mult * noise * alive_month
     rsn = reason[:, None]
     int_service = is_int & (rsn == "service")
@@ -397,7 +400,7 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     p_cancel = np.where(is_int, 0.35, 0.06) + 0.35 * int_conv
     cancelled = pois(bookings * p_cancel + 0.08 * int_conv * alive_month)
     act_parts += [("booking", bookings, whole), ("booking_cancelled", cancelled, whole)]
-    sent = pois(0.5 * alive_month)
+    sent = pois(0.8 * alive_month)
     reply_p = np.where(is_int | is_fad, 0.3, 0.55 + 0.25 * _sigmoid(eng)) - 0.2 * int_rel
     reply_p = np.clip(reply_p + 0.1 * cfg.trace_noise * rng.standard_normal((n, t_n)), 0.02, 0.98)
     replied = rng.binomial(sent, reply_p).astype(np.int32)
@@ -427,7 +430,12 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     per_buy = yearly_value / buys_per_year
     shrink = np.where(int_price, 0.25, np.where(is_int, 0.5, 1.0))[cust, month]
     amount = np.round(per_buy[cust] * shrink * np.exp(0.35 * rng.standard_normal(cust.size)), 2)
-    category = rng.choice(np.array(["service", "parts", "accessories", "upgrade"]), cust.size)
+    # price-sensitive customers buy on promotion more often
+    category = np.where(
+        rng.random(cust.size) < 0.8 * price_sens[cust],
+        "promo",
+        rng.choice(np.array(["service", "parts", "accessories", "upgrade"]), cust.size),
+    )
     keep = (ts < churn_ms[cust]) & (ts >= signup_ms[cust])
     transactions = _sorted(
         pd.DataFrame(
@@ -441,10 +449,10 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     )
 
     # feedback: surveys are sparse and arrive late in the month
-    nps_n = (rng.random((n, t_n)) < 0.12) & alive_month
-    csat_n = rng.binomial(done, 0.4)
+    nps_n = (rng.random((n, t_n)) < 0.2) & alive_month
+    csat_n = rng.binomial(done, 0.7)
     compl = pois(
-        (0.02 + 0.9 * failure + 0.3 * int_service + 0.05 * (sat < -1)) * alive_month * ~is_fad
+        (0.02 + 0.9 * failure + 0.3 * int_service + 0.1 * (sat < -0.5)) * alive_month * ~is_fad
     )
     msg_n = ((rng.random((n, t_n)) < 0.10 + 0.4 * is_int) & alive_month).astype(np.int32)
     feedback = _feedback(
@@ -467,8 +475,9 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     )
 
     ids = np.array([f"C{i:07d}" for i in range(n)]) if n < 10**7 else np.arange(n).astype(str)
+    ids_pa = pa.array(ids, type=pa.large_string())
     for df in (activity, transactions, feedback):
-        df["customer_id"] = ids[df["customer_id"].to_numpy()]
+        df["customer_id"] = _take_str(ids_pa, df["customer_id"].to_numpy())
         df["ts"] = pd.to_datetime(df["ts"].to_numpy(), unit="ms")
 
     as_of = cfg.as_of
@@ -502,13 +511,13 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     ci, ct = np.nonzero(~np.isnan(risk))
     truth_risk = pd.DataFrame(
         {
-            "customer_id": ids[ci],
+            "customer_id": _take_str(ids_pa, ci),
             "cutoff": pd.to_datetime(month_ms[ct], unit="ms"),
             "true_risk": risk[ci, ct],
-            "state": pd.Categorical.from_codes(
+            "state": _take_str(
+                pa.array(["healthy", "intent", "fading"], type=pa.large_string()),
                 np.where(status[ci, ct - 1] == NOT_YET, 0, status[ci, ct - 1]).clip(0, 2),
-                ["healthy", "intent", "fading"],
-            ).astype(str),
+            ),
         }
     )
     market = _market_table(cfg, mk)
@@ -531,8 +540,27 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     )
 
 
+def _take_str(pool: pa.Array, idx: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """pool[idx] as pandas' default `str` column, built in Arrow without Python str objects."""
+    return pd.array(pool.take(pa.array(idx)), dtype="str")
+
+
+def _order(*keys: np.ndarray) -> np.ndarray:
+    """Same permutation as np.lexsort(keys[::-1]) (first key primary) for non-negative ints,
+    by packing the keys into one int64 and running a single stable argsort."""
+    bits = [int(k.max()).bit_length() if k.size else 0 for k in keys]
+    if sum(bits) > 63 or any(k.size and k.min() < 0 for k in keys):
+        return np.lexsort(keys[::-1])
+    packed = np.zeros(keys[0].size, dtype=np.int64)
+    for k, b in zip(keys, bits, strict=True):
+        packed <<= b
+        packed |= k.astype(np.int64)
+    return np.argsort(packed, kind="stable")
+
+
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
-    order = np.lexsort((df["ts"].to_numpy(), df["customer_id"].to_numpy()))
+    ts = df["ts"].to_numpy()
+    order = _order(df["customer_id"].to_numpy(), ts - ts.min() if ts.size else ts)
     return df.iloc[order].reset_index(drop=True)
 
 
@@ -552,12 +580,12 @@ def _event_table(
     cust = np.concatenate([f[0] for f in frames])
     ts = np.concatenate([f[1] for f in frames])
     code = np.concatenate([f[2] for f in frames])
-    order = np.lexsort((code, ts, cust))
+    order = _order(cust, ts - ts.min() if ts.size else ts, code)
     return pd.DataFrame(
         {
             "customer_id": cust[order],
             "ts": ts[order],
-            "event_type": pd.Categorical.from_codes(code[order], types).astype(str),
+            "event_type": _take_str(pa.array(types, type=pa.large_string()), code[order]),
         }
     )
 
@@ -601,9 +629,9 @@ def _feedback(
     tickets = np.array([f"T{i:09d}" for i in range(c.size)], dtype=object)
     texts = _pick_texts("complaint", zh[c], rng)
     rows.append(_fb(c, ts, "complaint_opened", None, texts, tickets))
-    resolve_p = np.where(is_int[c, m], 0.45, 0.8)
+    resolve_p = np.where(is_int[c, m], 0.45, 0.93)
     res = rng.random(c.size) < resolve_p
-    res_ts = ts[res] + (rng.integers(1, 40, res.sum()) * MS_PER_DAY)
+    res_ts = ts[res] + (rng.integers(1, 21, res.sum()) * MS_PER_DAY)
     rows.append(_fb(c[res], res_ts, "complaint_resolved", None, None, tickets[res]))
     # messages: vague replies and competitor mentions rise before leaving
     c, m, ts = _expand(msg_n, month_ms, rng)
@@ -624,7 +652,10 @@ def _feedback(
         & (df["ts"].to_numpy() < month_ms[-1])
     )
     df = df[keep]
-    order = np.lexsort((df["kind"].to_numpy(), df["ts"].to_numpy(), df["customer_id"].to_numpy()))
+    kind_codes, kinds = pd.factorize(df["kind"].to_numpy())
+    kind_rank = np.argsort(np.argsort(kinds))[kind_codes]  # codes in string order, as lexsort
+    ts = df["ts"].to_numpy()
+    order = _order(df["customer_id"].to_numpy(), ts - ts.min() if ts.size else ts, kind_rank)
     return df.iloc[order].reset_index(drop=True)
 
 

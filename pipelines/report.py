@@ -41,7 +41,7 @@ def build_context(
     registry = pd.read_csv(processed / "feature_registry.csv").set_index("name")
     high = seg[seg["risk_tier"] == "high"]
     reasons = pd.concat([high[f"reason_{j}"] for j in (1, 2, 3)])
-    reasons = reasons[reasons.astype(bool)].str.split(":").str[0].value_counts().head(3)
+    reasons = reasons[reasons.astype(bool)].str.rsplit(": ", n=1).str[0].value_counts().head(3)
     due = seg[seg["owner"] != "none"].groupby(["owner", "due_within_hours"]).size()
     owners = [{"owner": o, "hours": h, "count": int(c)} for (o, h), c in due.items()]
     return {

@@ -6,6 +6,7 @@ The world is generated once (about half a second); tests that change tables work
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pandas as pd
@@ -50,3 +51,29 @@ def tiny_params(tmp_path: Path) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return path
+
+
+# --- end-to-end pipeline runs (tests/pipeline) -------------------------------------------------
+
+
+def _tiny_pipeline_params() -> dict:
+    with (ROOT / "params.yaml").open(encoding="utf-8") as fh:
+        params = yaml.safe_load(fh)
+    params["base"]["log_level"] = "WARNING"
+    params["generate"].update(
+        n_customers=TINY_CONFIG.n_customers, months=TINY_CONFIG.months, start=TINY_CONFIG.start
+    )
+    params["features"]["first_cutoff"] = "2025-10-01"
+    # one thread: LightGBM's OpenMP threads crawl on a busy two-core machine
+    params["train"]["lgbm"].update(n_estimators=30, n_jobs=1)
+    params.setdefault("explain", {})["global_sample"] = 200
+    return params
+
+
+@pytest.fixture(scope="session")
+def make_pipeline_params():
+    """Factory: a fresh params dict (deep copy each call) for fast end-to-end runs: the tiny
+    world's size, first cutoff 2025-10-01, 30 single-threaded LightGBM trees, a 200-row SHAP
+    sample. `data.source` stays `data/raw` (synthetic mode) unless the test changes it."""
+    base = _tiny_pipeline_params()
+    return lambda: copy.deepcopy(base)

@@ -1,0 +1,200 @@
+"""Every stage's entry point in DVC order on the tiny synthetic world: the file contract.
+
+The chain runs once per module (about 3 s); each test checks one stage's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+TABLES = ("customers", "transactions", "activity", "feedback", "market")
+MODELS = ("logreg", "tree", "lgbm")
+METRIC_KEYS = {"roc_auc", "pr_auc", "brier", "log_loss", "recall_at_capacity"}
+FAMILIES = {"behaviour", "attitude", "external", "profile"}
+REGISTRY_COLUMNS = ["name", "family", "unit", "description_en", "description_zh"]
+TIERS = ("high", "medium", "low")
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, make_pipeline_params, run_stages) -> dict:
+    root = tmp_path_factory.mktemp("project")
+    params = make_pipeline_params()
+    assert params["data"]["source"] == "data/raw"  # synthetic mode; paths go to tmp via argv
+    paths = run_stages(root, params)
+    return {**paths, "root": root, "params": params}
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+
+
+def test_no_temporary_folders_left_behind(chain):
+    leftovers = [p for p in chain["root"].rglob(".*") if p.name != ".gitignore"]
+    assert leftovers == []
+
+
+def test_generate_writes_raw_tables_and_truth_apart(chain):
+    raw = chain["raw"]
+    assert sorted(p.name for p in raw.glob("*.parquet")) == sorted(f"{t}.parquet" for t in TABLES)
+    assert (chain["truth"] / "risk.parquet").is_file()
+    assert (chain["truth"] / "as_of.txt").read_text().strip() == "2026-06-30"
+    customers = pd.read_parquet(raw / "customers.parquet")
+    assert len(customers) == chain["params"]["generate"]["n_customers"]
+
+
+def test_validate_writes_typed_parquet(chain):
+    interim = chain["interim"]
+    assert sorted(p.name for p in interim.iterdir()) == sorted(
+        [f"{t}.parquet" for t in TABLES] + ["contract_report.json"]
+    )
+    tx = pd.read_parquet(interim / "transactions.parquet")
+    assert pd.api.types.is_datetime64_dtype(tx["ts"])
+    assert pd.api.types.is_float_dtype(tx["amount"])
+    assert pd.api.types.is_string_dtype(tx["customer_id"])
+    market = pd.read_parquet(interim / "market.parquet")
+    assert pd.api.types.is_datetime64_dtype(market["month"])
+    report = json.loads((interim / "contract_report.json").read_text(encoding="utf-8"))
+    assert report["mode"] == "events"
+    assert report["as_of"] == "2026-06-30"
+    assert report["families"] == dict.fromkeys(
+        ("behaviour", "attitude", "external", "profile"), True
+    )
+
+
+def test_feature_registry_contract(chain):
+    reg = pd.read_csv(chain["processed"] / "feature_registry.csv")
+    assert list(reg.columns) == REGISTRY_COLUMNS
+    assert set(reg["family"]) == FAMILIES  # all four on with every table present
+    assert reg["name"].is_unique
+    assert reg[REGISTRY_COLUMNS].notna().all().all()
+
+
+def test_features_table_contract(chain):
+    processed = chain["processed"]
+    feats = pd.read_parquet(processed / "features.parquet")
+    reg = pd.read_csv(processed / "feature_registry.csv")
+    for col in ("customer_id", "cutoff", "label", "rule_colour"):
+        assert col in feats.columns, col
+    missing = [n for n in reg["name"] if n not in feats.columns]
+    assert missing == []
+    assert feats["label"].notna().all()
+    assert set(feats["label"].astype(int).unique()) == {0, 1}
+    assert set(feats["rule_colour"].unique()) <= {"green", "yellow", "red"}
+    assert not feats.duplicated(["customer_id", "cutoff"]).any()
+    assert feats["cutoff"].min() == pd.Timestamp("2025-10-01")
+    # labels need a full 90-day window before the data end
+    assert feats["cutoff"].max() <= pd.Timestamp("2026-07-01") - pd.Timedelta(days=90)
+
+
+def test_scoring_table_is_the_newest_cutoff_without_label(chain):
+    processed = chain["processed"]
+    scoring = pd.read_parquet(processed / "scoring.parquet")
+    feats = pd.read_parquet(processed / "features.parquet", columns=["cutoff"])
+    reg = pd.read_csv(processed / "feature_registry.csv")
+    assert "label" not in scoring.columns
+    assert len(scoring) > 0
+    assert scoring["cutoff"].nunique() == 1
+    assert scoring["cutoff"].iloc[0] == pd.Timestamp("2026-07-01")  # the day after as_of
+    assert scoring["cutoff"].iloc[0] > feats["cutoff"].max()
+    assert scoring["customer_id"].is_unique
+    assert set(reg["name"]) <= set(scoring.columns)
+    assert set(scoring["rule_colour"].unique()) <= {"green", "yellow", "red"}
+    summary = json.loads((processed / "features_report.json").read_text(encoding="utf-8"))
+    assert summary["scoring_cutoff"] == "2026-07-01"
+    assert summary["scoring_rows"] == len(scoring)
+
+
+def test_train_writes_models_and_report(chain):
+    models = chain["models"]
+    for kind in MODELS:
+        assert (models / f"{kind}.joblib").is_file(), kind
+    report = json.loads((models / "train_report.json").read_text(encoding="utf-8"))
+    assert report["champion"] in MODELS
+    assert set(report["validation"]) == set(MODELS)
+    reg = pd.read_csv(chain["processed"] / "feature_registry.csv")
+    assert report["features"] == reg["name"].tolist()
+    # no training cutoff's label window reaches into the test cutoff
+    test_cutoff = pd.Timestamp(report["test_cutoffs"][0])
+    assert all(
+        pd.Timestamp(c) + pd.Timedelta(days=90) <= test_cutoff for c in report["train_cutoffs"]
+    )
+    # a saved model scores the raw feature columns on its own
+    scoring = pd.read_parquet(chain["processed"] / "scoring.parquet")
+    pipe = joblib.load(models / f"{report['champion']}.joblib")
+    p = pipe.predict_proba(scoring[report["features"]])[:, 1]
+    assert p.shape == (len(scoring),)
+    assert np.all((p >= 0) & (p <= 1))
+
+
+def test_metrics_contract(chain):
+    metrics = json.loads((chain["reports"] / "metrics.json").read_text(encoding="utf-8"))
+    for name in (*MODELS, "rules"):
+        assert set(metrics[name]) >= METRIC_KEYS, name
+        for key in METRIC_KEYS:
+            assert math.isfinite(metrics[name][key]), (name, key)
+        assert 0 <= metrics[name]["roc_auc"] <= 1
+        assert 0 <= metrics[name]["recall_at_capacity"] <= 1
+    assert metrics["champion"] in MODELS
+    train_report = json.loads((chain["models"] / "train_report.json").read_text())
+    assert metrics["champion"] == train_report["champion"]
+    assert 0.5 < metrics["oracle"]["roc_auc"] <= 1
+    assert metrics["capacity"] == chain["params"]["evaluate"]["capacity"]
+    for curve in ("roc", "precision_recall", "calibration", "gains"):
+        assert (chain["reports"] / "plots" / f"{curve}.csv").is_file(), curve
+    assert (chain["reports"] / "metrics_by_slice.csv").is_file()
+
+
+def test_explain_outputs(chain):
+    reports = chain["reports"]
+    fam = pd.read_csv(reports / "importance_by_family.csv")
+    assert set(fam["family"]) <= FAMILIES
+    assert (reports / "importance.csv").is_file()
+    reasons = pd.read_parquet(chain["explanations"])
+    scoring = pd.read_parquet(chain["processed"] / "scoring.parquet", columns=["customer_id"])
+    assert reasons["customer_id"].tolist() == scoring["customer_id"].tolist()
+    top_k = chain["params"]["explain"]["top_reasons"]
+    for j in range(1, top_k + 1):
+        assert f"reason_{j}_en" in reasons.columns
+        assert f"reason_{j}_zh" in reasons.columns
+
+
+def test_segment_files(chain):
+    seg_dir = chain["segments"]
+    sp = chain["params"]["segment"]
+    for name in ("scored_customers", *TIERS):
+        path = seg_dir / f"{name}.csv"
+        assert path.read_bytes()[:3] == BOM, f"{name}.csv has no UTF-8 BOM for Excel"
+    scored = _read_csv(seg_dir / "scored_customers.csv")
+    n = len(scored)
+    assert n == len(pd.read_parquet(chain["processed"] / "scoring.parquet"))
+    assert scored["customer_id"].is_unique
+    sizes = {t: len(_read_csv(seg_dir / f"{t}.csv")) for t in TIERS}
+    assert sum(sizes.values()) == n
+    assert sizes == scored["risk_tier"].value_counts().reindex(list(TIERS), fill_value=0).to_dict()
+    assert abs(sizes["high"] - sp["high_share"] * n) <= 1
+    assert abs(sizes["medium"] - sp["medium_share"] * n) <= 1
+    assert (scored["action"].str.strip() != "").all()
+    assert (scored["owner"].str.strip() != "").all()
+    high = _read_csv(seg_dir / "high.csv")
+    assert set(high["risk_tier"]) == {"high"}
+    # the high tier holds the highest probabilities
+    probs = scored["churn_probability"].astype(float)
+    rest = probs[scored["risk_tier"] != "high"]
+    assert high["churn_probability"].astype(float).min() >= rest.max()
+
+
+def test_model_card_names_the_champion(chain):
+    card = (chain["reports"] / "model_card.md").read_text(encoding="utf-8")
+    champion = json.loads((chain["reports"] / "metrics.json").read_text())["champion"]
+    lines = [line for line in card.splitlines() if "champion" in line.lower()]
+    assert any(re.search(rf"\b{champion}\b", line) for line in lines), lines
+    assert "the synthetic world" in card
