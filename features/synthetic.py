@@ -82,19 +82,19 @@ class WorldConfig:
     hazard_intent_base: float = -5.0
     hazard_intent_satisfaction: float = 1.6
     hazard_intent_engagement: float = 1.3
-    hazard_intent_competitor: float = 1.8
+    hazard_intent_competitor: float = 2.5
     hazard_intent_downturn: float = 0.8
-    hazard_intent_policy: float = 1.0
+    hazard_intent_policy: float = 1.6
     hazard_intent_new_customer: float = 2.5
     hazard_intent_basic_plan: float = 1.2
-    hazard_passive: float = 0.012
-    hazard_fading: float = 0.006
+    hazard_passive: float = 0.016
+    hazard_fading: float = 0.008
     intent_churn_per_month: float = 0.35
     fading_churn_per_month: float = 0.3
     intent_activity_factor: float = 0.3
     fading_decay: float = 0.5
     trace_noise: float = 1.0
-    competitor_launch_rate: float = 0.05
+    competitor_launch_rate: float = 0.07
     policy_shock_rate: float = 0.02
     downturn_rate: float = 0.04
 

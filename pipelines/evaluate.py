@@ -6,18 +6,24 @@ cutoff; on synthetic data also the oracle (the world's own risk). Writes reports
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-import joblib
 import pandas as pd
-from churnlight.models.evaluate import bootstrap_auc, curves, rule_probability, score_metrics
+from churnlight.models.evaluate import (
+    bootstrap_auc,
+    curves,
+    expected_calibration_error,
+    rule_probability,
+    score_metrics,
+)
 from churnlight.models.train import time_split
 from churnlight.pipelines.common import (
     atomic_dir,
     is_synthetic,
+    load_model,
     load_params,
+    load_train_report,
     setup_logging,
     write_json,
 )
@@ -65,7 +71,7 @@ def run(processed: Path, models: Path, reports: Path, params: dict, truth_dir: P
     seed = params["base"]["seed"]
     capacity = float(params["evaluate"]["capacity"])
     df = pd.read_parquet(processed / "features.parquet")
-    train_report = json.loads((models / "train_report.json").read_text())
+    train_report = load_train_report(models)
     features = train_report["features"]
     split = time_split(
         df,
@@ -77,9 +83,11 @@ def run(processed: Path, models: Path, reports: Path, params: dict, truth_dir: P
     metrics: dict = {}
     preds = {}
     for kind in params["train"]["models"]:
-        pipe = joblib.load(models / f"{kind}.joblib")
-        preds[kind] = pipe.predict_proba(split.test[features])[:, 1]
+        model = load_model(models, kind)
+        preds[kind] = model.predict_proba(split.test[features])[:, 1]
+        raw = model.pipeline.predict_proba(split.test[features])[:, 1]
         metrics[kind] = score_metrics(y, preds[kind], capacity)
+        metrics[kind]["ece_uncalibrated"] = expected_calibration_error(y, raw)
     preds["rules"] = rule_probability(split.train, split.test)
     metrics["rules"] = score_metrics(y, preds["rules"], capacity)
     champion = train_report["champion"]
@@ -106,24 +114,45 @@ def run(processed: Path, models: Path, reports: Path, params: dict, truth_dir: P
             metrics[champion]["recall_at_capacity"],
             metrics["rules"]["recall_at_capacity"],
         )
+    tables = curves(y, preds[champion])
     with atomic_dir(reports / "plots") as tmp:
-        for name, table in curves(y, preds[champion]).items():
+        for name, table in tables.items():
             table.to_csv(tmp / f"{name}.csv", index=False)
     slices = slice_metrics(split.test, preds[champion], capacity)
     slices.to_csv(reports / "metrics_by_slice.csv", index=False)
     write_json(metrics, reports / "metrics.json")
+    _log_to_mlflow(params, train_report, metrics, reports / "plots")
     for name in [*params["train"]["models"], "rules", "oracle"]:
         if name in metrics:
             m = metrics[name]
             log.info(
-                "%-7s roc_auc=%.4f pr_auc=%.4f recall@%.0f%%=%.3f",
+                "%-7s roc_auc=%.4f pr_auc=%.4f recall@%.0f%%=%.3f ece=%.4f",
                 name,
                 m["roc_auc"],
                 m["pr_auc"],
                 100 * capacity,
                 m["recall_at_capacity"],
+                m["ece"],
             )
     return metrics
+
+
+def _log_to_mlflow(params: dict, train_report: dict, metrics: dict, plots: Path) -> None:
+    """Test metrics go into each candidate's own run; the curves into the champion's."""
+    import mlflow
+    from churnlight.models import tracking
+
+    tracking.configure(params["train"]["mlflow_experiment"])
+    for kind, info in train_report["models"].items():
+        with mlflow.start_run(run_id=info["run_id"]):
+            mlflow.log_metrics({f"test_{k}": float(v) for k, v in metrics[kind].items()})
+            mlflow.log_metric(
+                "test_rules_recall_at_capacity", metrics["rules"]["recall_at_capacity"]
+            )
+            if "oracle" in metrics:
+                mlflow.log_metric("test_oracle_roc_auc", metrics["oracle"]["roc_auc"])
+            if kind == metrics["champion"]:
+                mlflow.log_artifacts(str(plots), artifact_path="plots")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,14 +7,12 @@ Contributions are in log-odds of the uncalibrated model.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-import joblib
 import pandas as pd
 from churnlight.models.explain import contributions, importance, top_reasons
-from churnlight.pipelines.common import load_params, setup_logging, write_parquet
+from churnlight.pipelines.common import load_champion, load_params, setup_logging, write_parquet
 
 log = logging.getLogger("churnlight.explain")
 
@@ -22,9 +20,8 @@ log = logging.getLogger("churnlight.explain")
 def run(processed: Path, models: Path, reports: Path, out: Path, params: dict) -> pd.DataFrame:
     seed = params["base"]["seed"]
     ep = params["explain"]
-    train_report = json.loads((models / "train_report.json").read_text())
-    champion, features = train_report["champion"], train_report["features"]
-    pipe = joblib.load(models / f"{champion}.joblib")
+    champion, model, features = load_champion(models)
+    pipe = model.pipeline  # explanations are in log-odds of the uncalibrated model
     registry = pd.read_csv(processed / "feature_registry.csv")
     scoring = pd.read_parquet(processed / "scoring.parquet")
     x = scoring[features]

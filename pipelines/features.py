@@ -2,6 +2,10 @@
 
 Writes data/processed/features.parquet (labelled snapshots), scoring.parquet (the newest
 cutoff, no label), feature_registry.csv and features_report.json.
+
+DuckDB aggregates the event tables one range of customers at a time (`features.partitions`)
+within `features.duckdb_memory_limit`, and the snapshots are derived and written in batches of
+`features.batch_rows` rows, so memory stays bounded whatever the number of customers.
 """
 
 from __future__ import annotations
@@ -9,7 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -18,18 +25,27 @@ import pandas as pd
 from churnlight.features.build import (
     FeatureConfig,
     add_profile,
-    compute_aggregates,
+    aggregate_table,
     derive_features,
     make_cutoffs,
     profile_columns,
+    read_aggregates,
     three_colour,
 )
 from churnlight.features.contract import parse_label
 from churnlight.features.registry import build_registry, registry_frame
-from churnlight.pipelines.common import atomic_dir, load_params, setup_logging, write_json
+from churnlight.pipelines.common import (
+    ParquetAppender,
+    atomic_dir,
+    load_params,
+    setup_logging,
+    write_json,
+)
 
 log = logging.getLogger("churnlight.features")
 KEYS = ["customer_id", "cutoff"]
+EVENT_TABLES = ("transactions", "activity", "feedback")
+Rows = Callable[[pd.DataFrame], pd.Series]
 
 
 def load_lexicon(path: str | Path | None = None) -> pd.DataFrame:
@@ -42,44 +58,70 @@ def load_lexicon(path: str | Path | None = None) -> pd.DataFrame:
         return pd.read_csv(fh, dtype=str)
 
 
+def connect(interim: Path, present: set[str], params: dict, temp_dir: Path):
+    """DuckDB over the interim Parquet files, with the memory limit and threads from params."""
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{temp_dir.as_posix()}'")
+    if params.get("duckdb_memory_limit"):
+        con.execute(f"SET memory_limit = '{params['duckdb_memory_limit']}'")
+    if params.get("duckdb_threads"):
+        con.execute(f"SET threads = {int(params['duckdb_threads'])}")
+    con.execute("SET preserve_insertion_order = false")
+    for name in present:
+        path = (interim / f"{name}.parquet").as_posix()
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+    return con
+
+
+def partitions_for(con: duckdb.DuckDBPyConnection, present: set[str], params: dict) -> int:
+    """`features.partitions`, or when null one customer range per `events_per_partition` events."""
+    if params.get("partitions"):
+        return int(params["partitions"])
+    events = sum(
+        con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in EVENT_TABLES if t in present
+    )
+    return max(1, math.ceil(events / int(params.get("events_per_partition", 5_000_000))))
+
+
 def build_event_features(
-    interim: Path, report: dict, params: dict, threads: int | None = None
-) -> tuple[pd.DataFrame, list]:
+    con: duckdb.DuckDBPyConnection, present: set[str], report: dict, params: dict
+) -> tuple[Iterator[pd.DataFrame], list, pd.Timestamp | None]:
+    """Aggregate; return the feature rows as batches in (cutoff, customer_id) order (derived,
+    with profile and rules), the registry specs, and the newest cutoff with rows."""
     cfg = FeatureConfig.from_params(params)
     as_of = pd.Timestamp(report["as_of"])
     cutoffs = make_cutoffs(
         as_of, params.get("first_cutoff"), params.get("last_cutoff"), int(params["step_months"])
     )
     data_end = as_of + pd.Timedelta(days=1)
-    present = {p.stem for p in interim.glob("*.parquet")}
-    con = duckdb.connect()
-    if params.get("duckdb_memory_limit"):
-        con.execute(f"SET memory_limit = '{params['duckdb_memory_limit']}'")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    con.execute("SET preserve_insertion_order = false")
-    for name in present:
-        path = (interim / f"{name}.parquet").as_posix()
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+    parts = partitions_for(con, present, params)
     t0 = time.perf_counter()
-    agg = compute_aggregates(
-        con, present, cutoffs, data_end, cfg, load_lexicon(params.get("lexicon"))
+    rows = aggregate_table(
+        con, present, cutoffs, data_end, cfg, load_lexicon(params.get("lexicon")), parts
     )
     log.info(
-        "aggregated %d snapshot rows over %d cutoffs in %.1f s",
-        len(agg),
+        "aggregated %d snapshot rows over %d cutoffs (%d customer partitions) in %.1f s",
+        sum(rows.values()),
         len(cutoffs),
+        parts,
         time.perf_counter() - t0,
     )
     tables = {t: t in present for t in ("activity", "transactions", "feedback", "market")}
-    feats = derive_features(agg, cfg, tables)
-    customers = con.execute("SELECT * FROM customers").df()
+    names = [r[0] for r in con.execute("DESCRIBE customers").fetchall()]
+    keep = ", ".join(f'"{c}"' for c in names if c not in ("signup_date", "cancel_date"))
+    customers = con.execute(f"SELECT {keep} FROM customers").df()
     prof = profile_columns(customers)
-    feats = add_profile(feats, customers, prof)
-    families = dict(report["families"])
-    specs = build_registry(list(cfg.windows_days), families, prof, present)
-    feats = pd.concat([feats, three_colour(feats, cfg.signals)], axis=1)
-    return feats, specs
+    ids = pd.Index(customers["customer_id"])
+    specs = build_registry(list(cfg.windows_days), dict(report["families"]), prof, present)
+
+    def batches() -> Iterator[pd.DataFrame]:
+        for agg in read_aggregates(con, int(params.get("batch_rows", 100_000))):
+            feats = derive_features(agg, cfg, tables)
+            pos = ids.get_indexer(feats["customer_id"].unique())
+            feats = add_profile(feats, customers.iloc[pos[pos >= 0]], prof)
+            yield pd.concat([feats, three_colour(feats, cfg.signals)], axis=1)
+
+    return batches(), specs, max(rows) if rows else None
 
 
 def build_flat_features(
@@ -102,46 +144,93 @@ def build_flat_features(
     return feats, specs
 
 
+class SnapshotWriter:
+    """Writes feature batches to features.parquet (the labelled rows) and scoring.parquet (the
+    scoring snapshot, without label) in `folder`, keeping what the summary needs."""
+
+    def __init__(self, folder: Path, labelled: Rows, scoring: Rows, required: list[str]) -> None:
+        self.is_labelled, self.is_scoring, self.required = labelled, scoring, required
+        self.labelled = ParquetAppender(folder / "features.parquet")
+        self.scoring = ParquetAppender(folder / "scoring.parquet")
+        self.label_sum = 0
+        self.cutoffs: set = set()
+        self.scoring_cutoff: pd.Timestamp | None = None
+        self.colours: list[pd.Series] = []
+
+    def write(self, feats: pd.DataFrame) -> None:
+        missing = [n for n in self.required if n not in feats.columns]
+        if missing:
+            raise RuntimeError(f"registered features not computed: {missing}")
+        labelled = feats[self.is_labelled(feats)]
+        scoring = feats[self.is_scoring(feats)].drop(columns="label")
+        self.labelled.write(labelled)
+        self.scoring.write(scoring)
+        self.label_sum += int(labelled["label"].sum())
+        self.cutoffs.update(labelled["cutoff"].unique())
+        self.colours.append(scoring["rule_colour"])
+        if len(scoring):
+            last = scoring["cutoff"].max()
+            self.scoring_cutoff = (
+                last if self.scoring_cutoff is None else max(last, self.scoring_cutoff)
+            )
+
+    def close(self) -> None:
+        self.labelled.close()
+        self.scoring.close()
+
+    def summary(self) -> dict:
+        n, colours = self.labelled.rows, pd.concat(self.colours)
+        return {
+            "labelled_rows": n,
+            "scoring_rows": self.scoring.rows,
+            "cutoffs": sorted(str(c.date()) for c in self.cutoffs),
+            "scoring_cutoff": str(self.scoring_cutoff.date()) if self.scoring_cutoff else None,
+            "churn_rate": self.label_sum / n if n else None,
+            "rule_colours": colours.value_counts(normalize=True).round(4).to_dict(),
+        }
+
+
 def run(interim: Path, out: Path, params: dict) -> dict:
     report = json.loads((interim / "contract_report.json").read_text())
     fparams = params["features"]
-    if report["mode"] == "flat":
-        feats, specs = build_flat_features(interim, report, params["data"])
-        labelled = feats
-        scoring = feats[feats["label"] == 0].drop(columns="label")
-    else:
-        feats, specs = build_event_features(interim, report, fparams)
-        last = feats["cutoff"].max()
-        labelled = feats[feats["label"].notna()]
-        scoring = feats[feats["cutoff"] == last].drop(columns="label")
-    reg = registry_frame(specs)
-    missing = [n for n in reg["name"] if n not in feats.columns]
-    if missing:
-        raise RuntimeError(f"registered features not computed: {missing}")
-    per_family = reg["family"].value_counts().to_dict()
-    summary = {
-        "mode": report["mode"],
-        "families": report["families"],
-        "features_per_family": per_family,
-        "n_features": len(reg),
-        "labelled_rows": len(labelled),
-        "scoring_rows": len(scoring),
-        "cutoffs": sorted(str(c.date()) for c in labelled["cutoff"].unique()),
-        "scoring_cutoff": str(scoring["cutoff"].max().date()) if len(scoring) else None,
-        "churn_rate": float(labelled["label"].mean()) if len(labelled) else None,
-        "rule_colours": scoring["rule_colour"].value_counts(normalize=True).round(4).to_dict(),
-    }
-    with atomic_dir(out) as tmp:
-        labelled.to_parquet(tmp / "features.parquet", index=False)
-        scoring.to_parquet(tmp / "scoring.parquet", index=False)
-        reg.to_csv(tmp / "feature_registry.csv", index=False, encoding="utf-8")
-        write_json(summary, tmp / "features_report.json")
+    with tempfile.TemporaryDirectory(prefix="churnlight-features-") as scratch:
+        con = None
+        if report["mode"] == "flat":
+            feats, specs = build_flat_features(interim, report, params["data"])
+            batches: Iterator[pd.DataFrame] = iter([feats])
+            labelled: Rows = lambda df: pd.Series(True, index=df.index)  # noqa: E731
+            scoring: Rows = lambda df: df["label"] == 0  # noqa: E731
+        else:
+            present = {p.stem for p in interim.glob("*.parquet")}
+            con = connect(interim, present, fparams, Path(scratch))
+            batches, specs, last = build_event_features(con, present, report, fparams)
+            labelled = lambda df: df["label"].notna()  # noqa: E731
+            scoring = lambda df: df["cutoff"] == last  # noqa: E731
+        reg = registry_frame(specs)
+        try:
+            with atomic_dir(out) as tmp:
+                writer = SnapshotWriter(tmp, labelled, scoring, list(reg["name"]))
+                for feats in batches:
+                    writer.write(feats)
+                writer.close()
+                summary = {
+                    "mode": report["mode"],
+                    "families": report["families"],
+                    "features_per_family": reg["family"].value_counts().to_dict(),
+                    "n_features": len(reg),
+                    **writer.summary(),
+                }
+                reg.to_csv(tmp / "feature_registry.csv", index=False, encoding="utf-8")
+                write_json(summary, tmp / "features_report.json")
+        finally:
+            if con is not None:
+                con.close()
     log.info(
         "features: %d labelled rows, %d scoring rows, %d features %s (churn rate %.3f)",
-        len(labelled),
-        len(scoring),
-        len(reg),
-        per_family,
+        summary["labelled_rows"],
+        summary["scoring_rows"],
+        summary["n_features"],
+        summary["features_per_family"],
         summary["churn_rate"] or 0,
     )
     return summary

@@ -5,15 +5,13 @@ action, and write the files marketing opens (CSV with a byte-order mark for Exce
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 from churnlight.models.segment import apply_playbook, churn_kind, risk_tiers
-from churnlight.pipelines.common import atomic_dir, load_params, setup_logging
+from churnlight.pipelines.common import atomic_dir, load_champion, load_params, setup_logging
 
 log = logging.getLogger("churnlight.segment")
 COLUMNS = [
@@ -72,12 +70,10 @@ def build_segments(
 
 
 def run(processed: Path, models: Path, explanations: Path, out: Path, params: dict) -> pd.DataFrame:
-    train_report = json.loads((models / "train_report.json").read_text())
-    champion, features = train_report["champion"], train_report["features"]
-    pipe = joblib.load(models / f"{champion}.joblib")
+    _, model, features = load_champion(models)
     scoring = pd.read_parquet(processed / "scoring.parquet")
     reasons = pd.read_parquet(explanations)
-    p = pipe.predict_proba(scoring[features])[:, 1]
+    p = model.predict_proba(scoring[features])[:, 1]  # calibrated
     seg = build_segments(scoring, p, reasons, params["segment"])
     with atomic_dir(out) as tmp:
         seg.to_csv(tmp / "scored_customers.csv", index=False, encoding="utf-8-sig")

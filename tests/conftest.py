@@ -66,6 +66,7 @@ def _tiny_pipeline_params() -> dict:
     params["features"]["first_cutoff"] = "2025-10-01"
     # one thread: LightGBM's OpenMP threads crawl on a busy two-core machine
     params["train"]["lgbm"].update(n_estimators=30, n_jobs=1)
+    params["train"].update(n_trials={"logreg": 2, "tree": 2, "lgbm": 2}, folds=2, timeout_s=30)
     params.setdefault("explain", {})["global_sample"] = 200
     return params
 
@@ -77,3 +78,19 @@ def make_pipeline_params():
     sample. `data.source` stays `data/raw` (synthetic mode) unless the test changes it."""
     base = _tiny_pipeline_params()
     return lambda: copy.deepcopy(base)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _mlflow_in_tmp(tmp_path_factory):
+    """MLflow runs made by tests go to a throwaway store, never the project's mlflow.db."""
+    import os
+
+    store = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    yield
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old

@@ -58,6 +58,7 @@ def layout(root: Path) -> dict[str, Path]:
         "interim": root / "data" / "interim",
         "processed": root / "data" / "processed",
         "models": root / "data" / "artifacts" / "models",
+        "tuning": root / "data" / "artifacts" / "tuning",
         "explanations": root / "data" / "artifacts" / "explanations.parquet",
         "reports": root / "reports",
         "segments": root / "reports" / "segments",
@@ -70,7 +71,14 @@ def stage_argv(stage: str, p: dict[str, Path], raw: Path | None) -> list[str]:
         "generate": ["--out", p["raw"]],
         "validate": [*(["--raw", raw] if raw else []), "--out", p["interim"]],
         "features": ["--interim", p["interim"], "--out", p["processed"]],
-        "train": ["--processed", p["processed"], "--out", p["models"]],
+        "train": [
+            "--processed",
+            p["processed"],
+            "--out",
+            p["models"],
+            "--tuning",
+            p["tuning"],
+        ],
         "evaluate": [
             "--processed",
             p["processed"],

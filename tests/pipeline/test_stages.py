@@ -119,7 +119,13 @@ def test_train_writes_models_and_report(chain):
         assert (models / f"{kind}.joblib").is_file(), kind
     report = json.loads((models / "train_report.json").read_text(encoding="utf-8"))
     assert report["champion"] in MODELS
-    assert set(report["validation"]) == set(MODELS)
+    assert set(report["cv"]) == {*MODELS, "rules"}
+    # every candidate was tuned (trials stored), logged to MLflow, and the champion registered
+    for kind in MODELS:
+        info = report["models"][kind]
+        assert info["n_trials"] >= 1 and info["model_uri"] and info["run_id"]
+    assert report["registered_model"]["alias"] == "champion"
+    assert (chain["models"].parent / "tuning" / "optuna.db").is_file()
     reg = pd.read_csv(chain["processed"] / "feature_registry.csv")
     assert report["features"] == reg["name"].tolist()
     # no training cutoff's label window reaches into the test cutoff

@@ -1,0 +1,82 @@
+"""MLflow bookkeeping: where runs go, how a candidate is logged, how the champion is registered.
+
+Nothing happens at import; `configure` is called by the stages. The store is a local SQLite file
+in the project unless MLFLOW_TRACKING_URI says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from importlib import metadata
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+DEFAULT_URI = "sqlite:///mlflow.db"
+PINNED = ("scikit-learn", "lightgbm", "pandas", "numpy", "pyarrow")
+
+
+def configure(experiment: str, uri: str | None = None) -> str:
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+def pip_requirements() -> list[str]:
+    """Exact versions of what the pickled model needs (saves MLflow's slow inference of them)."""
+    return [f"{name}=={metadata.version(name)}" for name in PINNED] + [
+        f"churnlight=={metadata.version('churnlight')}"
+    ]
+
+
+def log_candidate(model, name: str, example: pd.DataFrame) -> str:
+    """Log a fitted model with its signature and an input example; returns the model URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = example.head(5)
+    proba = model.predict_proba(example)[:, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        signature = infer_signature(example, proba)
+        info = mlflow.sklearn.log_model(
+            model,
+            name=name,
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            serialization_format="cloudpickle",
+        )
+    return info.model_uri
+
+
+def register_champion(model_uri: str, registered_name: str, alias: str = "champion") -> str:
+    """Register the model and point the alias at the new version; returns the version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mv = mlflow.register_model(model_uri, registered_name)
+    MlflowClient().set_registered_model_alias(registered_name, alias, mv.version)
+    return str(mv.version)
+
+
+def trial_logger(kind: str):
+    """An Optuna callback that records every finished trial as a nested MLflow run."""
+    import mlflow
+
+    def callback(study, trial) -> None:
+        with mlflow.start_run(run_name=f"{kind}-trial-{trial.number}", nested=True):
+            mlflow.log_params(trial.params)
+            mlflow.set_tag("state", trial.state.name)
+            if trial.value is not None:
+                mlflow.log_metric("cv_log_loss", trial.value)
+
+    return callback
