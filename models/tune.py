@@ -15,12 +15,13 @@ import lightgbm as lgb
 import numpy as np
 import optuna
 import pandas as pd
-from churnlight.models.train import build_pipeline, feature_columns
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.pipeline import Pipeline
+
+from churnlight.models.train import build_pipeline, feature_columns
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+
 from churnlight.models.evaluate import (
     bootstrap_auc,
     curves,
@@ -140,6 +141,7 @@ def run(processed: Path, models: Path, reports: Path, params: dict, truth_dir: P
 def _log_to_mlflow(params: dict, train_report: dict, metrics: dict, plots: Path) -> None:
     """Test metrics go into each candidate's own run; the curves into the champion's."""
     import mlflow
+
     from churnlight.models import tracking
 
     tracking.configure(params["train"]["mlflow_experiment"])

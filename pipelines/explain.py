@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+
 from churnlight.models.explain import contributions, importance, top_reasons
 from churnlight.pipelines.common import load_champion, load_params, setup_logging, write_parquet
 

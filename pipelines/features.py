@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+
 from churnlight.features.build import (
     FeatureConfig,
     add_profile,

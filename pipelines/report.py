@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+
 from churnlight.models.report import render_card
 from churnlight.pipelines.common import is_synthetic, load_params, setup_logging, write_text
 

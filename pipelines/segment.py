@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from churnlight.models.segment import apply_playbook, churn_kind, risk_tiers
 from churnlight.pipelines.common import atomic_dir, load_champion, load_params, setup_logging
 

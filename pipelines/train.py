@@ -19,6 +19,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+
 from churnlight.models import tracking
 from churnlight.models.evaluate import rule_probability, score_metrics
 from churnlight.models.train import time_split, tree_rules

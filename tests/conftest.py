@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
 from churnlight.features.synthetic import World, WorldConfig, generate_world
 
 ROOT = Path(__file__).resolve().parents[1]

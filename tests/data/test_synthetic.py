@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from churnlight.features.synthetic import World, WorldConfig, generate_world
 from churnlight.pipelines.generate import write_world
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from churnlight.pipelines import validate
 
 TABLES = ("customers", "transactions", "activity", "feedback", "market")

@@ -6,8 +6,9 @@ import logging
 
 import pandas as pd
 import pytest
-from churnlight.pipelines.cli import app
 from typer.testing import CliRunner
+
+from churnlight.pipelines.cli import app
 
 TABLES = ("customers", "transactions", "activity", "feedback", "market")
 OPTIONS = {
