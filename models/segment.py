@@ -1,4 +1,5 @@
-"""From probabilities to action lists: risk tiers, the likely kind of churn and the playbook."""
+"""From probabilities to action lists: risk tiers, the likely kind of churn, the playbook,
+expected retained value, the summary marketing reads first, drift, pseudonymous ids."""
 
 from __future__ import annotations
 
@@ -45,11 +46,12 @@ def churn_kind(reason_families: pd.DataFrame, complaints_open: pd.Series | None)
 def apply_playbook(
     risk: np.ndarray, value: np.ndarray, care: np.ndarray, playbook: list[dict]
 ) -> pd.DataFrame:
-    """First matching playbook row per customer: action, owner and deadline in hours."""
+    """First matching playbook row per customer: action, owner, deadline in hours and cost."""
     n = len(risk)
     action = np.full(n, "", dtype=object)
     owner = np.full(n, "", dtype=object)
     hours = np.zeros(n, dtype=np.int64)
+    cost = np.zeros(n, dtype=float)
     done = np.zeros(n, dtype=bool)
     for row in playbook:
         m = ~done & (risk == row["risk"])
@@ -57,10 +59,119 @@ def apply_playbook(
         if vals or cares:
             m &= np.isin(value, vals) | np.isin(care, cares)
         action[m], owner[m], hours[m] = row["action"], row["owner"], int(row["due_within_hours"])
+        cost[m] = float(row.get("cost", 0.0))
         done |= m
     if not done.all():
         missing = sorted(
             {(r, v, c) for r, v, c, d in zip(risk, value, care, done, strict=True) if not d}
         )
         raise ValueError(f"segment.playbook has no row for (risk, value, care) = {missing[:5]}")
-    return pd.DataFrame({"action": action, "owner": owner, "due_within_hours": hours})
+    return pd.DataFrame(
+        {"action": action, "owner": owner, "due_within_hours": hours, "action_cost": cost}
+    )
+
+
+def expected_retained_value(
+    p: np.ndarray, value: np.ndarray, value_tier: np.ndarray, success: dict, cost: np.ndarray
+) -> np.ndarray:
+    """p(churn) x customer value x the action's success rate - the action's cost."""
+    rate = pd.Series(value_tier).map(success).fillna(0.0).to_numpy(dtype=float)
+    return np.asarray(p) * np.nan_to_num(np.asarray(value, dtype=float)) * rate - cost
+
+
+def summarise(
+    seg: pd.DataFrame, reason_features: pd.DataFrame, descriptions: pd.Series
+) -> pd.DataFrame:
+    """Per risk tier x value tier: count, mean probability, expected churners, value at risk and
+    the most common reasons (named by their description, counted by feature)."""
+    rows = []
+    for (risk, tier), g in seg.groupby(["risk_tier", "value_tier"], sort=False):
+        feats = reason_features.loc[g.index].stack()
+        top = feats[feats.astype(bool)].value_counts().head(3).index
+        rows.append(
+            {
+                "risk_tier": risk,
+                "value_tier": tier,
+                "customers": len(g),
+                "mean_probability": round(float(g["churn_probability"].mean()), 4),
+                "expected_churners": round(float(g["churn_probability"].sum()), 1),
+                "value_at_risk": round(
+                    float((g["churn_probability"] * g["customer_value"]).sum()), 2
+                ),
+                "top_reasons": "; ".join(descriptions.get(f, f) for f in top),
+            }
+        )
+    order = {"high": 0, "medium": 1, "low": 2, "platinum": 0, "gold": 1, "silver": 2, "regular": 3}
+    out = pd.DataFrame(rows)
+    return out.sort_values(["risk_tier", "value_tier"], key=lambda s: s.map(order)).reset_index(
+        drop=True
+    )
+
+
+def population_stability(
+    expected: pd.DataFrame, actual: pd.DataFrame, columns: list[str], bins: int = 10
+) -> pd.DataFrame:
+    """Population stability index of each feature, training window against scoring snapshot.
+
+    Numbers are cut at the training quantiles (missing values get a bin of their own);
+    categories are compared level by level."""
+    eps = 1e-4
+    rows = []
+    for c in columns:
+        e, a = expected[c], actual[c]
+        if pd.api.types.is_numeric_dtype(e):
+            edges = np.unique(np.nanquantile(e.to_numpy(dtype=float), np.linspace(0, 1, bins + 1)))
+            if len(edges) < 2:
+                edges = np.array([-np.inf, np.inf])
+            edges[0], edges[-1] = -np.inf, np.inf
+
+            def dist(s: pd.Series, edges=edges) -> pd.Series:
+                v = s.to_numpy(dtype=float)
+                idx = np.where(np.isnan(v), -1, np.searchsorted(edges, v, side="right") - 1)
+                return pd.Series(idx).value_counts(normalize=True)
+        else:
+
+            def dist(s: pd.Series) -> pd.Series:
+                return s.astype("string").fillna("<missing>").value_counts(normalize=True)
+
+        de, da = dist(e), dist(a)
+        keys = de.index.union(da.index)
+        pe = de.reindex(keys, fill_value=0).to_numpy() + eps
+        pa = da.reindex(keys, fill_value=0).to_numpy() + eps
+        rows.append({"name": c, "psi": float(np.sum((pa - pe) * np.log(pa / pe)))})
+    return pd.DataFrame(rows).sort_values("psi", ascending=False, ignore_index=True)
+
+
+def hash_ids(ids: pd.Series, secret: str) -> pd.Series:
+    """Pseudonymous ids: HMAC-SHA256 of the id under a secret key, stable across runs."""
+    import hashlib
+    import hmac
+
+    key = secret.encode("utf-8")
+    return ids.astype(str).map(
+        lambda v: hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
+    )
+
+
+COLUMN_DOCS = {
+    "customer_id": "Customer identifier (pseudonymised when export.hash_ids is on)",
+    "churn_probability": "Calibrated chance of churning within the label window (0-1)",
+    "risk_tier": "high / medium / low, by the segment policy in params.yaml",
+    "value_tier": "platinum / gold / silver / regular, from the RFM score",
+    "care_layer": "core / active / dormant care programme layer",
+    "churn_kind": "Likely kind of churn from the top reasons: active, silent or passive",
+    "reason_1": "Strongest reason pushing this customer's risk up (plain English)",
+    "reason_2": "Second reason",
+    "reason_3": "Third reason",
+    "action": "Recommended action from the playbook",
+    "angle": "How to approach the customer, from the family of the main reason",
+    "owner": "Role responsible for the action",
+    "due_within_hours": "Deadline for the action, in hours (0: no deadline)",
+    "expected_retained_value": "p(churn) x customer value x action success rate - action cost",
+    "customer_value": "Customer value used above (spend in the last 12 months)",
+    "action_cost": "Cost of the recommended action",
+    "rule_colour": "What the old three-colour rule says (green / yellow / red)",
+    "reason_1_zh": "第一原因（中文）",
+    "reason_2_zh": "第二原因（中文）",
+    "reason_3_zh": "第三原因（中文）",
+}

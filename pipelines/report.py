@@ -40,9 +40,14 @@ def build_context(
     fam = pd.read_csv(reports / "importance_by_family.csv")
     imp = pd.read_csv(reports / "importance.csv").head(8)
     registry = pd.read_csv(processed / "feature_registry.csv").set_index("name")
-    high = seg[seg["risk_tier"] == "high"]
-    reasons = pd.concat([high[f"reason_{j}"] for j in (1, 2, 3)])
-    reasons = reasons[reasons.astype(bool)].str.rsplit(": ", n=1).str[0].value_counts().head(3)
+    summary = pd.read_csv(reports / "segments" / "summary.csv", encoding="utf-8-sig")
+    high = summary[summary["risk_tier"] == "high"].fillna({"top_reasons": ""})
+    weights: dict[str, int] = {}
+    for row in high.itertuples():
+        for reason in filter(None, row.top_reasons.split("; ")):
+            weights[reason] = weights.get(reason, 0) + int(row.customers)
+    reasons = pd.Series(weights, dtype=float).sort_values(ascending=False).head(3)
+    drift = pd.read_csv(reports / "drift.csv")
     due = seg[seg["owner"] != "none"].groupby(["owner", "due_within_hours"]).size()
     owners = [{"owner": o, "hours": h, "count": int(c)} for (o, h), c in due.items()]
     return {
@@ -65,6 +70,12 @@ def build_context(
             {"description": registry.loc[n, "description_en"], "family": f}
             for n, f in zip(imp["name"], imp["family"], strict=True)
         ],
+        "drifted": [
+            {"description": registry.loc[n, "description_en"], "psi": round(v, 2)}
+            for n, v in zip(drift["name"], drift["psi"], strict=True)
+            if v > params["segment"]["psi_threshold"]
+        ],
+        "value_at_risk": float(summary.loc[summary["risk_tier"] == "high", "value_at_risk"].sum()),
         "source": "the synthetic world"
         if is_synthetic(params["data"])
         else params["data"]["source"],
