@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+# one cap for probabilities of 0 or 1 (pure tree leaves), shared by contributions and raw scores
+PROB_EPS = 1e-6
+
 
 def _source_feature(out_name: str, inputs: list[str]) -> str:
     if out_name in inputs:
@@ -43,8 +46,8 @@ def contributions(pipe: Pipeline, x: pd.DataFrame) -> tuple[pd.DataFrame, float]
         phi_p = sv[..., 1] if np.ndim(sv) == 3 else sv[1]
         ev = explainer.expected_value
         base_p = float(ev[1] if np.ndim(ev) else ev)
-        p = np.clip(base_p + phi_p.sum(axis=1), 1e-6, 1 - 1e-6)
-        b = np.clip(base_p, 1e-6, 1 - 1e-6)
+        p = np.clip(base_p + phi_p.sum(axis=1), PROB_EPS, 1 - PROB_EPS)
+        b = np.clip(base_p, PROB_EPS, 1 - PROB_EPS)
         base = float(np.log(b / (1 - b)))
         total = np.log(p / (1 - p)) - base
         scale = np.divide(
@@ -70,7 +73,7 @@ def contributions(pipe: Pipeline, x: pd.DataFrame) -> tuple[pd.DataFrame, float]
 
 def raw_score(pipe: Pipeline, x: pd.DataFrame) -> np.ndarray:
     """The model's log-odds before calibration: what the contributions add up to."""
-    p = np.clip(pipe.predict_proba(x)[:, 1], 1e-12, 1 - 1e-12)
+    p = np.clip(pipe.predict_proba(x)[:, 1], PROB_EPS, 1 - PROB_EPS)
     return np.log(p / (1 - p))
 
 
@@ -141,11 +144,13 @@ TEMPLATES: dict[str, tuple] = {
     ),
     "reply_rate_change": (
         lambda r: (
-            f"Replies to outreach fell from {r.get('reply_rate_before', 0):.0%} to "
+            f"Replies to outreach {'fell' if r['reply_rate_change'] < 0 else 'rose'} from "
+            f"{r.get('reply_rate_before', 0):.0%} to "
             f"{r.get('reply_rate_90d', 0):.0%}"
         ),
         lambda r: (
-            f"回访回复率从{r.get('reply_rate_before', 0):.0%}降至{r.get('reply_rate_90d', 0):.0%}"
+            f"回访回复率从{r.get('reply_rate_before', 0):.0%}"
+            f"{'降至' if r['reply_rate_change'] < 0 else '升至'}{r.get('reply_rate_90d', 0):.0%}"
         ),
     ),
     "vague_replies_90d": (

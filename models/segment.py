@@ -7,6 +7,11 @@ import numpy as np
 import pandas as pd
 
 
+def share_count(share: float, n: int) -> int:
+    """ceil(share x n) without float noise (0.07 x 100 is 7, not 8)."""
+    return int(np.ceil(round(share * n, 9)))
+
+
 def risk_tiers(p: np.ndarray, policy: str, params: dict) -> np.ndarray:
     """high/medium/low by capacity (top shares of the ranking) or by probability thresholds."""
     p = np.asarray(p, dtype=float)
@@ -14,8 +19,8 @@ def risk_tiers(p: np.ndarray, policy: str, params: dict) -> np.ndarray:
         order = np.argsort(-p, kind="stable")
         rank = np.empty(len(p), dtype=np.int64)
         rank[order] = np.arange(len(p))
-        n_high = int(np.ceil(float(params["high_share"]) * len(p)))
-        n_med = int(np.ceil(float(params["medium_share"]) * len(p)))
+        n_high = share_count(float(params["high_share"]), len(p))
+        n_med = share_count(float(params["medium_share"]), len(p))
         return np.where(rank < n_high, "high", np.where(rank < n_high + n_med, "medium", "low"))
     if policy == "threshold":
         hi, med = float(params["high_threshold"]), float(params["medium_threshold"])
@@ -120,10 +125,14 @@ def population_stability(
     for c in columns:
         e, a = expected[c], actual[c]
         if pd.api.types.is_numeric_dtype(e):
-            edges = np.unique(np.nanquantile(e.to_numpy(dtype=float), np.linspace(0, 1, bins + 1)))
-            if len(edges) < 2:
-                edges = np.array([-np.inf, np.inf])
-            edges[0], edges[-1] = -np.inf, np.inf
+            values = e.to_numpy(dtype=float)
+            levels = np.unique(values[~np.isnan(values)])
+            if len(levels) <= bins:  # flags and small counts: compare level by level
+                inner = (levels[:-1] + levels[1:]) / 2
+            else:
+                q = np.unique(np.nanquantile(values, np.linspace(0, 1, bins + 1)))
+                inner = q[1:-1]
+            edges = np.r_[-np.inf, inner, np.inf]
 
             def dist(s: pd.Series, edges=edges) -> pd.Series:
                 v = s.to_numpy(dtype=float)

@@ -109,6 +109,8 @@ def stage_argv(stage: str, p: dict[str, Path], raw: Path | None) -> list[str]:
             p["explanations"],
             "--out",
             p["segments"],
+            "--reports",
+            p["reports"],
         ],
         "report": [
             "--interim",
