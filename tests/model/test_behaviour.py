@@ -87,13 +87,15 @@ def test_calibration_lowers_ece(world_run):
 def test_planted_drivers_rank_on_top(world_run):
     """The world makes leavers write vague replies, log in less and score NPS lower."""
     root, _ = world_run
-    imp = pd.read_csv(root / "reports" / "importance.csv")
+    imp = pd.read_csv(root / "reports" / "importance_by_model.csv")
+    imp = imp[imp["model"] == "lgbm"].sort_values("mean_abs_shap", ascending=False)
     top = set(imp["name"].head(12))
     assert "vague_replies_90d" in top
     assert top & {"login_30d", "activity_30d_vs_baseline", "activity_recency_days"}
-    fam = pd.read_csv(root / "reports" / "importance_by_family.csv").set_index("family")
-    assert fam.loc["behaviour", "share"] > fam.loc["external", "share"]
-    assert fam.loc["attitude", "share"] > 0.1
+    fam = imp.groupby("family")["mean_abs_shap"].sum()
+    fam = fam / fam.sum()
+    assert fam["behaviour"] > fam["external"]
+    assert fam["attitude"] > 0.1
 
 
 def test_same_seed_same_metrics(world_run, tmp_path):

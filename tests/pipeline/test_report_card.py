@@ -1,0 +1,290 @@
+"""The model card of a tiny pipeline run: Markdown and HTML from one template, the HTML one
+self-contained file, both languages, and the HTML opened in headless Chromium (title, every
+image decoded, no request attempted, a page that is not blank).
+
+The browser tests need a Chromium/Chrome binary (`apt-get install chromium`, or $CHROMIUM);
+without one they are skipped and say so.
+"""
+
+from __future__ import annotations
+
+import base64
+import html as htmllib
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from churnlight.models.report import markdown_to_html, tree_rules_summary
+from churnlight.pipelines import report
+from churnlight.pipelines.report import find_chromium, probe_page, screenshot
+
+TITLES_EN = [
+    "1. This week in five lines",
+    "2. Intended use, and what not to use it for",
+    "3. Data",
+    "4. Models compared",
+    "5. Can the probabilities be trusted?",
+    "6. Why customers leave",
+    "7. Where the model is weaker",
+    "8. Drift",
+    "9. Limitations and ethical considerations",
+    "10. Version",
+]
+TITLES_ZH = [
+    "1. 本周五句话",
+    "2. 用途与禁用场景",
+    "3. 数据",
+    "4. 模型对比",
+    "5. 概率可信吗？",
+    "6. 客户为什么流失",
+    "7. 模型的薄弱之处",
+    "8. 数据漂移",
+    "9. 局限与伦理考量",
+    "10. 版本信息",
+]
+IMG_SRC = re.compile(r'<img\s[^>]*src="([^"]*)"')
+
+needs_chromium = pytest.mark.skipif(
+    find_chromium() is None,
+    reason="no Chromium on PATH (apt-get install chromium, or set $CHROMIUM): "
+    "the model card's browser checks need it",
+)
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory, make_pipeline_params, run_stages) -> dict:
+    root = tmp_path_factory.mktemp("card")
+    params = make_pipeline_params()
+    paths = run_stages(root, params)
+    reports = paths["reports"]
+    return {
+        **paths,
+        "root": root,
+        "md": (reports / "model_card.md").read_text(encoding="utf-8"),
+        "html": (reports / "model_card.html").read_text(encoding="utf-8"),
+        "html_path": reports / "model_card.html",
+    }
+
+
+@pytest.fixture(scope="module")
+def card_zh(card, tmp_path_factory) -> dict:
+    """The same run's card with `report.language: zh`, written to a copy of its reports."""
+    tmp = tmp_path_factory.mktemp("card_zh")
+    reports = tmp / "reports"
+    shutil.copytree(card["reports"], reports)
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params.setdefault("report", {})["language"] = "zh"
+    params_path = tmp / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    report.main(
+        [
+            "--params",
+            str(params_path),
+            "--interim",
+            str(card["interim"]),
+            "--processed",
+            str(card["processed"]),
+            "--models",
+            str(card["models"]),
+            "--reports",
+            str(reports),
+        ]
+    )
+    return {
+        "md": (reports / "model_card.md").read_text(encoding="utf-8"),
+        "html": (reports / "model_card.html").read_text(encoding="utf-8"),
+    }
+
+
+def _h2(text: str) -> list[str]:
+    return [htmllib.unescape(t) for t in re.findall(r"<h2>(.*?)</h2>", text)]
+
+
+def _png_size(src: str) -> tuple[int, int]:
+    assert src.startswith("data:image/png;base64,"), src[:60]
+    data = base64.b64decode(src.split(",", 1)[1], validate=True)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size
+
+
+# --- the files ---------------------------------------------------------------------------------
+
+
+def test_markdown_and_html_have_the_same_ten_sections(card):
+    md_titles = [ln[3:].strip() for ln in card["md"].splitlines() if ln.startswith("## ")]
+    assert md_titles == TITLES_EN
+    assert _h2(card["html"]) == TITLES_EN
+    assert "<title>Churn early-warning model card</title>" in card["html"]
+
+
+def test_html_is_one_self_contained_file(card):
+    page = card["html"]
+    lowered = page.lower()
+    for forbidden in ("<script", "<link", "<iframe", "<object", "<embed", "@import", "url("):
+        assert forbidden not in lowered, forbidden
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//|file:)", lowered)
+    assert "http://" not in lowered and "https://" not in lowered
+    assert 'http-equiv="Content-Security-Policy"' in page
+    assert "default-src 'none'; img-src data:" in page
+    assert "@media print" in page
+
+
+def test_every_image_is_an_inlined_png(card):
+    srcs = IMG_SRC.findall(card["html"])
+    figures = sorted((card["reports"] / "figures").glob("*.png"))
+    assert figures, "explain wrote no figures"
+    assert len(srcs) == len(figures) + 2  # + calibration and cumulative gains, drawn by report
+    for src in srcs:
+        width, height = _png_size(src)
+        assert width > 100 and height > 100
+
+
+def test_calibration_and_gains_charts_are_in_section_five(card):
+    section = card["html"].split('<section id="s5">', 1)[1].split("</section>", 1)[0]
+    assert len(IMG_SRC.findall(section)) == 2
+    assert "Calibration" in section and "Cumulative gains" in section
+    assert "percentage points" in section
+    assert ("Yes: when the card says 30%" in section) != ("Not yet:" in section)
+
+
+def test_markdown_points_at_the_figure_files(card):
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card["md"])
+    assert links
+    for link in links:
+        assert not link.startswith("data:"), "the Markdown card stays small"
+        assert (card["reports"] / link).is_file(), link
+    assert "see model_card.html (data: plots/calibration.csv)" in card["md"]
+
+
+def test_card_content_comes_from_the_run(card):
+    md = card["md"]
+    metrics = json.loads((card["reports"] / "metrics.json").read_text(encoding="utf-8"))
+    assert f"`{metrics['champion']}`" in md
+    summary = pd.read_csv(card["segments"] / "summary.csv", encoding="utf-8-sig")
+    high = int(summary.loc[summary["risk_tier"] == "high", "customers"].sum())
+    assert f"**{high:,}** customers are at high risk" in md
+    for model in ("logreg", "tree", "lgbm", "rules", "oracle"):
+        assert f"(`{model}`)" in md, model
+    assert "### The risk tiers in business words" in md
+    assert "**High risk:**" in md and "**Low risk:**" in md
+    version = md.split("## 10. Version", 1)[1]
+    train_report = json.loads((card["models"] / "train_report.json").read_text(encoding="utf-8"))
+    assert train_report["models"][metrics["champion"]]["run_id"] in version
+    assert re.search(r"data hash \| `[0-9a-f]{12}`", version)
+    assert re.search(r"params hash \(params.yaml\) \| `[0-9a-f]{12}`", version)
+
+
+def test_chinese_card_has_every_section_in_chinese(card_zh):
+    md_titles = [ln[3:].strip() for ln in card_zh["md"].splitlines() if ln.startswith("## ")]
+    assert md_titles == TITLES_ZH
+    assert _h2(card_zh["html"]) == TITLES_ZH
+    assert '<html lang="zh-CN">' in card_zh["html"]
+    assert "# 客户流失预警模型卡" in card_zh["md"]
+    assert "高风险客户最常见的原因" in card_zh["md"]
+    # the fixed English sentences are gone
+    for english in ("This week", "Top reasons", "Intended use", "Limitations"):
+        assert english not in card_zh["md"], english
+
+
+# --- the pure pieces ---------------------------------------------------------------------------
+
+
+def test_markdown_subset_converts_and_escapes():
+    md = (
+        "# T\n\n*a `b` c*\n\n## 1. S\n\n1. **x** <y> & z\n2. w\n\n"
+        "| a | b |\n|---|---|\n| p\\|q | 1,234 |\n\n![cap](data:image/png;base64,AAAA)\n"
+    )
+    out = markdown_to_html(md)
+    assert "<h1>T</h1>" in out
+    assert "<em>a <code>b</code> c</em>" in out
+    assert '<section id="s1">' in out and out.rstrip().endswith("</section>")
+    assert "<li><strong>x</strong> &lt;y&gt; &amp; z</li>" in out
+    assert "<td>p|q</td>" in out and '<td class="num">1,234</td>' in out
+    assert '<img src="data:image/png;base64,AAAA" alt="cap">' in out
+
+
+def test_tree_rules_keep_paths_that_end_in_churn():
+    text = (
+        "|--- login_30d <= 2.50\n"
+        "|   |--- plan_basic <= 0.50\n"
+        "|   |   |--- class: 0\n"
+        "|   |--- plan_basic >  0.50\n"
+        "|   |   |--- class: 1\n"
+        "|--- login_30d >  2.50\n"
+        "|   |--- nps_last <= 6.50\n"
+        "|   |   |--- class: 1\n"
+        "|   |--- nps_last >  6.50\n"
+        "|   |   |--- class: 1\n"
+    )
+    registry = pd.DataFrame(
+        {
+            "name": ["login_30d", "plan", "nps_last"],
+            "family": ["behaviour", "profile", "attitude"],
+            "unit": ["count", "category", "score"],
+            "description_en": ["Logins in 30 days", "Plan", "Latest NPS"],
+            "description_zh": ["近30天登录", "套餐", "最近NPS"],
+        }
+    )
+    rules = tree_rules_summary(text, registry, "en")
+    # the right subtree is one rule (both leaves churn); the simplest rule comes first
+    assert rules == [["Logins in 30 days ≥ 3"], ["Logins in 30 days ≤ 2", "Plan = basic"]]
+    assert tree_rules_summary(text, registry, "zh")[0] == ["近30天登录 ≥ 3"]
+
+
+# --- in a browser ------------------------------------------------------------------------------
+
+
+@needs_chromium
+def test_card_opens_in_chromium_with_every_image_and_no_request(card, tmp_path):
+    seen = probe_page(card["html_path"])
+    assert seen["title"] == "Churn early-warning model card"
+    assert seen["h1"] == "Churn early-warning model card"
+    n_img = len(IMG_SRC.findall(card["html"]))
+    assert len(seen["images"]) == n_img
+    broken = [i for i in seen["images"] if not i["complete"] or i["width"] <= 0]
+    assert broken == []
+    assert seen["violations"] == [], "the page tried to fetch something"
+    assert [r for r in seen["resources"] if not r.startswith("data:")] == []
+    assert seen["text_length"] > 2000
+    assert seen["height"] > 2000
+
+    png = screenshot(card["html_path"], tmp_path / "card.png")
+    with Image.open(png) as im:
+        assert im.size[0] == 1200 and im.size[1] > 2000
+        grey = im.convert("L")
+        hist = grey.histogram()
+        ink = sum(hist[:200]) / (im.size[0] * im.size[1])
+        assert ink > 0.02, f"the page looks blank ({ink:.1%} of pixels not near-white)"
+        assert len(set(grey.resize((200, 400)).getdata())) > 20
+
+
+@needs_chromium
+def test_the_probe_catches_a_request(card, tmp_path):
+    """The no-request check is real: a page with a remote image reports a violation."""
+    page = card["html"].replace(
+        "<main>", '<main><img src="https://example.invalid/pixel.png" alt="remote">', 1
+    )
+    leaky = tmp_path / "leaky.html"
+    leaky.write_text(page, encoding="utf-8")
+    seen = probe_page(leaky)
+    assert any("example.invalid" in v for v in seen["violations"]), seen["violations"]
+
+
+def test_screenshot_is_off_by_default_and_quiet_without_chromium(card, tmp_path, monkeypatch):
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params.setdefault("report", {})["screenshot"] = True
+    monkeypatch.setattr(report, "find_chromium", lambda: None)
+    reports = tmp_path / "reports"
+    shutil.copytree(card["reports"], reports)
+    report.run(card["interim"], card["processed"], card["models"], reports, params, card["params"])
+    assert (reports / "model_card.html").is_file()
+    assert not (reports / "model_card.png").exists()
+    assert not Path(card["reports"] / "model_card.png").exists()
