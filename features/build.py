@@ -9,12 +9,16 @@ only the label reads the window after the cutoff.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
 import pandas as pd
+
 from churnlight.features.contract import ACTIVITY_TYPES
 from churnlight.features.registry import ACTIVITY_WORDS
 
@@ -95,10 +99,23 @@ def _q(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _spine_sql(cfg: FeatureConfig, cust_cols: dict[str, str]) -> str:
+# The relations the aggregation SQL reads. The whole-table run reads them by these names; a
+# partition of customers reads views of the same names with a `part_` prefix, restricted to its
+# customers (`_partition_views`), so that one SQL text serves both.
+SOURCES = ("customers", "transactions", "activity", "feedback", "own_events")
+# the per-source aggregates joined onto the spine (and f_external when customers have geo)
+AGGREGATE_TABLES = ("f_activity", "f_transactions", "f_feedback", "f_tickets", "f_text")
+FULL = {name: name for name in SOURCES}
+
+
+def _spine_sql(
+    cfg: FeatureConfig, cust_cols: dict[str, str], src: dict[str, str] | None = None
+) -> str:
+    src = src or FULL
     signup = "c.signup_date" if "signup_date" in cust_cols else "NULL::TIMESTAMP"
     cancel = "c.cancel_date" if "cancel_date" in cust_cols else "NULL::TIMESTAMP"
     n = cfg.inactivity_days
+    own_events = src["own_events"]
     if cfg.churn_definition == "cancellation":
         if "cancel_date" not in cust_cols:
             raise ValueError(
@@ -112,11 +129,11 @@ def _spine_sql(cfg: FeatureConfig, cust_cols: dict[str, str]) -> str:
         horizon = cfg.label_window_days
     elif cfg.churn_definition == "inactivity":
         active = (
-            f"EXISTS (SELECT 1 FROM own_events e WHERE e.customer_id = c.customer_id "
+            f"EXISTS (SELECT 1 FROM {own_events} e WHERE e.customer_id = c.customer_id "
             f"AND e.ts < k.cutoff AND e.ts >= k.cutoff - INTERVAL {n} DAY)"
         )
         label = (
-            f"NOT EXISTS (SELECT 1 FROM own_events e WHERE e.customer_id = c.customer_id "
+            f"NOT EXISTS (SELECT 1 FROM {own_events} e WHERE e.customer_id = c.customer_id "
             f"AND e.ts >= k.cutoff AND e.ts < k.cutoff + INTERVAL {n} DAY)"
         )
         horizon = n
@@ -128,58 +145,96 @@ def _spine_sql(cfg: FeatureConfig, cust_cols: dict[str, str]) -> str:
            coalesce({signup}, f.first_ts) AS start_ts,
            CASE WHEN k.cutoff + INTERVAL {horizon} DAY <= (SELECT data_end FROM meta)
                 THEN ({label})::INTEGER END AS label
-    FROM customers c
+    FROM {src["customers"]} c
     LEFT JOIN first_seen f USING (customer_id)
     CROSS JOIN cutoffs k
     WHERE coalesce({signup}, f.first_ts) < k.cutoff AND {active}
     """
 
 
-def _activity_sql(windows: tuple[int, ...], lookback: int) -> str:
+def _first_seen_sql(cust_cols: dict[str, str], src: dict[str, str] | None = None) -> str:
+    """First event of each customer: the start of the customer when signup_date is missing.
+
+    Only customers without a signup date need it, so only their events are read.
+    """
+    src = src or FULL
+    who = (
+        f"WHERE customer_id IN (SELECT customer_id FROM {src['customers']} "
+        "WHERE signup_date IS NULL)"
+        if "signup_date" in cust_cols
+        else ""
+    )
+    return f"""
+    CREATE OR REPLACE TEMP TABLE first_seen AS
+    SELECT customer_id, min(ts) AS first_ts FROM (
+        SELECT customer_id, ts FROM {src["activity"]} {who}
+        UNION ALL SELECT customer_id, ts FROM {src["transactions"]} {who}
+    ) GROUP BY customer_id
+    """
+
+
+def _activity_sql(
+    windows: tuple[int, ...], lookback: int, src: dict[str, str] | None = None
+) -> str:
+    """Activity aggregates per (customer, cutoff) over the `lookback` days before the cutoff.
+
+    Two steps: per (customer, cutoff, event type) one count per distinct window (plus the
+    whole lookback and the latest time), then one row per (customer, cutoff) that picks and sums
+    those. Every output is the same count or maximum as a filter on the event rows themselves
+    (e.g. the 120-day minus the 30-day count is "between 30 and 120 days before"), at a handful
+    of filters per event instead of one per output column.
+    """
+    src = src or FULL
+    spans = sorted({*windows, 30, 90, 120})
+    per_type = ", ".join(
+        [f"count(*) FILTER (WHERE a.ts >= s.cutoff - INTERVAL {w} DAY) AS n{w}" for w in spans]
+        + ["count(*) AS n_all", "max(a.ts) AS last_ts"]
+    )
+
+    def total(expr: str, cond: str) -> str:
+        return f"coalesce(sum({expr}) FILTER (WHERE {cond}), 0)::BIGINT"
+
     aggs = []
     known = ", ".join(_q(t) for t in ACTIVITY_TYPES)
     for w in windows:
         for etype in ACTIVITY_WORDS:
             cond = (
-                f"a.event_type NOT IN ({known})"
-                if etype == "other"
-                else f"a.event_type = {_q(etype)}"
+                f"event_type NOT IN ({known})" if etype == "other" else f"event_type = {_q(etype)}"
             )
-            aggs.append(
-                f"count(*) FILTER (WHERE {cond} AND a.ts >= s.cutoff - INTERVAL {w} DAY) "
-                f"AS {etype}_{w}d"
-            )
+            aggs.append(f"{total(f'n{w}', cond)} AS {etype}_{w}d")
     own = ", ".join(_q(t) for t in OWN_ACTIVITY)
+    lv = "event_type IN ('login', 'visit')"
+    sent, replied = "event_type = 'outreach_sent'", "event_type = 'outreach_replied'"
     aggs += [
-        f"max(a.ts) FILTER (WHERE a.event_type IN ({own})) AS last_own_activity",
-        "max(a.ts) FILTER (WHERE a.event_type IN ('login', 'visit', 'booking')) AS last_lvb",
-        "count(*) FILTER (WHERE a.event_type IN ('login', 'visit') "
-        "AND a.ts >= s.cutoff - INTERVAL 30 DAY) AS lv_30d",
-        "count(*) FILTER (WHERE a.event_type IN ('login', 'visit') "
-        "AND a.ts < s.cutoff - INTERVAL 30 DAY AND a.ts >= s.cutoff - INTERVAL 120 DAY) "
-        "AS lv_prior90",
-        "count(*) FILTER (WHERE a.event_type = 'outreach_sent' "
-        "AND a.ts >= s.cutoff - INTERVAL 90 DAY) AS sent_90d",
-        "count(*) FILTER (WHERE a.event_type = 'outreach_replied' "
-        "AND a.ts >= s.cutoff - INTERVAL 90 DAY) AS replied_90d",
-        "count(*) FILTER (WHERE a.event_type = 'outreach_sent' "
-        "AND a.ts < s.cutoff - INTERVAL 90 DAY) AS sent_before",
-        "count(*) FILTER (WHERE a.event_type = 'outreach_replied' "
-        "AND a.ts < s.cutoff - INTERVAL 90 DAY) AS replied_before",
-        "max(a.ts) FILTER (WHERE a.event_type = 'service_due') AS last_service_due",
-        "max(a.ts) FILTER (WHERE a.event_type = 'service_done') AS last_service_done",
+        f"max(last_ts) FILTER (WHERE event_type IN ({own})) AS last_own_activity",
+        "max(last_ts) FILTER (WHERE event_type IN ('login', 'visit', 'booking')) AS last_lvb",
+        f"{total('n30', lv)} AS lv_30d",
+        f"{total('n120 - n30', lv)} AS lv_prior90",
+        f"{total('n90', sent)} AS sent_90d",
+        f"{total('n90', replied)} AS replied_90d",
+        f"{total('n_all - n90', sent)} AS sent_before",
+        f"{total('n_all - n90', replied)} AS replied_before",
+        "max(last_ts) FILTER (WHERE event_type = 'service_due') AS last_service_due",
+        "max(last_ts) FILTER (WHERE event_type = 'service_done') AS last_service_done",
     ]
     return f"""
     CREATE OR REPLACE TEMP TABLE f_activity AS
-    SELECT s.customer_id, s.cutoff, {", ".join(aggs)}
-    FROM spine s JOIN activity a
-      ON a.customer_id = s.customer_id AND a.ts < s.cutoff
-     AND a.ts >= s.cutoff - INTERVAL {lookback} DAY
-    GROUP BY s.customer_id, s.cutoff
+    SELECT customer_id, cutoff, {", ".join(aggs)}
+    FROM (
+        SELECT s.customer_id, s.cutoff, a.event_type, {per_type}
+        FROM spine s JOIN {src["activity"]} a
+          ON a.customer_id = s.customer_id AND a.ts < s.cutoff
+         AND a.ts >= s.cutoff - INTERVAL {lookback} DAY
+        GROUP BY s.customer_id, s.cutoff, a.event_type
+    )
+    GROUP BY customer_id, cutoff
     """
 
 
-def _transactions_sql(windows: tuple[int, ...], has_category: bool) -> str:
+def _transactions_sql(
+    windows: tuple[int, ...], has_category: bool, src: dict[str, str] | None = None
+) -> str:
+    src = src or FULL
     aggs = []
     for w in windows:
         aggs.append(
@@ -206,12 +261,15 @@ def _transactions_sql(windows: tuple[int, ...], has_category: bool) -> str:
     return f"""
     CREATE OR REPLACE TEMP TABLE f_transactions AS
     SELECT s.customer_id, s.cutoff, {", ".join(aggs)}
-    FROM spine s JOIN transactions t ON t.customer_id = s.customer_id AND t.ts < s.cutoff
+    FROM spine s JOIN {src["transactions"]} t
+      ON t.customer_id = s.customer_id AND t.ts < s.cutoff
     GROUP BY s.customer_id, s.cutoff
     """
 
 
-FEEDBACK_SQL = """
+def _feedback_sql(src: dict[str, str] | None = None) -> str:
+    feedback = (src or FULL)["feedback"]
+    return f"""
 CREATE OR REPLACE TEMP TABLE f_feedback AS
 SELECT s.customer_id, s.cutoff,
   max_by(f.score, f.ts, 2) FILTER (WHERE f.kind = 'nps' AND f.score IS NOT NULL) AS nps_two,
@@ -224,14 +282,14 @@ SELECT s.customer_id, s.cutoff,
     AS complaints_365d,
   count(*) FILTER (WHERE f.kind = 'message' AND f.ts >= s.cutoff - INTERVAL 90 DAY) AS messages_90d,
   max(f.ts) FILTER (WHERE f.kind = 'message') AS last_message
-FROM spine s JOIN feedback f ON f.customer_id = s.customer_id AND f.ts < s.cutoff
+FROM spine s JOIN {feedback} f ON f.customer_id = s.customer_id AND f.ts < s.cutoff
 GROUP BY s.customer_id, s.cutoff;
 
 CREATE OR REPLACE TEMP TABLE tickets AS
 SELECT customer_id, ticket_id,
        min(ts) FILTER (WHERE kind = 'complaint_opened') AS opened,
        min(ts) FILTER (WHERE kind = 'complaint_resolved') AS resolved
-FROM feedback WHERE ticket_id IS NOT NULL AND kind IN ('complaint_opened', 'complaint_resolved')
+FROM {feedback} WHERE ticket_id IS NOT NULL AND kind IN ('complaint_opened', 'complaint_resolved')
 GROUP BY customer_id, ticket_id;
 
 CREATE OR REPLACE TEMP TABLE f_tickets AS
@@ -245,13 +303,17 @@ GROUP BY s.customer_id, s.cutoff;
 
 CREATE OR REPLACE TEMP TABLE texts AS
 SELECT row_number() OVER () AS mid, customer_id, ts, lower(text) AS t
-FROM feedback WHERE text IS NOT NULL AND kind IN ('message', 'complaint_opened');
+FROM {feedback} WHERE text IS NOT NULL AND kind IN ('message', 'complaint_opened');
 
 CREATE OR REPLACE TEMP TABLE text_hits AS
 SELECT m.customer_id, m.ts,
        max((l.category = 'vague')::INTEGER) AS vague,
        max((l.category = 'competitor')::INTEGER) AS competitor
-FROM texts m JOIN lexicon l ON contains(m.t, lower(l.phrase))
+FROM texts m JOIN lexicon l ON (
+  -- English phrases match whole words ('rival' not inside 'arrival'); Chinese has no spaces
+  CASE WHEN regexp_matches(l.phrase, '^[ -~]+$')
+       THEN regexp_matches(m.t, '\\b' || regexp_escape(lower(l.phrase)) || '\\b')
+       ELSE contains(m.t, lower(l.phrase)) END)
 GROUP BY m.mid, m.customer_id, m.ts;
 
 CREATE OR REPLACE TEMP TABLE f_text AS
@@ -262,7 +324,10 @@ FROM spine s JOIN text_hits h ON h.customer_id = s.customer_id
 GROUP BY s.customer_id, s.cutoff;
 """
 
-EXTERNAL_SQL = """
+
+FEEDBACK_SQL = _feedback_sql()
+
+MARKET_SQL = """
 CREATE OR REPLACE TEMP TABLE market_pit AS
 SELECT m.region, m.industry, k.cutoff,
   max_by(m.industry_index, m.month) AS idx_now,
@@ -278,15 +343,73 @@ SELECT m.region, m.industry, k.cutoff,
 FROM market m CROSS JOIN cutoffs k
 WHERE m.month + INTERVAL 1 MONTH <= k.cutoff
 GROUP BY m.region, m.industry, k.cutoff;
+"""
 
+
+def _external_sql(src: dict[str, str] | None = None) -> str:
+    customers = (src or FULL)["customers"]
+    return f"""
 CREATE OR REPLACE TEMP TABLE f_external AS
 SELECT s.customer_id, s.cutoff,
   p.idx_now / p.idx_3m - 1 AS industry_index_change_3m,
   p.idx_now / p.idx_6m - 1 AS industry_index_change_6m,
   p.competitor_launch_90d, p.policy_shock_180d
-FROM spine s JOIN customers c USING (customer_id)
+FROM spine s JOIN {customers} c USING (customer_id)
 JOIN market_pit p ON p.region = c.region AND p.industry = c.industry AND p.cutoff = s.cutoff;
 """
+
+
+EXTERNAL_SQL = MARKET_SQL + _external_sql()
+
+
+def _prepare(
+    con: duckdb.DuckDBPyConnection,
+    present: set[str],
+    cutoffs: list[pd.Timestamp],
+    data_end: pd.Timestamp,
+    lexicon: pd.DataFrame,
+) -> bool:
+    """Tables every partition shares: cutoffs, data end, lexicon, market; True if geo is known."""
+    ensure_relations(con, present)
+    con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff TIMESTAMP)")
+    con.executemany("INSERT INTO cutoffs VALUES (?)", [[c.to_pydatetime()] for c in cutoffs])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE meta AS SELECT ?::TIMESTAMP AS data_end",
+        [data_end.to_pydatetime()],
+    )
+    con.register("lexicon_df", lexicon)
+    con.execute("CREATE OR REPLACE TEMP TABLE lexicon AS SELECT * FROM lexicon_df")
+    has_geo = {"region", "industry"} <= set(_columns(con, "customers"))
+    if has_geo:
+        con.execute(MARKET_SQL)
+    return has_geo
+
+
+def _aggregate(
+    con: duckdb.DuckDBPyConnection, cfg: FeatureConfig, has_geo: bool, src: dict[str, str]
+) -> str:
+    """Build the per-source aggregate tables; return the SELECT that joins them onto the spine."""
+    own = ", ".join(_q(t) for t in OWN_ACTIVITY)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW {src["own_events"]} AS
+        SELECT customer_id, ts FROM {src["activity"]} WHERE event_type IN ({own})
+        UNION ALL SELECT customer_id, ts FROM {src["transactions"]}
+    """)
+    cust_cols = _columns(con, src["customers"])
+    con.execute(_first_seen_sql(cust_cols, src))
+    con.execute(_spine_sql(cfg, cust_cols, src))
+    lookback = max(max(cfg.windows_days), 365)
+    con.execute(_activity_sql(cfg.windows_days, lookback, src))
+    tx_cols = _columns(con, src["transactions"])
+    con.execute(_transactions_sql(cfg.windows_days, "category" in tx_cols, src))
+    con.execute(_feedback_sql(src))
+    joins = list(AGGREGATE_TABLES)
+    if has_geo:
+        con.execute(_external_sql(src))
+        joins.append("f_external")
+    return "SELECT * FROM spine s " + " ".join(
+        f"LEFT JOIN {t} USING (customer_id, cutoff)" for t in joins
+    )
 
 
 def compute_aggregates(
@@ -300,48 +423,155 @@ def compute_aggregates(
     """Run the windowed aggregations; one row per (customer, cutoff) active at that cutoff.
 
     `data_end` is the exclusive end of the data (the day after as_of): labels whose window
-    runs past it stay empty.
+    runs past it stay empty. Everything is held in memory at once: `iter_aggregates` gives the
+    same rows in batches.
     """
-    ensure_relations(con, present)
-    con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff TIMESTAMP)")
-    con.executemany("INSERT INTO cutoffs VALUES (?)", [[c.to_pydatetime()] for c in cutoffs])
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE meta AS SELECT ?::TIMESTAMP AS data_end",
-        [data_end.to_pydatetime()],
+    has_geo = _prepare(con, present, cutoffs, data_end, lexicon)
+    sql = _aggregate(con, cfg, has_geo, FULL)
+    return con.execute(sql + " ORDER BY cutoff, customer_id").df()
+
+
+def _partition_bounds(con: duckdb.DuckDBPyConnection, partitions: int) -> list[str]:
+    """Customer ids that split the customers into `partitions` ranges of about equal size."""
+    if partitions <= 1:
+        return []
+    rows = con.execute(f"""
+        SELECT min(customer_id) FROM (
+            SELECT customer_id, ntile({int(partitions)}) OVER (ORDER BY customer_id) AS part
+            FROM customers WHERE customer_id IS NOT NULL
+        ) GROUP BY part ORDER BY 1
+    """).fetchall()
+    return [r[0] for r in rows[1:]]
+
+
+def _partition_views(
+    con: duckdb.DuckDBPyConnection, lo: str | None, hi: str | None, materialize: bool = True
+) -> dict:
+    """The source tables restricted to customer ids in [lo, hi) (None: unbounded).
+
+    A range, not a hash: on files clustered by customer the scan skips whole row groups. With
+    `materialize` the event rows are copied into temporary tables once: each is read by several
+    statements, and DuckDB scans its own tables in parallel in small row groups, where a
+    Parquet row group (often a million rows) goes to one thread.
+    """
+    conds = ["customer_id IS NOT NULL"]
+    if lo is not None:
+        conds.append(f"customer_id >= {_q(lo)}")
+    if hi is not None:
+        conds.append(f"customer_id < {_q(hi)}")
+    where = " AND ".join(conds)
+    src = {"own_events": "part_own_events"}
+    for name in ("customers", "transactions", "activity", "feedback"):
+        src[name] = f"part_{name}"
+        kind = "TABLE" if materialize and name != "customers" else "VIEW"
+        con.execute(
+            f"CREATE OR REPLACE TEMP {kind} part_{name} AS SELECT * FROM {name} WHERE {where}"
+        )
+    return src
+
+
+_NULLABLE = {
+    "int8": "Int8",
+    "int16": "Int16",
+    "int32": "Int32",
+    "int64": "Int64",
+    "uint8": "UInt8",
+    "uint16": "UInt16",
+    "uint32": "UInt32",
+    "uint64": "UInt64",
+    "bool": "boolean",
+}
+
+
+def _align_dtypes(batch: pd.DataFrame, has_null: set[str], text: set[str]) -> pd.DataFrame:
+    """Give a batch the dtypes DuckDB gives the whole result, which depend on its rows: an
+    integer or boolean column is nullable (Int64, ...) when any row of the whole result is NULL
+    (`has_null`), a VARCHAR column is `str` unless every row is NULL (`text`: the others)."""
+    for col in batch.columns:
+        dtype = batch[col].dtype
+        if col in has_null and isinstance(dtype, np.dtype) and dtype.name in _NULLABLE:
+            batch[col] = batch[col].astype(_NULLABLE[dtype.name])
+        elif col in text and pd.api.types.is_object_dtype(dtype):
+            batch[col] = batch[col].astype("str")
+    return batch
+
+
+def aggregate_table(
+    con: duckdb.DuckDBPyConnection,
+    present: set[str],
+    cutoffs: list[pd.Timestamp],
+    data_end: pd.Timestamp,
+    cfg: FeatureConfig,
+    lexicon: pd.DataFrame,
+    partitions: int = 1,
+) -> dict[pd.Timestamp, int]:
+    """Run the aggregations of `compute_aggregates` into the DuckDB table `agg`, one range of
+    customers at a time (`partitions` of them), and return its row count per cutoff.
+
+    Every row depends on its own customer only, so the partitions together give exactly the
+    whole-table result, while each statement works on 1/partitions of the customers; `agg`
+    spills to the connection's temp_directory under its memory_limit. Read it back in batches
+    with `read_aggregates`.
+    """
+    has_geo = _prepare(con, present, cutoffs, data_end, lexicon)
+    edges = [None, *_partition_bounds(con, partitions), None]
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        t0 = time.perf_counter()
+        src = _partition_views(con, lo, hi) if len(edges) > 2 else FULL
+        sql = _aggregate(con, cfg, has_geo, src) + " ORDER BY cutoff, customer_id"
+        verb = "CREATE OR REPLACE TEMP TABLE agg AS" if i == 0 else "INSERT INTO agg"
+        con.execute(f"{verb} {sql}")
+        log.debug("partition %d/%d in %.1f s", i + 1, len(edges) - 1, time.perf_counter() - t0)
+    scratch = ("f_external", "spine", "first_seen", "tickets", "texts", "text_hits")
+    for name in (*AGGREGATE_TABLES, *scratch):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+    rows = con.execute("SELECT cutoff, count(*) FROM agg GROUP BY cutoff ORDER BY cutoff")
+    return {pd.Timestamp(c): int(n) for c, n in rows.fetchall()}
+
+
+def read_aggregates(
+    con: duckdb.DuckDBPyConnection, batch_rows: int = 100_000
+) -> Iterator[pd.DataFrame]:
+    """The table `agg` of `aggregate_table` in batches of about `batch_rows` rows, ordered by
+    (cutoff, customer_id) and typed exactly as `compute_aggregates` returns the whole of it.
+
+    At least one batch, empty if `agg` is.
+    """
+    types = _columns(con, "agg")
+    checks = ", ".join(
+        f"bool_or({_ident(c)} IS NULL), bool_and({_ident(c)} IS NULL)" for c in types
     )
-    con.register("lexicon_df", lexicon)
-    con.execute("CREATE OR REPLACE TEMP TABLE lexicon AS SELECT * FROM lexicon_df")
-    own = ", ".join(_q(t) for t in OWN_ACTIVITY)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE own_events AS
-        SELECT customer_id, ts FROM activity WHERE event_type IN ({own})
-        UNION ALL SELECT customer_id, ts FROM transactions
-    """)
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE first_seen AS
-        SELECT customer_id, min(ts) AS first_ts FROM (
-            SELECT customer_id, ts FROM activity UNION ALL SELECT customer_id, ts FROM transactions
-        ) GROUP BY customer_id
-    """)
-    cust_cols = _columns(con, "customers")
-    con.execute(_spine_sql(cfg, cust_cols))
-    lookback = max(max(cfg.windows_days), 365)
-    con.execute(_activity_sql(cfg.windows_days, lookback))
-    tx_cols = _columns(con, "transactions")
-    con.execute(_transactions_sql(cfg.windows_days, "category" in tx_cols))
-    con.execute(FEEDBACK_SQL)
-    has_geo = {"region", "industry"} <= set(cust_cols)
-    if has_geo:
-        con.execute(EXTERNAL_SQL)
-    joins = ["f_activity", "f_transactions", "f_feedback", "f_tickets", "f_text"]
-    if has_geo:
-        joins.append("f_external")
-    sql = (
-        "SELECT * FROM spine s "
-        + " ".join(f"LEFT JOIN {t} USING (customer_id, cutoff)" for t in joins)
-        + " ORDER BY cutoff, customer_id"
-    )
-    return con.execute(sql).df()
+    flags = con.execute(f"SELECT {checks} FROM agg").fetchone() or ()
+    has_null = {c for k, c in enumerate(types) if flags[2 * k]}
+    text = {c for k, (c, t) in enumerate(types.items()) if t == "VARCHAR" and not flags[2 * k + 1]}
+    cutoffs = [r[0] for r in con.execute("SELECT DISTINCT cutoff FROM agg ORDER BY 1").fetchall()]
+    if not cutoffs:
+        yield con.execute("SELECT * FROM agg").df()
+        return
+    vectors = max(1, batch_rows // 2048)  # DuckDB hands out rows 2048 at a time
+    for cutoff in cutoffs:
+        res = con.execute("SELECT * FROM agg WHERE cutoff = ? ORDER BY customer_id", [cutoff])
+        while len(batch := res.fetch_df_chunk(vectors)):
+            yield _align_dtypes(batch, has_null, text)
+
+
+def iter_aggregates(
+    con: duckdb.DuckDBPyConnection,
+    present: set[str],
+    cutoffs: list[pd.Timestamp],
+    data_end: pd.Timestamp,
+    cfg: FeatureConfig,
+    lexicon: pd.DataFrame,
+    partitions: int = 1,
+    batch_rows: int = 100_000,
+) -> Iterator[pd.DataFrame]:
+    """`compute_aggregates` in batches: the same rows, order and dtypes, in bounded memory."""
+    aggregate_table(con, present, cutoffs, data_end, cfg, lexicon, partitions)
+    yield from read_aggregates(con, batch_rows)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _days(later: pd.Series, earlier: pd.Series) -> pd.Series:
@@ -364,7 +594,11 @@ def derive_features(
     """Ratios, flags, RFM, tiers: vectorised arithmetic on the aggregates, one row at a time."""
     df = agg.copy()
     cut = df["cutoff"]
-    count_cols = [c for c in df.columns if c.endswith("d") and c.split("_")[-1][:-1].isdigit()]
+    count_cols = [
+        c
+        for c in df.columns
+        if c.endswith("d") and c.split("_")[-1][:-1].isdigit() and "_mean_" not in c
+    ]
     count_cols += [
         "complaints_365d",
         "complaints_open",
@@ -394,7 +628,11 @@ def derive_features(
         for w in cfg.windows_days:
             for etype in ACTIVITY_WORDS:
                 out[f"{etype}_{w}d"] = df[f"{etype}_{w}d"].astype("int64")
-        out["activity_recency_days"] = _days(cut, df["last_lvb"]).fillna(out["tenure_days"])
+        # activity is read over the yearly lookback: no event in it means "a year or more"
+        lookback = float(max(max(cfg.windows_days), 365))
+        out["activity_recency_days"] = _days(cut, df["last_lvb"]).fillna(
+            np.minimum(out["tenure_days"], lookback)
+        )
         base = df["lv_prior90"] / 3.0
         out["activity_30d_vs_baseline"] = np.where(
             base > 0, df["lv_30d"] / base.where(base > 0), np.nan

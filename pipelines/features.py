@@ -113,7 +113,12 @@ def build_event_features(
     customers = con.execute(f"SELECT {keep} FROM customers").df()
     prof = profile_columns(customers)
     ids = pd.Index(customers["customer_id"])
-    specs = build_registry(list(cfg.windows_days), dict(report["families"]), prof, present)
+    families = dict(report["families"])
+    if families.get("external") and not {"region", "industry"} <= set(names):
+        # market data is joined on the customer's region and industry: without them, no external
+        log.warning("external family switched off: customers have no region and industry columns")
+        families["external"] = False
+    specs = build_registry(list(cfg.windows_days), families, prof, present)
 
     def batches() -> Iterator[pd.DataFrame]:
         for agg in read_aggregates(con, int(params.get("batch_rows", 100_000))):
@@ -216,7 +221,11 @@ def run(interim: Path, out: Path, params: dict) -> dict:
                 writer.close()
                 summary = {
                     "mode": report["mode"],
-                    "families": report["families"],
+                    # what was built: a family can be off even with its table present
+                    "families": {
+                        f: bool(on) and f in set(reg["family"])
+                        for f, on in report["families"].items()
+                    },
                     "features_per_family": reg["family"].value_counts().to_dict(),
                     "n_features": len(reg),
                     **writer.summary(),

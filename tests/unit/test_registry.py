@@ -196,14 +196,6 @@ def _no_geo(customers: pd.DataFrame) -> pd.DataFrame:
     return customers.drop(columns=["region", "industry"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="BUG features/build.py compute_aggregates + pipelines/features.py "
-    "build_event_features: with a market table but customers without region/industry (or no "
-    "customers table), the external SQL is skipped while the registry still lists the external "
-    "family -> RuntimeError 'registered features not computed'",
-)
 @pytest.mark.parametrize("case", ["customers_without_region_industry", "no_customers_table"])
 def test_market_without_customer_geography_does_not_crash(run_stage, case):
     if case == "customers_without_region_industry":
