@@ -72,6 +72,17 @@ def _as_object(x: pd.DataFrame) -> pd.DataFrame:
     return x.astype(object).where(x.notna(), np.nan)
 
 
+def _onehot(to_obj) -> Pipeline:
+    """Categories for the models that need numbers: most frequent level for gaps, one-hot."""
+    return Pipeline(
+        [
+            ("obj", to_obj),
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+
+
 def build_pipeline(
     kind: str, numeric: list[str], categorical: list[str], params: dict, seed: int
 ) -> Pipeline:
@@ -92,17 +103,7 @@ def build_pipeline(
                     ),
                     numeric,
                 ),
-                (
-                    "cat",
-                    Pipeline(
-                        [
-                            ("obj", to_obj),
-                            ("impute", SimpleImputer(strategy="most_frequent")),
-                            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-                        ]
-                    ),
-                    categorical,
-                ),
+                ("cat", _onehot(to_obj), categorical),
             ],
             verbose_feature_names_out=False,
         )
@@ -111,17 +112,7 @@ def build_pipeline(
         pre = ColumnTransformer(
             [
                 ("num", SimpleImputer(strategy="median", add_indicator=True), numeric),
-                (
-                    "cat",
-                    Pipeline(
-                        [
-                            ("obj", to_obj),
-                            ("impute", SimpleImputer(strategy="most_frequent")),
-                            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-                        ]
-                    ),
-                    categorical,
-                ),
+                ("cat", _onehot(to_obj), categorical),
             ],
             verbose_feature_names_out=False,
         )
