@@ -14,10 +14,12 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from churnlight.features.contract import ACTIVITY_TYPES
 from churnlight.features.registry import ACTIVITY_WORDS
@@ -187,12 +189,16 @@ def _activity_sql(
     src = src or FULL
     spans = sorted({*windows, 30, 90, 120})
     per_type = ", ".join(
-        [f"count(*) FILTER (WHERE a.ts >= s.cutoff - INTERVAL {w} DAY) AS n{w}" for w in spans]
+        [f"count(*) FILTER (WHERE a.ts >= s.from{w}) AS n{w}" for w in spans]
         + ["count(*) AS n_all", "max(a.ts) AS last_ts"]
     )
 
     def total(expr: str, cond: str) -> str:
-        return f"coalesce(sum({expr}) FILTER (WHERE {cond}), 0)::BIGINT"
+        # a CASE per output, not a FILTER: DuckDB sums plain columns much faster
+        return f"sum(CASE WHEN {cond} THEN {expr} ELSE 0 END)::BIGINT"
+
+    def latest(cond: str) -> str:
+        return f"max(CASE WHEN {cond} THEN last_ts END)"
 
     aggs = []
     known = ", ".join(_q(t) for t in ACTIVITY_TYPES)
@@ -205,30 +211,37 @@ def _activity_sql(
     own = ", ".join(_q(t) for t in OWN_ACTIVITY)
     lv = "event_type IN ('login', 'visit')"
     sent, replied = "event_type = 'outreach_sent'", "event_type = 'outreach_replied'"
+    lvb = "event_type IN ('login', 'visit', 'booking')"
+    due, done = "event_type = 'service_due'", "event_type = 'service_done'"
     aggs += [
-        f"max(last_ts) FILTER (WHERE event_type IN ({own})) AS last_own_activity",
-        "max(last_ts) FILTER (WHERE event_type IN ('login', 'visit', 'booking')) AS last_lvb",
+        f"{latest(f'event_type IN ({own})')} AS last_own_activity",
+        f"{latest(lvb)} AS last_lvb",
         f"{total('n30', lv)} AS lv_30d",
         f"{total('n120 - n30', lv)} AS lv_prior90",
         f"{total('n90', sent)} AS sent_90d",
         f"{total('n90', replied)} AS replied_90d",
         f"{total('n_all - n90', sent)} AS sent_before",
         f"{total('n_all - n90', replied)} AS replied_before",
-        "max(last_ts) FILTER (WHERE event_type = 'service_due') AS last_service_due",
-        "max(last_ts) FILTER (WHERE event_type = 'service_done') AS last_service_done",
+        f"{latest(due)} AS last_service_due",
+        f"{latest(done)} AS last_service_done",
     ]
     return f"""
     CREATE OR REPLACE TEMP TABLE f_activity AS
     SELECT customer_id, cutoff, {", ".join(aggs)}
     FROM (
         SELECT s.customer_id, s.cutoff, a.event_type, {per_type}
-        FROM spine s JOIN {src["activity"]} a
-          ON a.customer_id = s.customer_id AND a.ts < s.cutoff
-         AND a.ts >= s.cutoff - INTERVAL {lookback} DAY
+        FROM {_window_starts((*spans, lookback))} s JOIN {src["activity"]} a
+          ON a.customer_id = s.customer_id AND a.ts < s.cutoff AND a.ts >= s.from{lookback}
         GROUP BY s.customer_id, s.cutoff, a.event_type
     )
     GROUP BY customer_id, cutoff
     """
+
+
+def _window_starts(days: tuple[int, ...]) -> str:
+    """The spine with `from<n>` = cutoff - n days: computed once per row, not once per event."""
+    starts = ", ".join(f"cutoff - INTERVAL {d} DAY AS from{d}" for d in sorted(set(days)))
+    return f"(SELECT customer_id, cutoff, {starts} FROM spine)"
 
 
 def _transactions_sql(
@@ -237,22 +250,17 @@ def _transactions_sql(
     src = src or FULL
     aggs = []
     for w in windows:
-        aggs.append(
-            f"count(*) FILTER (WHERE t.ts >= s.cutoff - INTERVAL {w} DAY) AS purchases_{w}d"
-        )
-        aggs.append(
-            f"coalesce(sum(t.amount) FILTER (WHERE t.ts >= s.cutoff - INTERVAL {w} DAY), 0) "
-            f"AS spend_{w}d"
-        )
+        aggs.append(f"count(*) FILTER (WHERE t.ts >= s.from{w}) AS purchases_{w}d")
+        aggs.append(f"coalesce(sum(t.amount) FILTER (WHERE t.ts >= s.from{w}), 0) AS spend_{w}d")
     aggs += [
-        "count(*) FILTER (WHERE t.ts >= s.cutoff - INTERVAL 365 DAY) AS n_tx_365d",
-        "coalesce(sum(t.amount) FILTER (WHERE t.ts >= s.cutoff - INTERVAL 365 DAY), 0) AS amt_365d",
-        "coalesce(sum(t.amount) FILTER (WHERE t.ts >= s.cutoff - INTERVAL 90 DAY), 0) AS amt_90d",
+        "count(*) FILTER (WHERE t.ts >= s.from365) AS n_tx_365d",
+        "coalesce(sum(t.amount) FILTER (WHERE t.ts >= s.from365), 0) AS amt_365d",
+        "coalesce(sum(t.amount) FILTER (WHERE t.ts >= s.from90), 0) AS amt_90d",
         "max(t.ts) AS last_tx",
         "min(t.ts) AS first_tx",
         "count(*) AS n_tx_all",
         (
-            "count(*) FILTER (WHERE t.category = 'promo' AND t.ts >= s.cutoff - INTERVAL 365 DAY)"
+            "count(*) FILTER (WHERE t.category = 'promo' AND t.ts >= s.from365)"
             if has_category
             else "NULL::BIGINT"
         )
@@ -261,7 +269,7 @@ def _transactions_sql(
     return f"""
     CREATE OR REPLACE TEMP TABLE f_transactions AS
     SELECT s.customer_id, s.cutoff, {", ".join(aggs)}
-    FROM spine s JOIN {src["transactions"]} t
+    FROM {_window_starts((*windows, 90, 365))} s JOIN {src["transactions"]} t
       ON t.customer_id = s.customer_id AND t.ts < s.cutoff
     GROUP BY s.customer_id, s.cutoff
     """
@@ -275,14 +283,15 @@ SELECT s.customer_id, s.cutoff,
   max_by(f.score, f.ts, 2) FILTER (WHERE f.kind = 'nps' AND f.score IS NOT NULL) AS nps_two,
   max(f.ts) FILTER (WHERE f.kind = 'nps' AND f.score IS NOT NULL) AS last_nps_ts,
   max_by(f.score, f.ts) FILTER (WHERE f.kind = 'csat' AND f.score IS NOT NULL) AS csat_last,
-  avg(f.score) FILTER (WHERE f.kind = 'csat' AND f.ts >= s.cutoff - INTERVAL 365 DAY)
+  avg(f.score) FILTER (WHERE f.kind = 'csat' AND f.ts >= s.from365)
     AS csat_mean_365d,
   max(f.ts) FILTER (WHERE f.kind = 'csat' AND f.score IS NOT NULL) AS last_csat_ts,
-  count(*) FILTER (WHERE f.kind = 'complaint_opened' AND f.ts >= s.cutoff - INTERVAL 365 DAY)
+  count(*) FILTER (WHERE f.kind = 'complaint_opened' AND f.ts >= s.from365)
     AS complaints_365d,
-  count(*) FILTER (WHERE f.kind = 'message' AND f.ts >= s.cutoff - INTERVAL 90 DAY) AS messages_90d,
+  count(*) FILTER (WHERE f.kind = 'message' AND f.ts >= s.from90) AS messages_90d,
   max(f.ts) FILTER (WHERE f.kind = 'message') AS last_message
-FROM spine s JOIN {feedback} f ON f.customer_id = s.customer_id AND f.ts < s.cutoff
+FROM {_window_starts((90, 365))} s JOIN {feedback} f
+  ON f.customer_id = s.customer_id AND f.ts < s.cutoff
 GROUP BY s.customer_id, s.cutoff;
 
 CREATE OR REPLACE TEMP TABLE tickets AS
@@ -305,16 +314,22 @@ CREATE OR REPLACE TEMP TABLE texts AS
 SELECT row_number() OVER () AS mid, customer_id, ts, lower(text) AS t
 FROM {feedback} WHERE text IS NOT NULL AND kind IN ('message', 'complaint_opened');
 
+-- A whole-word match is a substring match too: find the substring matches first (cheap), then
+-- test only those against the whole-word pattern (a regex built, and compiled, per row)
+CREATE OR REPLACE TEMP TABLE text_candidates AS
+SELECT m.mid, m.customer_id, m.ts, m.t, l.phrase, l.category
+FROM texts m JOIN lexicon l ON contains(m.t, lower(l.phrase));
+
 CREATE OR REPLACE TEMP TABLE text_hits AS
-SELECT m.customer_id, m.ts,
-       max((l.category = 'vague')::INTEGER) AS vague,
-       max((l.category = 'competitor')::INTEGER) AS competitor
-FROM texts m JOIN lexicon l ON (
-  -- English phrases match whole words ('rival' not inside 'arrival'); Chinese has no spaces
-  CASE WHEN regexp_matches(l.phrase, '^[ -~]+$')
-       THEN regexp_matches(m.t, '\\b' || regexp_escape(lower(l.phrase)) || '\\b')
-       ELSE contains(m.t, lower(l.phrase)) END)
-GROUP BY m.mid, m.customer_id, m.ts;
+SELECT customer_id, ts,
+       max((category = 'vague')::INTEGER) AS vague,
+       max((category = 'competitor')::INTEGER) AS competitor
+FROM text_candidates
+-- English phrases match whole words ('rival' not inside 'arrival'); Chinese has no spaces
+WHERE CASE WHEN regexp_matches(phrase, '^[ -~]+$')
+           THEN regexp_matches(t, '\\b' || regexp_escape(lower(phrase)) || '\\b')
+           ELSE true END
+GROUP BY mid, customer_id, ts;
 
 CREATE OR REPLACE TEMP TABLE f_text AS
 SELECT s.customer_id, s.cutoff,
@@ -504,29 +519,66 @@ def aggregate_table(
     cfg: FeatureConfig,
     lexicon: pd.DataFrame,
     partitions: int = 1,
+    store: str | Path | None = None,
 ) -> dict[pd.Timestamp, int]:
-    """Run the aggregations of `compute_aggregates` into the DuckDB table `agg`, one range of
+    """Run the aggregations of `compute_aggregates` into the DuckDB relation `agg`, one range of
     customers at a time (`partitions` of them), and return its row count per cutoff.
 
     Every row depends on its own customer only, so the partitions together give exactly the
-    whole-table result, while each statement works on 1/partitions of the customers; `agg`
-    spills to the connection's temp_directory under its memory_limit. Read it back in batches
-    with `read_aggregates`.
+    whole-table result, while each statement works on 1/partitions of the customers. `agg` is a
+    temporary table, or with `store` (a database file to create) a view of a table kept there:
+    compressed, so a million customers' rows fit the memory_limit or leave it cheaply. Read it
+    back with `read_aggregates`, or derive from it with `snapshot_select`.
     """
     has_geo = _prepare(con, present, cutoffs, data_end, lexicon)
+    if store is not None:
+        con.execute(f"ATTACH {_q(Path(store).as_posix())} AS agg_store")
+        table, create = "agg_store.agg", "CREATE OR REPLACE TABLE agg_store.agg AS"
+    else:
+        table, create = "agg", "CREATE OR REPLACE TEMP TABLE agg AS"
     edges = [None, *_partition_bounds(con, partitions), None]
     for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
         t0 = time.perf_counter()
         src = _partition_views(con, lo, hi) if len(edges) > 2 else FULL
-        sql = _aggregate(con, cfg, has_geo, src) + " ORDER BY cutoff, customer_id"
-        verb = "CREATE OR REPLACE TEMP TABLE agg AS" if i == 0 else "INSERT INTO agg"
-        con.execute(f"{verb} {sql}")
+        sql = _aggregate(con, cfg, has_geo, src)
+        con.execute(f"{create if i == 0 else 'INSERT INTO ' + table} {sql}")
         log.debug("partition %d/%d in %.1f s", i + 1, len(edges) - 1, time.perf_counter() - t0)
-    scratch = ("f_external", "spine", "first_seen", "tickets", "texts", "text_hits")
-    for name in (*AGGREGATE_TABLES, *scratch):
+    if store is not None:
+        con.execute("CREATE OR REPLACE TEMP VIEW agg AS SELECT * FROM agg_store.agg")
+    scratch = ("f_external", "spine", "first_seen", "tickets", "texts", "text_candidates")
+    for name in (*AGGREGATE_TABLES, *scratch, "text_hits"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
     rows = con.execute("SELECT cutoff, count(*) FROM agg GROUP BY cutoff ORDER BY cutoff")
     return {pd.Timestamp(c): int(n) for c, n in rows.fetchall()}
+
+
+def drop_aggregates(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop `agg` (and detach its store): closing with it attached would first write it out."""
+    stored = "SELECT count(*) FROM duckdb_databases() WHERE database_name = 'agg_store'"
+    if con.execute(stored).fetchone()[0]:
+        con.execute("DROP VIEW IF EXISTS agg")
+        con.execute("DROP TABLE IF EXISTS agg_store.agg")
+        con.execute("DETACH agg_store")
+    else:
+        con.execute("DROP TABLE IF EXISTS agg")
+
+
+def aggregate_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Column name -> DuckDB type of the table `agg`."""
+    return _columns(con, "agg")
+
+
+def aggregate_dtypes(con: duckdb.DuckDBPyConnection) -> tuple[set[str], set[str]]:
+    """What the dtypes of `compute_aggregates` depend on, for the table `agg`: the columns with
+    a NULL anywhere, and the VARCHAR columns with a value anywhere (see `_align_dtypes`)."""
+    types = _columns(con, "agg")
+    checks = ", ".join(
+        f"bool_or({_ident(c)} IS NULL), bool_and({_ident(c)} IS NULL)" for c in types
+    )
+    flags = con.execute(f"SELECT {checks} FROM agg").fetchone() or ()
+    has_null = {c for k, c in enumerate(types) if flags[2 * k]}
+    text = {c for k, (c, t) in enumerate(types.items()) if t == "VARCHAR" and not flags[2 * k + 1]}
+    return has_null, text
 
 
 def read_aggregates(
@@ -537,13 +589,7 @@ def read_aggregates(
 
     At least one batch, empty if `agg` is.
     """
-    types = _columns(con, "agg")
-    checks = ", ".join(
-        f"bool_or({_ident(c)} IS NULL), bool_and({_ident(c)} IS NULL)" for c in types
-    )
-    flags = con.execute(f"SELECT {checks} FROM agg").fetchone() or ()
-    has_null = {c for k, c in enumerate(types) if flags[2 * k]}
-    text = {c for k, (c, t) in enumerate(types.items()) if t == "VARCHAR" and not flags[2 * k + 1]}
+    has_null, text = aggregate_dtypes(con)
     cutoffs = [r[0] for r in con.execute("SELECT DISTINCT cutoff FROM agg ORDER BY 1").fetchall()]
     if not cutoffs:
         yield con.execute("SELECT * FROM agg").df()
@@ -810,3 +856,335 @@ def add_profile(
     for c, numeric in columns.items():
         prof[c] = prof[c].astype(float) if numeric else prof[c].astype("string")
     return features.merge(prof, on="customer_id", how="left", validate="many_to_one")
+
+
+# --- the same derivations in SQL --------------------------------------------------------------
+# `derive_features`, `add_profile` and `three_colour` restated as one SELECT over the table `agg`
+# of `aggregate_table`, so that DuckDB derives and writes a million customers' snapshots without
+# a round trip through pandas. Every expression repeats the pandas arithmetic step by step (the
+# same float operations in the same order, NULL where pandas has NaN or NA); the stage checks the
+# two against each other on a sample before it trusts this one (`derived_sql`).
+
+
+def _num(x: float) -> str:
+    """A float constant exactly as Python holds it (a bare literal would be parsed as DECIMAL)."""
+    return f"'{float(x)!r}'::DOUBLE"
+
+
+def _days_sql(later: str, earlier: str) -> str:
+    """`_days`: pandas' total_seconds is whole seconds plus the remainder over 1e6, then days."""
+    d = f"(epoch_us({later}) - epoch_us({earlier}))"
+    rem = f"((({d} % 1000000) + 1000000) % 1000000)"
+    return f"((({d} - {rem}) // 1000000)::DOUBLE + {rem} / {_num(1e6)}) / {_num(86400)}"
+
+
+def _min_skipna(*exprs: str) -> str:
+    """pandas' row-wise min/max skip NaN, as DuckDB's least/greatest skip NULL."""
+    return f"least({', '.join(exprs)})"
+
+
+def derived_sql(
+    agg_types: dict[str, str],
+    cfg: FeatureConfig,
+    windows_present: dict[str, bool],
+    profile: dict[str, bool],
+) -> list[tuple[str, str]]:
+    """(name, SQL expression) of every column of derive_features + add_profile + three_colour,
+    in their order, over `agg` (alias a) left-joined to `customers` (alias c)."""
+    a = {c: f"a.{_ident(c)}" for c in agg_types}
+    count_cols = [c for c in agg_types if c.endswith("d") and c.split("_")[-1][:-1].isdigit()]
+    count_cols = [c for c in count_cols if "_mean_" not in c]
+    count_cols += [
+        "complaints_365d",
+        "complaints_open",
+        "messages_90d",
+        "vague_replies_90d",
+        "competitor_mentions_90d",
+        "n_tx_365d",
+        "amt_365d",
+        "amt_90d",
+        "n_tx_all",
+        "lv_30d",
+        "lv_prior90",
+        "sent_90d",
+        "replied_90d",
+        "sent_before",
+        "replied_before",
+    ]
+    for c in count_cols:
+        if c in a:
+            a[c] = f"coalesce({a[c]}, 0)"
+    cut = a["cutoff"]
+    out: dict[str, str] = {"customer_id": a["customer_id"], "cutoff": cut, "label": a["label"]}
+    out["tenure_days"] = _days_sql(cut, a["start_ts"])
+    rfm, care, sig = cfg.rfm, cfg.care, cfg.signals
+
+    def col(name: str) -> str:
+        return f"({out[name]})"
+
+    def ratio(num: str, den: str) -> str:  # num / den.where(den > 0)
+        return f"CASE WHEN {den} > 0 THEN {num} / {den} END"
+
+    if windows_present.get("activity"):
+        for w in cfg.windows_days:
+            for etype in ACTIVITY_WORDS:
+                out[f"{etype}_{w}d"] = a[f"{etype}_{w}d"]
+        lookback = _num(max(max(cfg.windows_days), 365))
+        tenure = col("tenure_days")
+        # np.minimum keeps NaN where least() would skip NULL
+        capped = f"CASE WHEN {tenure} IS NOT NULL THEN least({tenure}, {lookback}) END"
+        out["activity_recency_days"] = f"coalesce({_days_sql(cut, a['last_lvb'])}, {capped})"
+        base = f"({a['lv_prior90']} / {_num(3)})"
+        out["activity_30d_vs_baseline"] = ratio(a["lv_30d"], base)
+        out["reply_rate_90d"] = ratio(a["replied_90d"], a["sent_90d"])
+        out["reply_rate_before"] = ratio(a["replied_before"], a["sent_before"])
+        out["reply_rate_change"] = f"{col('reply_rate_90d')} - {col('reply_rate_before')}"
+        due, done = a["last_service_due"], a["last_service_done"]
+        overdue = f"{due} IS NOT NULL AND ({done} IS NULL OR {done} < {due})"
+        out["service_overdue_days"] = (
+            f"CASE WHEN {overdue} THEN {_days_sql(cut, due)} ELSE {_num(0)} END"
+        )
+    if windows_present.get("transactions"):
+        for w in cfg.windows_days:
+            out[f"purchases_{w}d"] = a[f"purchases_{w}d"]
+            out[f"spend_{w}d"] = a[f"spend_{w}d"]
+        recency = f"({_days_sql(cut, a['last_tx'])})"
+        out["recency_days"] = f"coalesce({recency}, {col('tenure_days')})"
+        out["frequency_per_year"] = a["n_tx_365d"]
+        out["monetary_per_year"] = a["amt_365d"]
+        out["months_without_purchase"] = f"floor({col('recency_days')} / {_num(30.44)})"
+        span = _days_sql(a["last_tx"], a["first_tx"])
+        gap = f"({span} / CASE WHEN {a['n_tx_all']} > 1 THEN {a['n_tx_all']} - 1 END)"
+        out["mean_gap_days"] = gap
+        out["gap_ratio"] = ratio(recency, gap)
+        earlier_q = f"(({a['amt_365d']} - {a['amt_90d']}) / {_num(3)})"
+        out["spend_90d_vs_baseline"] = ratio(a["amt_90d"], earlier_q)
+        out["promo_share_365d"] = ratio(a["promo_365d"], a["n_tx_365d"])
+
+        def score(value: str, cuts: list, higher: bool) -> str:
+            op = ">=" if higher else "<="
+            hits = " + ".join(f"coalesce(({value} {op} {_num(c)})::BIGINT, 0)" for c in cuts)
+            return f"(1 + {hits})"
+
+        out["r_score"] = score(col("recency_days"), rfm["recency_days"], False)
+        out["f_score"] = score(col("frequency_per_year"), rfm["frequency_per_year"], True)
+        out["m_score"] = score(col("monetary_per_year"), rfm["monetary_per_year"], True)
+        out["rfm_sum"] = f"{col('r_score')} + {col('f_score')} + {col('m_score')}"
+        t, s = rfm["tiers"], col("rfm_sum")
+        out["value_tier"] = (
+            f"CASE WHEN {s} >= {t['platinum']} THEN 'platinum' WHEN {s} >= {t['gold']} "
+            f"THEN 'gold' WHEN {s} >= {t['silver']} THEN 'silver' ELSE 'regular' END"
+        )
+    if windows_present.get("feedback"):
+        last, prev = f"{a['nps_two']}[1]", f"{a['nps_two']}[2]"
+        out["nps_last"] = last
+        out["nps_change"] = f"{last} - {prev}"
+        detractor = _num(sig["nps_detractor_max"])
+        out["nps_detractor"] = f"coalesce(({col('nps_last')} <= {detractor})::BIGINT, 0)"
+        out["days_since_nps"] = _days_sql(cut, a["last_nps_ts"])
+        out["nps_missing"] = f"({col('nps_last')} IS NULL)::BIGINT"
+        out["csat_last"] = a["csat_last"]
+        out["csat_mean_365d"] = a["csat_mean_365d"]
+        out["days_since_csat"] = _days_sql(cut, a["last_csat_ts"])
+        out["csat_missing"] = f"({col('csat_last')} IS NULL)::BIGINT"
+        out["complaints_365d"] = a["complaints_365d"]
+        out["complaints_open"] = a["complaints_open"]
+        out["oldest_open_complaint_days"] = (
+            f"coalesce({a['oldest_open_complaint_days']}, {_num(0)})"
+        )
+        own = [a[c] for c in ("last_own_activity", "last_tx", "last_message") if c in a]
+        last_own = f"greatest({', '.join(own)})"
+        resolved = a["last_resolved"]
+        silent = f"{resolved} IS NOT NULL AND ({last_own} IS NULL OR {last_own} <= {resolved})"
+        out["silent_days_after_complaint"] = (
+            f"CASE WHEN {silent} THEN {_days_sql(cut, resolved)} ELSE {_num(0)} END"
+        )
+        out["messages_90d"] = a["messages_90d"]
+        out["vague_replies_90d"] = a["vague_replies_90d"]
+        out["competitor_mentions_90d"] = a["competitor_mentions_90d"]
+    if "industry_index_change_3m" in a and windows_present.get("market"):
+        for c in ("industry_index_change_3m", "industry_index_change_6m"):
+            out[c] = a[c]
+        for c in ("competitor_launch_90d", "policy_shock_180d"):
+            out[c] = f"coalesce({a[c]}, 0)"
+    if windows_present.get("transactions") or windows_present.get("activity"):
+        spend = col("monetary_per_year") if "monetary_per_year" in out else _num(0)
+        own_cols = [f"{e}_365d" for e in OWN_ACTIVITY if e in ACTIVITY_WORDS]
+        own_365 = " + ".join(["0", *(col(c) for c in own_cols if c in out)])
+        freq = col("frequency_per_year") if "frequency_per_year" in out else "0"
+        per_month = f"(({own_365}) + {freq}) / {_num(12)}"
+        seen = [col(c) for c in ("recency_days", "activity_recency_days") if c in out]
+        last_seen = _min_skipna(*seen)
+        out["care_layer"] = (
+            f"CASE WHEN {last_seen} >= {_num(care['dormant_days'])} THEN 'dormant' "
+            f"WHEN {spend} >= {_num(care['core_spend'])} "
+            f"AND {per_month} >= {_num(care['core_interactions_per_month'])} THEN 'core' "
+            f"ELSE 'active' END"
+        )
+    for c, numeric in profile.items():
+        out[c] = f"c.{_ident(c)}::DOUBLE" if numeric else f"c.{_ident(c)}::VARCHAR"
+    out.update(_rules_sql(out, cfg.signals))
+    return list(out.items())
+
+
+def _rules_sql(out: dict[str, str], s: dict) -> dict[str, str]:
+    """`three_colour` (with `rule_signals`) over the derived expressions."""
+
+    def le(name: str, x: str) -> str:
+        return f"({out[name]}) <= {x}" if name in out else "NULL"
+
+    def ge(name: str, x: str) -> str:
+        return f"({out[name]}) >= {x}" if name in out else "NULL"
+
+    def gt(name: str, x: str) -> str:
+        return f"({out[name]}) > {x}" if name in out else "NULL"
+
+    drop = _num(1 - s["reply_rate_drop"])
+    reply = (
+        f"({out['reply_rate_90d']}) <= {drop} * ({out['reply_rate_before']})"
+        if "reply_rate_90d" in out and "reply_rate_before" in out
+        else "NULL"
+    )
+    families = {
+        "behaviour": [
+            le("activity_30d_vs_baseline", _num(1 - s["activity_drop"])),
+            ge("months_without_purchase", _num(s["months_without_purchase"])),
+            gt("gap_ratio", _num(s["gap_ratio"])),
+            reply,
+            ge("booking_cancelled_90d", _num(s["booking_cancellations"])),
+            ge("service_overdue_days", _num(s["service_overdue_days"])),
+        ],
+        "attitude": [
+            ge("vague_replies_90d", _num(s["vague_replies"])),
+            le("csat_last", _num(s["csat_low_max"])),
+            f"coalesce({le('nps_last', _num(s['nps_detractor_max']))}, false) OR "
+            f"coalesce({le('nps_change', _num(-s['nps_drop']))}, false)",
+            gt("complaints_open", "0"),
+            gt("silent_days_after_complaint", "0"),
+            ge("competitor_mentions_90d", _num(s["competitor_mentions"])),
+        ],
+        "external": [
+            le("industry_index_change_6m", _num(s["industry_decline_6m"])),
+            gt("competitor_launch_90d", "0"),
+            gt("policy_shock_180d", "0"),
+        ],
+    }
+    n = {
+        fam: " + ".join(f"coalesce(({r})::BIGINT, 0)" for r in rules)
+        for fam, rules in families.items()
+    }
+    fams = " + ".join(f"(({n[f]}) > 0)::BIGINT" for f in families)
+    spend_drop = f"coalesce({le('spend_90d_vs_baseline', _num(1 - s['spend_drop']))}, false)"
+    colour = (
+        f"CASE WHEN ({fams}) >= 2 OR {spend_drop} THEN 'red' "
+        f"WHEN ({fams}) >= 1 THEN 'yellow' ELSE 'green' END"
+    )
+    level = f"CASE ({colour}) WHEN 'red' THEN 2 WHEN 'yellow' THEN 1 ELSE 0 END"
+    n_sig = " + ".join(f"({n[f]})" for f in families)
+    return {
+        "rule_colour": colour,
+        "rule_families": fams,
+        "rule_score": f"{level} + least({n_sig}, 9) / {_num(10)}",
+    }
+
+
+_DUCKDB_TYPES = {
+    "int64": "BIGINT",
+    "Int64": "BIGINT",
+    "int32": "INTEGER",
+    "Int32": "INTEGER",
+    "int8": "TINYINT",
+    "Int8": "TINYINT",
+    "float64": "DOUBLE",
+    "Float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "boolean": "BOOLEAN",
+    "str": "VARCHAR",
+    "string": "VARCHAR",
+    "datetime64[us]": "TIMESTAMP",
+}
+
+
+def snapshot_select(
+    agg_types: dict[str, str],
+    cfg: FeatureConfig,
+    windows_present: dict[str, bool],
+    profile: dict[str, bool],
+    dtypes: pd.Series,
+) -> str | None:
+    """SELECT of the feature rows from `agg` (alias a), typed like `dtypes` (the pandas rows'),
+    or None if its columns are not exactly those; the caller adds WHERE / ORDER BY."""
+    cols = derived_sql(agg_types, cfg, windows_present, profile)
+    if [name for name, _ in cols] != list(dtypes.index):
+        return None
+    items = []
+    for name, expr in cols:
+        sql_type = _DUCKDB_TYPES.get(str(dtypes[name]))
+        if sql_type is None:
+            return None
+        items.append(f"CAST(({expr}) AS {sql_type}) AS {_ident(name)}")
+    join = " LEFT JOIN customers c ON c.customer_id = a.customer_id" if profile else ""
+    return f"SELECT {', '.join(items)} FROM agg a{join}"
+
+
+def finish_rows(
+    agg: pd.DataFrame,
+    cfg: FeatureConfig,
+    windows_present: dict[str, bool],
+    customers: pd.DataFrame,
+    profile: dict[str, bool],
+) -> pd.DataFrame:
+    """The stage's feature rows from aggregates: derived features, profile, three colours."""
+    feats = add_profile(derive_features(agg, cfg, windows_present), customers, profile)
+    return pd.concat([feats, three_colour(feats, cfg.signals)], axis=1)
+
+
+def sample_aggregates(con: duckdb.DuckDBPyConnection, customers: int) -> pd.DataFrame:
+    """Every row of `agg` for a fixed pseudo-random set of customers (kept in the temporary
+    table `agg_sample`), typed as the whole."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE agg_sample AS
+        SELECT customer_id FROM (SELECT DISTINCT customer_id FROM agg)
+        ORDER BY hash(customer_id), customer_id LIMIT {int(customers)}
+    """)
+    has_null, text = aggregate_dtypes(con)
+    rows = con.execute("""
+        SELECT * FROM agg WHERE customer_id IN (SELECT customer_id FROM agg_sample)
+        ORDER BY cutoff, customer_id
+    """).df()
+    return _align_dtypes(rows, has_null, text)
+
+
+def check_snapshot_select(
+    con: duckdb.DuckDBPyConnection, select: str | None, sample: pd.DataFrame, scratch: Path
+) -> str | None:
+    """None if `select` writes exactly what pandas writes for `sample` (the rows of
+    `finish_rows` for `sample_aggregates`, whose customers are in `agg_sample`) once both are
+    read back, else what differs."""
+    if select is None:
+        return "does not give the columns or types derive_features gives"
+    where = "a.customer_id IN (SELECT customer_id FROM agg_sample)"
+    copy_snapshots(con, select, where, sample, scratch / "check_sql.parquet")
+    sample.to_parquet(scratch / "check_pandas.parquet", index=False)
+    want = pd.read_parquet(scratch / "check_pandas.parquet")
+    got = pd.read_parquet(scratch / "check_sql.parquet")
+    try:
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    except AssertionError as err:
+        return f"differs from derive_features on {len(sample)} sample rows: {err}"
+    return None
+
+
+def copy_snapshots(
+    con: duckdb.DuckDBPyConnection, select: str, where: str, like: pd.DataFrame, path: Path
+) -> None:
+    """COPY the rows of `select` that match `where` to Parquet, in (cutoff, customer_id) order,
+    with the pandas metadata of `like` (a frame with the same columns) so that pandas reads the
+    same dtypes it would have written."""
+    meta = pa.Schema.from_pandas(like.iloc[:0], preserve_index=False).metadata[b"pandas"]
+    cols = ", ".join(f'"{c}"' for c in like.columns)
+    con.execute(
+        f"COPY (SELECT {cols} FROM ({select} WHERE {where}) ORDER BY cutoff, customer_id) "
+        f"TO '{path.as_posix()}' (FORMAT parquet, "
+        f"KV_METADATA {{pandas: '{meta.decode().replace(chr(39), chr(39) * 2)}'}})"
+    )

@@ -17,6 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -27,11 +28,16 @@ from churnlight.features.build import (
     FeatureConfig,
     add_profile,
     aggregate_table,
-    derive_features,
+    aggregate_types,
+    check_snapshot_select,
+    copy_snapshots,
+    drop_aggregates,
+    finish_rows,
     make_cutoffs,
     profile_columns,
     read_aggregates,
-    three_colour,
+    sample_aggregates,
+    snapshot_select,
 )
 from churnlight.features.contract import parse_label
 from churnlight.features.registry import build_registry, registry_frame
@@ -84,11 +90,21 @@ def partitions_for(con: duckdb.DuckDBPyConnection, present: set[str], params: di
     return max(1, math.ceil(events / int(params.get("events_per_partition", 5_000_000))))
 
 
+@dataclass
+class EventFeatures:
+    """The aggregated snapshots of the event tables, ready to be written one of two ways."""
+
+    con: duckdb.DuckDBPyConnection
+    specs: list
+    last: pd.Timestamp | None  # the newest cutoff with rows: the scoring snapshot
+    batches: Callable[[], Iterator[pd.DataFrame]]  # pandas: derive_features & co., in batches
+    sql: tuple[str, pd.DataFrame] | None  # DuckDB: the same rows as one SELECT, checked
+
+
 def build_event_features(
-    con: duckdb.DuckDBPyConnection, present: set[str], report: dict, params: dict
-) -> tuple[Iterator[pd.DataFrame], list, pd.Timestamp | None]:
-    """Aggregate; return the feature rows as batches in (cutoff, customer_id) order (derived,
-    with profile and rules), the registry specs, and the newest cutoff with rows."""
+    con: duckdb.DuckDBPyConnection, present: set[str], report: dict, params: dict, scratch: Path
+) -> EventFeatures:
+    """Aggregate, then check the SQL derivation against the pandas one on a sample."""
     cfg = FeatureConfig.from_params(params)
     as_of = pd.Timestamp(report["as_of"])
     cutoffs = make_cutoffs(
@@ -97,9 +113,9 @@ def build_event_features(
     data_end = as_of + pd.Timedelta(days=1)
     parts = partitions_for(con, present, params)
     t0 = time.perf_counter()
-    rows = aggregate_table(
-        con, present, cutoffs, data_end, cfg, load_lexicon(params.get("lexicon")), parts
-    )
+    lexicon = load_lexicon(params.get("lexicon"))
+    store = scratch / "aggregates.duckdb"
+    rows = aggregate_table(con, present, cutoffs, data_end, cfg, lexicon, parts, store)
     log.info(
         "aggregated %d snapshot rows over %d cutoffs (%d customer partitions) in %.1f s",
         sum(rows.values()),
@@ -120,14 +136,56 @@ def build_event_features(
         families["external"] = False
     specs = build_registry(list(cfg.windows_days), families, prof, present)
 
+    def finish(agg: pd.DataFrame) -> pd.DataFrame:
+        pos = ids.get_indexer(agg["customer_id"].unique())
+        return finish_rows(agg, cfg, tables, customers.iloc[pos[pos >= 0]], prof)
+
     def batches() -> Iterator[pd.DataFrame]:
         for agg in read_aggregates(con, int(params.get("batch_rows", 100_000))):
-            feats = derive_features(agg, cfg, tables)
-            pos = ids.get_indexer(feats["customer_id"].unique())
-            feats = add_profile(feats, customers.iloc[pos[pos >= 0]], prof)
-            yield pd.concat([feats, three_colour(feats, cfg.signals)], axis=1)
+            yield finish(agg)
 
-    return batches(), specs, max(rows) if rows else None
+    sql = None
+    if params.get("derive_in_sql", True) and rows:
+        sample = finish(sample_aggregates(con, int(params.get("check_customers", 5000))))
+        select = snapshot_select(aggregate_types(con), cfg, tables, prof, sample.dtypes)
+        problem = check_snapshot_select(con, select, sample, scratch)
+        if problem:
+            log.warning("deriving in pandas: the SQL derivation %s", problem)
+        else:
+            sql = (select, sample)
+    return EventFeatures(con, specs, max(rows) if rows else None, batches, sql)
+
+
+def write_sql_snapshots(ev: EventFeatures, folder: Path) -> dict:
+    """features.parquet and scoring.parquet straight from DuckDB; the summary's numbers."""
+    assert ev.sql is not None
+    select, like = ev.sql
+    last = f"TIMESTAMP '{ev.last}'" if ev.last is not None else "NULL"
+    copy_snapshots(ev.con, select, "a.label IS NOT NULL", like, folder / "features.parquet")
+    scoring = like.drop(columns="label")
+    copy_snapshots(ev.con, select, f"a.cutoff = {last}", scoring, folder / "scoring.parquet")
+    n, label_sum = ev.con.execute(
+        "SELECT count(*), coalesce(sum(label), 0) FROM agg WHERE label IS NOT NULL"
+    ).fetchone()
+    cutoffs = ev.con.execute("SELECT DISTINCT cutoff FROM agg WHERE label IS NOT NULL").fetchall()
+    colours = pd.read_parquet(folder / "scoring.parquet", columns=["rule_colour"])["rule_colour"]
+    return snapshot_summary(
+        int(n), int(label_sum), [pd.Timestamp(c) for (c,) in cutoffs], ev.last, colours
+    )
+
+
+def snapshot_summary(
+    n: int, label_sum: int, cutoffs: list, last: pd.Timestamp | None, colours: pd.Series
+) -> dict:
+    """The row counts and shares of features_report.json."""
+    return {
+        "labelled_rows": n,
+        "scoring_rows": len(colours),
+        "cutoffs": sorted(str(c.date()) for c in cutoffs),
+        "scoring_cutoff": str(last.date()) if len(colours) and last is not None else None,
+        "churn_rate": label_sum / n if n else None,
+        "rule_colours": colours.value_counts(normalize=True).round(4).to_dict(),
+    }
 
 
 def build_flat_features(
@@ -185,22 +243,20 @@ class SnapshotWriter:
         self.scoring.close()
 
     def summary(self) -> dict:
-        n, colours = self.labelled.rows, pd.concat(self.colours)
-        return {
-            "labelled_rows": n,
-            "scoring_rows": self.scoring.rows,
-            "cutoffs": sorted(str(c.date()) for c in self.cutoffs),
-            "scoring_cutoff": str(self.scoring_cutoff.date()) if self.scoring_cutoff else None,
-            "churn_rate": self.label_sum / n if n else None,
-            "rule_colours": colours.value_counts(normalize=True).round(4).to_dict(),
-        }
+        return snapshot_summary(
+            self.labelled.rows,
+            self.label_sum,
+            list(self.cutoffs),
+            self.scoring_cutoff,
+            pd.concat(self.colours),
+        )
 
 
 def run(interim: Path, out: Path, params: dict) -> dict:
     report = json.loads((interim / "contract_report.json").read_text())
     fparams = params["features"]
     with tempfile.TemporaryDirectory(prefix="churnlight-features-") as scratch:
-        con = None
+        con, ev = None, None
         if report["mode"] == "flat":
             feats, specs = build_flat_features(interim, report, params["data"])
             batches: Iterator[pd.DataFrame] = iter([feats])
@@ -209,16 +265,31 @@ def run(interim: Path, out: Path, params: dict) -> dict:
         else:
             present = {p.stem for p in interim.glob("*.parquet")}
             con = connect(interim, present, fparams, Path(scratch))
-            batches, specs, last = build_event_features(con, present, report, fparams)
+            ev = build_event_features(con, present, report, fparams, Path(scratch))
+            specs, last = ev.specs, ev.last
+            batches = ev.batches()
             labelled = lambda df: df["label"].notna()  # noqa: E731
             scoring = lambda df: df["cutoff"] == last  # noqa: E731
         reg = registry_frame(specs)
         try:
             with atomic_dir(out) as tmp:
-                writer = SnapshotWriter(tmp, labelled, scoring, list(reg["name"]))
-                for feats in batches:
-                    writer.write(feats)
-                writer.close()
+                t0 = time.perf_counter()
+                if ev is not None and ev.sql is not None:
+                    missing = [n for n in reg["name"] if n not in ev.sql[1].columns]
+                    if missing:
+                        raise RuntimeError(f"registered features not computed: {missing}")
+                    counts = write_sql_snapshots(ev, tmp)
+                else:
+                    writer = SnapshotWriter(tmp, labelled, scoring, list(reg["name"]))
+                    for feats in batches:
+                        writer.write(feats)
+                    writer.close()
+                    counts = writer.summary()
+                log.info(
+                    "derived and wrote the snapshots (%s) in %.1f s",
+                    "DuckDB" if ev is not None and ev.sql is not None else "pandas",
+                    time.perf_counter() - t0,
+                )
                 summary = {
                     "mode": report["mode"],
                     # what was built: a family can be off even with its table present
@@ -228,12 +299,13 @@ def run(interim: Path, out: Path, params: dict) -> dict:
                     },
                     "features_per_family": reg["family"].value_counts().to_dict(),
                     "n_features": len(reg),
-                    **writer.summary(),
+                    **counts,
                 }
                 reg.to_csv(tmp / "feature_registry.csv", index=False, encoding="utf-8")
                 write_json(summary, tmp / "features_report.json")
         finally:
             if con is not None:
+                drop_aggregates(con)
                 con.close()
     log.info(
         "features: %d labelled rows, %d scoring rows, %d features %s (churn rate %.3f)",

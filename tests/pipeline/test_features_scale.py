@@ -1,0 +1,98 @@
+"""The feature stage's ways to its files give the same files.
+
+At scale the stage aggregates one range of customers at a time and derives the features in
+DuckDB (checked against `derive_features` on a sample first), or in pandas batches when that
+check fails. Every way must write what the whole-table pandas computation writes: same rows, in
+the same (cutoff, customer_id) order, same values, same dtypes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from churnlight.features import build
+from churnlight.pipelines import features as stage
+
+FILES = ("features.parquet", "scoring.parquet")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, make_pipeline_params, run_stages) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("scale")
+    params = make_pipeline_params()
+    paths = run_stages(root, params, ("generate", "validate"))
+    return paths["interim"], params
+
+
+@pytest.fixture(scope="module")
+def whole_table(world, tmp_path_factory) -> dict[str, pd.DataFrame]:
+    """features / scoring as the stage wrote them before it scaled: everything in one frame."""
+    interim, params = world
+    fp = params["features"]
+    report = json.loads((interim / "contract_report.json").read_text())
+    present = {p.stem for p in interim.glob("*.parquet")}
+    cfg = build.FeatureConfig.from_params(fp)
+    as_of = pd.Timestamp(report["as_of"])
+    cutoffs = build.make_cutoffs(as_of, fp["first_cutoff"], fp["last_cutoff"], fp["step_months"])
+    con = duckdb.connect()
+    for name in present:
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{interim / name}.parquet')")
+    agg = build.compute_aggregates(
+        con, present, cutoffs, as_of + pd.Timedelta(days=1), cfg, stage.load_lexicon()
+    )
+    customers = con.execute("SELECT * FROM customers").df()
+    con.close()
+    tables = {t: t in present for t in ("activity", "transactions", "feedback", "market")}
+    feats = build.finish_rows(agg, cfg, tables, customers, build.profile_columns(customers))
+    out = tmp_path_factory.mktemp("whole")
+    feats[feats["label"].notna()].to_parquet(out / FILES[0], index=False)
+    last = feats["cutoff"].max()
+    feats[feats["cutoff"] == last].drop(columns="label").to_parquet(out / FILES[1], index=False)
+    return {f: pd.read_parquet(out / f) for f in FILES}
+
+
+def _run(world, out: Path, **settings) -> dict[str, pd.DataFrame]:
+    interim, params = world
+    params = copy.deepcopy(params)
+    params["features"].update(settings)
+    stage.run(interim, out, params)
+    return {f: pd.read_parquet(out / f) for f in FILES}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"derive_in_sql": True, "partitions": 1},
+        {"derive_in_sql": True, "partitions": 3},
+        {"derive_in_sql": False, "partitions": 3, "batch_rows": 2048},
+    ],
+    ids=["sql", "sql-partitioned", "pandas-partitioned-batches"],
+)
+def test_every_way_writes_the_whole_table_result(world, whole_table, tmp_path, settings):
+    got = _run(world, tmp_path / "out", **settings)
+    for f in FILES:
+        assert len(got[f]) > 0
+        pd.testing.assert_frame_equal(got[f], whole_table[f], check_exact=True)
+
+
+def test_a_sql_derivation_that_differs_falls_back_to_pandas(
+    world, whole_table, tmp_path, monkeypatch, caplog
+):
+    real = build.derived_sql
+
+    def off_by_one(*args, **kwargs):
+        return [(n, f"{e} + 1" if n == "rule_score" else e) for n, e in real(*args, **kwargs)]
+
+    monkeypatch.setattr(build, "derived_sql", off_by_one)
+    with caplog.at_level(logging.WARNING, logger="churnlight.features"):
+        got = _run(world, tmp_path / "out", derive_in_sql=True, partitions=2)
+    assert "deriving in pandas" in caplog.text and "rule_score" in caplog.text
+    for f in FILES:
+        pd.testing.assert_frame_equal(got[f], whole_table[f], check_exact=True)
