@@ -2,24 +2,27 @@
 
 Why it exists: the explain stage gives the high and medium risk tiers (30% of customers by
 default) their top reasons in English and Chinese. LightGBM's own exact TreeSHAP
-(`pred_contrib`) costs about 1.7 ms of CPU a row for the default champion (210 trees of 45
-leaves, up to 18 deep), so at a million customers it alone takes minutes. This script times what
-a scoring run at that size does, on the champion the pipeline trained:
+(`pred_contrib`) costs a few ms of CPU a row for a large forest, so at a million customers it
+alone takes minutes. This script times what the explain stage does at that size, on the
+champion the pipeline trained (or, with `--model`, another candidate: `--model lgbm` measures
+the hard case whatever won):
 
 1. score: calibrated probabilities for every customer (`model.predict_proba`) and the risk
    tiers by the segment policy in params.yaml;
-2. reasons, for the tiers in `explain.reason_tiers`: contributions, by default with
-   `exact_contributions` (exact TreeSHAP from per-leaf pattern tables built once per model, in
-   about 2 s, counted here: the same values as LightGBM's `pred_contrib` at about 0.25 ms of
-   CPU a row; `--attribution lightgbm` for `contributions`, what the explain stage calls), then
-   the top reasons as sentences in both languages (`top_reasons_fast`, which gives the same
-   table as `top_reasons`).
+2. reasons, for the tiers in `explain.reason_tiers`: contributions with `exact_contributions`
+   (for LightGBM exact TreeSHAP from per-leaf pattern tables built once per model, counted
+   here: the same values as `pred_contrib`; the tree through shap.TreeExplainer; logistic
+   regression linear, centred on a seeded sample of `explain.global_sample` customers as the
+   stage does), then the top reasons as sentences in both languages (`top_reasons_fast`, which
+   gives the same table as `top_reasons`). `--attribution lightgbm` times `contributions`
+   (`pred_contrib` for LightGBM) instead, for comparison.
 
 Then, not timed, on a seeded sample of `--agreement-rows` customers with reasons, it compares
-the timed contributions with `contributions` (LightGBM's exact SHAP): how often the top reason
-is the same feature (`top1_agreement`; the goal is >= 0.9), the share of exact SHAP's top-3
-reasons found among the benchmark's top 3, the largest difference of a contribution, and whether
-`top_reasons_fast` gives the same table as `top_reasons` on those rows.
+the timed contributions with exact SHAP from `contributions` (`pred_contrib` for LightGBM,
+shap.TreeExplainer for the tree, the linear attribution for logistic regression): how often the
+top reason is the same feature (`top1_agreement`; the goal is >= 0.9), the share of exact SHAP's
+top-3 reasons found among the benchmark's top 3, the largest difference of a contribution, and
+whether `top_reasons_fast` gives the same table as `top_reasons` on those rows.
 
 The customer table is drawn with replacement (seeded) from the rows of
 `data/processed/scoring.parquet` (and, with `--pool all`, the default, the labelled rows of
@@ -28,6 +31,7 @@ of rows and on the model, not on which customers they are. The champion is the o
 `load_champion` returns: run `dvc repro` (or `bash scripts/run.sh`) first.
 
     python bench/score.py --customers 100000
+    python bench/score.py --customers 100000 --model lgbm
 
 Progress and the split of the timings go to stderr through `logging`; stdout gets exactly one
 line:
@@ -59,7 +63,7 @@ from churnlight.models.explain import (
     treeshap_tables,
 )
 from churnlight.models.segment import risk_tiers
-from churnlight.pipelines.common import load_champion, load_params
+from churnlight.pipelines.common import load_champion, load_model, load_params, load_train_report
 
 log = logging.getLogger("churnlight.bench.score")
 
@@ -74,10 +78,13 @@ def load_avg() -> str:
 
 
 def describe_model(model) -> str:
-    """Trees, leaves and depth of the champion (LightGBM), or its kind."""
+    """Size of the model behind the calibration: what the cost of its explanations depends on."""
     est = model.pipeline.named_steps["model"]
-    if type(est).__name__ != "LGBMClassifier":
-        return type(est).__name__
+    kind = type(est).__name__
+    if kind == "DecisionTreeClassifier":
+        return f"decision tree: {est.get_n_leaves()} leaves, depth {est.get_depth()}"
+    if kind != "LGBMClassifier":
+        return kind
     dump = est.booster_.dump_model()
     leaves = [int(t["num_leaves"]) for t in dump["tree_info"]]
 
@@ -147,10 +154,21 @@ def bench(args: argparse.Namespace) -> str:
     seg, ep = params["segment"], params["explain"]
     k = int(ep["top_reasons"])
     champion, model, features = load_champion(models)
+    name = champion
+    if args.model != "champion" and args.model != champion:
+        if args.model not in load_train_report(models)["models"]:
+            raise SystemExit(f"no {args.model} model in {models}")
+        name, model = args.model, load_model(models, args.model)
     registry = pd.read_csv(processed / "feature_registry.csv")
     threads = int(args.threads)
     est = model.pipeline.named_steps["model"]
-    log.info("champion %s: %s", champion, describe_model(model))
+    log.info(
+        "model %s (%s; champion %s): %s",
+        name,
+        "forced by --model" if args.model != "champion" else "the champion",
+        champion,
+        describe_model(model),
+    )
     if "n_jobs" in est.get_params():
         est.set_params(n_jobs=threads)  # in memory only: prediction threads for this run
     log.info("load average before: %s (%d cores)", load_avg(), os.cpu_count() or 0)
@@ -189,24 +207,34 @@ def bench(args: argparse.Namespace) -> str:
         "+".join(ep.get("reason_tiers", [])),
     )
 
-    # 2. reasons for the tiers someone acts on
+    # 2. reasons for the tiers someone acts on; logistic regression is centred on a sample of
+    # everyone, as in the stage (its attribution depends on the reference, the trees' do not)
+    background = x.sample(n=min(int(ep.get("global_sample", 2000)), len(x)), random_state=args.seed)
     xa = x[act]
     c0 = time.process_time()
     t0 = time.perf_counter()
     tables_s = 0.0
     if args.attribution == "lightgbm":
         how = "LightGBM pred_contrib"
-        contrib, base = contributions(model.pipeline, xa)
+        contrib, base = contributions(model.pipeline, xa, background)
     else:
         how = "exact_contributions"
-        try:
-            tables = treeshap_tables(est.booster_) if hasattr(est, "booster_") else None
-        except (ValueError, ImportError) as exc:
-            log.warning("no TreeSHAP tables (%s): exact_contributions falls back", exc)
-            tables = None
-        tables_s = time.perf_counter() - t0
-        how += f", of which tables {tables_s:.2f} s"
-        contrib, base = exact_contributions(model.pipeline, xa, num_threads=threads, tables=tables)
+        tables = None
+        if type(est).__name__ == "LGBMClassifier":
+            try:
+                tables = treeshap_tables(est.booster_)
+            except (ValueError, ImportError) as exc:
+                log.warning("no TreeSHAP tables (%s): LightGBM pred_contrib instead", exc)
+            tables_s = time.perf_counter() - t0
+            how += f", of which tables {tables_s:.2f} s" if tables else ", pred_contrib"
+        else:
+            how += f", as contributions for {type(est).__name__}"
+        if type(est).__name__ == "LGBMClassifier" and tables is None:
+            contrib, base = contributions(model.pipeline, xa)  # what the stage falls back to
+        else:
+            contrib, base = exact_contributions(
+                model.pipeline, xa, num_threads=threads, tables=tables, background=background
+            )
     t1 = time.perf_counter()
     c1 = time.process_time()
     reasons = top_reasons_fast(contrib, xa, registry, k=k)
@@ -233,7 +261,7 @@ def bench(args: argparse.Namespace) -> str:
     n_sample = min(int(args.agreement_rows), len(xa))
     if n_sample:
         sample = xa.sample(n=n_sample, random_state=args.seed).index
-        exact, exact_base = contributions(model.pipeline, xa.loc[sample])
+        exact, exact_base = contributions(model.pipeline, xa.loc[sample], background)
         agree = agreement(contrib.loc[sample], exact, k)
         same_table = top_reasons_fast(contrib.loc[sample], xa.loc[sample], registry, k).equals(
             top_reasons(contrib.loc[sample], xa.loc[sample], registry, k)
@@ -268,6 +296,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument(
+        "--model",
+        choices=["champion", "logreg", "tree", "lgbm"],
+        default="champion",
+        help="model to time: the champion (default) or a candidate; lgbm is the costly case",
+    )
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--processed", default="data/processed")
     ap.add_argument("--models", default="data/artifacts/models")
@@ -284,8 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         "--attribution",
         choices=["tables", "lightgbm"],
         default="tables",
-        help="tables: exact_contributions (exact TreeSHAP from per-leaf tables); "
-        "lightgbm: contributions (LightGBM's pred_contrib, as the explain stage)",
+        help="tables: exact_contributions, as the explain stage (exact TreeSHAP from per-leaf "
+        "tables for LightGBM); lightgbm: contributions (LightGBM's pred_contrib)",
     )
     ap.add_argument("--agreement-rows", type=int, default=2000)
     ap.add_argument("--log-level", default="INFO")

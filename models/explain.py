@@ -9,9 +9,13 @@ base value plus the contributions still equals the model's raw score.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
 
 # one cap for probabilities of 0 or 1 (pure tree leaves), shared by contributions and raw scores
 PROB_EPS = 1e-6
@@ -28,8 +32,14 @@ def _source_feature(out_name: str, inputs: list[str]) -> str:
     return max(matches, key=len)
 
 
-def contributions(pipe: Pipeline, x: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    """Per-row, per-feature contributions (log-odds) and the base value."""
+def contributions(
+    pipe: Pipeline, x: pd.DataFrame, background: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, float]:
+    """Per-row, per-feature contributions (log-odds) and the base value.
+
+    `background` only matters for logistic regression: its attribution is centred on the mean
+    of these rows (default: `x` itself). Pass the population (a sample of it) when `x` is a
+    subset such as the high-risk tier, or what every at-risk customer shares counts for nothing."""
     pre, model = pipe.named_steps["pre"], pipe.named_steps["model"]
     z = pre.transform(x)
     names = list(z.columns)
@@ -59,8 +69,9 @@ def contributions(pipe: Pipeline, x: pd.DataFrame) -> tuple[pd.DataFrame, float]
         phi = phi_p * scale[:, None]
     elif kind == "LogisticRegression":
         coef = model.coef_.ravel()
-        mean = pre.transform(x).to_numpy(dtype=float).mean(axis=0) if len(x) else 0
         zz = z.to_numpy(dtype=float)
+        ref = zz if background is None else pre.transform(background).to_numpy(dtype=float)
+        mean = ref.mean(axis=0) if len(ref) else 0
         phi = (zz - mean) * coef
         base = float(model.intercept_[0] + (mean * coef).sum())
     else:
@@ -343,7 +354,7 @@ def figures(
     return written
 
 
-# --- Reasons for many rows (added for bench/score.py; the functions above are unchanged) ---
+# --- Reasons for many rows (the explain stage and bench/score.py) ---
 
 
 def _to_raw_features(phi: np.ndarray, names: list[str], inputs: list[str]) -> np.ndarray:
@@ -445,7 +456,7 @@ def top_reasons_fast(
     return pd.DataFrame(out, index=x.index)
 
 
-# --- Exact TreeSHAP for many rows (added for bench/score.py) ---
+# --- Exact TreeSHAP for many rows (the explain stage's reasons and bench/score.py) ---
 #
 # For one leaf, path-dependent TreeSHAP depends on a row only through which of the distinct
 # features on the leaf's path the row satisfies (every split on that feature sends it towards the
@@ -752,25 +763,35 @@ def treeshap_values(tables: dict, zz: np.ndarray, num_threads: int = 1) -> np.nd
 
 
 def exact_contributions(
-    pipe: Pipeline, x: pd.DataFrame, num_threads: int | None = None, tables: dict | None = None
+    pipe: Pipeline,
+    x: pd.DataFrame,
+    num_threads: int | None = None,
+    tables: dict | None = None,
+    background: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, float]:
     """The same values as `contributions` (exact TreeSHAP, log-odds, same base value) for
     LightGBM with numerical splits, several times faster for many rows (`treeshap_tables`, or
-    `tables` built before; `num_threads` threads, None: one per core); anything else goes to
-    `contributions`."""
+    `tables` built before; `num_threads` threads, None: one per core); anything else, and a
+    booster the tables do not cover, goes to `contributions` (with `background`)."""
     import os
 
     pre, model = pipe.named_steps["pre"], pipe.named_steps["model"]
     if type(model).__name__ != "LGBMClassifier":
-        return contributions(pipe, x)
+        return contributions(pipe, x, background)
     if tables is None:
         try:
             tables = treeshap_tables(model.booster_)
-        except (ValueError, ImportError):
-            return contributions(pipe, x)
-    z = pre.transform(x)
-    names, inputs = list(z.columns), list(x.columns)
+        except (ValueError, ImportError) as exc:
+            log.warning("no TreeSHAP tables (%s): LightGBM pred_contrib instead", exc)
+            return contributions(pipe, x, background)
+    inputs = list(x.columns)
+    if len(x):
+        z = pre.transform(x)
+        names, zz = list(z.columns), z.to_numpy(dtype=float)
+    else:  # scikit-learn refuses to transform no rows; an empty tier is still a valid input
+        names = list(pre.get_feature_names_out())
+        zz = np.zeros((0, len(names)))
     threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
-    phi = treeshap_values(tables, z.to_numpy(dtype=float), threads)
+    phi = treeshap_values(tables, zz, threads)
     phi = _to_raw_features(phi, names, inputs)
     return pd.DataFrame(phi, columns=inputs, index=x.index), tables["base"]

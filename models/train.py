@@ -150,6 +150,9 @@ def build_pipeline(
             n_estimators=int(params.get("n_estimators", 300)),
             learning_rate=float(params.get("learning_rate", 0.05)),
             num_leaves=int(params.get("num_leaves", 31)),
+            # -1: no limit (LightGBM's default); the search space bounds it, since exact TreeSHAP
+            # for reasons costs leaves x distinct features per path per row
+            max_depth=int(params.get("max_depth", -1)),
             min_child_samples=int(params.get("min_child_samples", 50)),
             subsample=float(params.get("subsample", 1.0)),
             subsample_freq=1 if float(params.get("subsample", 1.0)) < 1 else 0,

@@ -3,7 +3,9 @@
 Globally, on a sample of the scoring snapshot, for every candidate (LightGBM through its native
 TreeSHAP, the tree through shap.TreeExplainer, logistic regression through its exact linear
 attribution) with figures for the champion; per customer, the champion's top reasons in English
-and Chinese for the risk tiers someone will act on (`explain.reason_tiers`).
+and Chinese for the risk tiers someone will act on (`explain.reason_tiers`). Those can be a
+third of a large base, so a LightGBM champion is explained there with the table-based exact
+TreeSHAP (`exact_contributions`: the same values as `pred_contrib`, several times faster).
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
-from churnlight.models.explain import contributions, figures, importance, top_reasons
+from churnlight.models.explain import (
+    contributions,
+    exact_contributions,
+    figures,
+    importance,
+    top_reasons_fast,
+)
 from churnlight.models.segment import risk_tiers
 from churnlight.pipelines.common import (
     atomic_dir,
@@ -28,6 +37,23 @@ from churnlight.pipelines.common import (
 )
 
 log = logging.getLogger("churnlight.explain")
+
+
+def customer_reasons(
+    pipe: Pipeline,
+    x: pd.DataFrame,
+    registry: pd.DataFrame,
+    k: int,
+    num_threads: int | None = None,
+    background: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, float]:
+    """Top-k reasons per row and the base value (log-odds of the uncalibrated model).
+
+    Exact contributions whatever the model: LightGBM through per-leaf TreeSHAP tables (falling
+    back to `pred_contrib` for boosters they do not cover), the others as `contributions` does,
+    logistic regression centred on `background` (the population, not the at-risk rows)."""
+    contrib, base = exact_contributions(pipe, x, num_threads=num_threads, background=background)
+    return top_reasons_fast(contrib, x, registry, k=k), base
 
 
 def run(processed: Path, models: Path, reports: Path, out: Path, params: dict) -> pd.DataFrame:
@@ -51,7 +77,7 @@ def run(processed: Path, models: Path, reports: Path, out: Path, params: dict) -
     feat_imp.to_csv(reports / "importance.csv", index=False)
     fam_imp.to_csv(reports / "importance_by_family.csv", index=False)
     pd.concat(per_model).to_csv(reports / "importance_by_model.csv", index=False)
-    with atomic_dir(reports / "figures") as tmp:
+    with atomic_dir(reports / "figures" / "shap") as tmp:
         figures(
             champ_contrib,
             sample,
@@ -67,8 +93,15 @@ def run(processed: Path, models: Path, reports: Path, out: Path, params: dict) -
     tiers = risk_tiers(p, params["segment"]["policy"], params["segment"])
     act = pd.Series(tiers, index=x.index).isin(ep.get("reason_tiers", ["high", "medium"]))
     t0 = time.perf_counter()
-    contrib, base = contributions(model.pipeline, x[act])
-    reasons = top_reasons(contrib, x[act], registry, k=int(ep["top_reasons"]))
+    threads = ep.get("threads")
+    reasons, base = customer_reasons(
+        model.pipeline,
+        x[act],
+        registry,
+        int(ep["top_reasons"]),
+        None if threads is None else int(threads),
+        background=sample,
+    )
     reasons.insert(0, "customer_id", scoring.loc[act, "customer_id"].to_numpy())
     write_parquet(reasons, out)
     log.info(

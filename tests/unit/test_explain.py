@@ -374,3 +374,21 @@ def test_top_reasons_from_a_real_model(table, scoring_rows, registry):
         got = _cells(out.loc[[idx], [f"reason_{j}_feature" for j in (1, 2, 3)]])[0]
         assert got[: len(expected)] == expected
         assert all(g is None for g in got[len(expected) :])
+
+
+def test_logreg_contributions_do_not_depend_on_the_rows_explained_with_a_background(
+    table, scoring_rows
+):
+    """The stage explains only the at-risk tiers: centred on their own mean, what they all share
+    would count for nothing, so the population (`background`) is the reference."""
+    pipe = fit_candidate("logreg", table, FEATURES, MODEL_PARAMS["logreg"], seed=3)
+    full, full_base = contributions(pipe, scoring_rows)
+    subset = scoring_rows.iloc[::4]
+    alone, base = contributions(pipe, subset, background=scoring_rows)
+    np.testing.assert_allclose(alone.to_numpy(), full.loc[subset.index].to_numpy(), atol=1e-12)
+    assert abs(base - full_base) < 1e-12
+    np.testing.assert_allclose(
+        alone.sum(axis=1).to_numpy() + base, raw_score(pipe, subset), rtol=0, atol=1e-6
+    )
+    own, _ = contributions(pipe, subset)  # centred on the subset: a different attribution
+    assert not np.allclose(own.to_numpy(), alone.to_numpy())
