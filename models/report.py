@@ -16,6 +16,7 @@ pipe tables, block quotes, fenced code, images on lines of their own, bold, ital
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import io
@@ -25,6 +26,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import jinja2
 import numpy as np
@@ -35,7 +37,7 @@ log = logging.getLogger("churnlight.report")
 LANGUAGES = ("en", "zh")
 TEMPLATE = "model_card.md.j2"
 TIERS = ("high", "medium", "low")
-# the two charts the card draws itself; every other figure comes from reports/figures
+# the two charts the card draws itself; every other figure comes from reports/figures/shap
 CHARTS = ("calibration", "gains")
 CJK_FONTS = (
     "Noto Sans CJK SC",
@@ -124,12 +126,14 @@ class CardInputs:
     gains: pd.DataFrame  # reports/plots/gains.csv
     train_report: dict = field(default_factory=dict)  # data/artifacts/models/train_report.json
     tree_rules: str | None = None  # data/artifacts/models/tree_rules.txt
-    figures: dict[str, bytes] = field(default_factory=dict)  # reports/figures/<name>.png
+    figures: dict[str, bytes] = field(default_factory=dict)  # reports/figures/shap/<name>.png
     version: dict = field(default_factory=dict)  # commit, params_hash, data_hash
     generated: str = ""  # the date the card is written
     synthetic: bool = False  # the data is the generate stage's synthetic world
     source: str = ""  # data.source: the folder the data came from
-    figure_dir: str = "figures"  # figures as seen from the Markdown card
+    # each figure's file as seen from the Markdown card (default figures/shap/<name>.png; a
+    # Chinese card may point at figures/shap/zh/<name>.png)
+    figure_files: dict[str, str] = field(default_factory=dict)
 
 
 # --- pieces of the context ---------------------------------------------------------------------
@@ -388,11 +392,42 @@ def tree_rules_summary(
 # --- the two charts the card draws -------------------------------------------------------------
 
 
+_CJK_FILE = re.compile(r"cjk|wqy|wenquanyi|sourcehan|droidsansfallback|uming|ukai", re.I)
+
+
+@functools.cache
 def _cjk_font() -> str | None:
+    """A font family matplotlib can draw Chinese with, or None.
+
+    Matplotlib caches its font list on first use, so a CJK font installed afterwards (e.g. by
+    scripts/run.sh) is not in it: then the system's CJK font files are added to it here."""
     from matplotlib import font_manager
 
-    names = {f.name for f in font_manager.fontManager.ttflist}
-    return next((f for f in CJK_FONTS if f in names), None)
+    fm = font_manager.fontManager
+    names = {f.name for f in fm.ttflist}
+    found = next((f for f in CJK_FONTS if f in names), None)
+    if found is None:
+        for path in font_manager.findSystemFonts():
+            if _CJK_FILE.search(Path(path).name):
+                try:
+                    fm.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # unreadable font file
+                    continue
+        names = {f.name for f in fm.ttflist}
+        found = next((f for f in CJK_FONTS if f in names), None)
+    return found
+
+
+def chart_language(lang: str) -> str:
+    """The language the card's charts can be drawn in: Chinese needs a CJK font in matplotlib,
+    otherwise the labels would be empty boxes, so they fall back to English with a warning."""
+    if lang == "zh" and _cjk_font() is None:
+        log.warning(
+            "no CJK font found for matplotlib: the card's charts keep English labels "
+            "(install one, e.g. Debian's fonts-noto-cjk)"
+        )
+        return "en"
+    return lang
 
 
 def _chart_words(lang: str) -> tuple[str, dict[str, str]]:
@@ -427,11 +462,8 @@ def _chart_words(lang: str) -> tuple[str, dict[str, str]]:
         "rules": "三色规则（同等容量）",
         "reach": "联系 {cap} → 覆盖 {rec} 的流失者",
     }
-    if lang == "zh":
-        font = _cjk_font()
-        if font is not None:
-            return font, zh
-        log.warning("no CJK font for matplotlib: chart labels stay in English")
+    if chart_language(lang) == "zh":
+        return str(_cjk_font()), zh
     return "DejaVu Sans", en
 
 
@@ -573,19 +605,20 @@ def build_context(inp: CardInputs) -> dict:
     cutoff_p = None
     if len(scored) and "churn_probability" in scored:
         cutoff_p = float(np.quantile(scored["churn_probability"].to_numpy(float), 1 - capacity))
+    chart_lang = chart_language(lang)  # once: one warning, not one per chart
     charts = {
-        "calibration": calibration_chart(inp.calibration, capacity, cutoff_p, lang)
+        "calibration": calibration_chart(inp.calibration, capacity, cutoff_p, chart_lang)
         if len(inp.calibration)
         else None,
         "gains": gains_chart(
-            inp.gains, capacity, m.get("rules", {}).get("recall_at_capacity"), lang
+            inp.gains, capacity, m.get("rules", {}).get("recall_at_capacity"), chart_lang
         )
         if len(inp.gains)
         else None,
     }
     images_html = {n: data_uri(b) for n, b in charts.items() if b is not None}
     images_html.update({n: data_uri(b) for n, b in inp.figures.items()})
-    images_md = {n: f"{inp.figure_dir}/{n}.png" for n in inp.figures}
+    images_md = {n: inp.figure_files.get(n, f"figures/shap/{n}.png") for n in inp.figures}
 
     slices_all, slices_weak = weak_slices(
         inp.slices,

@@ -2,9 +2,13 @@
 
 Thin: read the pipeline's outputs, hand them to `churnlight.models.report` (context, charts,
 rendering: one template for both files) and write both files atomically. With
-`report.screenshot: true` it also saves a PNG of the HTML card through headless Chromium
-(skipped with a log line when no Chromium is installed); the same Chromium helpers drive the
-card's browser test.
+`report.screenshot: true` (the default) it also saves a PNG of the HTML card, taken with headless
+Chromium, as reports/figures/card/model_card.png, so a reviewer sees what a manager sees. Without
+Chromium the cards are still written, the folder stays empty (DVC accepts an empty folder out)
+and a warning says how to get Chromium. The same Chromium helpers drive the card's browser test.
+
+The SHAP figures come from the explain stage in reports/figures/shap/; a Chinese card uses
+shap/zh/<name>.png where explain wrote one (it does when a CJK font is installed).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import pandas as pd
 
 from churnlight.models.report import CardInputs, build_context, content_hash, render_card
 from churnlight.pipelines.common import (
+    atomic_dir,
     atomic_file,
     is_synthetic,
     load_params,
@@ -34,6 +39,16 @@ from churnlight.pipelines.common import (
 )
 
 log = logging.getLogger("churnlight.report")
+
+# inside the reports folder: the explain stage's figures, and the report stage's own (DVC outs)
+SHAP_DIR = Path("figures", "shap")
+CARD_DIR = Path("figures", "card")
+SCREENSHOT = "model_card.png"
+CHROMIUM_HINT = (
+    "install Chromium (Debian/Ubuntu, as root: apt-get install chromium fonts-noto-cjk; "
+    "`bash scripts/run.sh` does it when run as root) or set $CHROMIUM to a Chrome/Chromium "
+    "binary; report.screenshot: false turns the screenshot off"
+)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -76,16 +91,42 @@ def _csv(path: Path, columns: list[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
 
 
+def read_figures(reports: Path, lang: str) -> tuple[dict[str, bytes], dict[str, str]]:
+    """The explain stage's figures by name (bytes, and the file as seen from the Markdown card).
+
+    A Chinese card takes shap/zh/<name>.png where it exists, so its figures speak the card's
+    language; any figure without a Chinese version stays English (with a warning)."""
+    shap_dir = reports / SHAP_DIR
+    figures: dict[str, bytes] = {}
+    files: dict[str, str] = {}
+    english_only = []
+    for png in sorted(shap_dir.glob("*.png")) if shap_dir.is_dir() else []:
+        src = png
+        if lang == "zh":
+            zh = shap_dir / "zh" / png.name
+            if zh.is_file():
+                src = zh
+            else:
+                english_only.append(png.stem)
+        figures[png.stem] = src.read_bytes()
+        files[png.stem] = Path(os.path.relpath(src, reports)).as_posix()
+    if english_only:
+        log.warning(
+            "model card (zh): no Chinese version of %d SHAP figure(s) in %s (explain writes them "
+            "when a CJK font such as fonts-noto-cjk is installed): using the English ones for %s",
+            len(english_only),
+            shap_dir / "zh",
+            ", ".join(english_only),
+        )
+    return figures, files
+
+
 def read_inputs(
     interim: Path, processed: Path, models: Path, reports: Path, params: dict, params_path: Path
 ) -> CardInputs:
     """Everything the card needs, read from the pipeline's files."""
-    figures_dir = reports / "figures"
-    figures = (
-        {p.stem: p.read_bytes() for p in sorted(figures_dir.glob("*.png"))}
-        if figures_dir.is_dir()
-        else {}
-    )
+    lang = str((params.get("report") or {}).get("language", "en"))
+    figures, figure_files = read_figures(reports, lang)
     tree_path = models / "tree_rules.txt"
     data_files = [
         interim / "contract_report.json",
@@ -116,11 +157,11 @@ def read_inputs(
         generated=str(dt.date.today()),
         synthetic=is_synthetic(params["data"]),
         source=str(params["data"]["source"]),
-        figure_dir=Path(os.path.relpath(figures_dir, reports)).as_posix(),
+        figure_files=figure_files,
     )
 
 
-# --- headless Chromium (the optional screenshot here, and the card's browser test) ----------
+# --- headless Chromium (the card's screenshot here, and the card's browser test) -------------
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 PROBE_ID = "churnlight-probe"
@@ -252,33 +293,47 @@ def screenshot(
 # --- the stage ---------------------------------------------------------------------------------
 
 
+def write_screenshot(html_path: Path, card_dir: Path, enabled: bool = True) -> Path | None:
+    """Replace `card_dir` with one holding a screenshot of the card, or nothing.
+
+    The folder is a DVC out, so it is always written, empty when the screenshot is off, when no
+    Chromium is installed or when Chromium fails: a missing screenshot must not fail the run."""
+    with atomic_dir(card_dir) as tmp:
+        if not enabled:
+            log.info("model card screenshot off (report.screenshot): %s left empty", card_dir)
+            return None
+        if find_chromium() is None:
+            log.warning(
+                "model card screenshot skipped: no Chromium found, %s left empty; to get it, %s",
+                card_dir,
+                CHROMIUM_HINT,
+            )
+            return None
+        try:
+            screenshot(html_path, tmp / SCREENSHOT)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            log.warning("model card screenshot failed, %s left empty: %s", card_dir, exc)
+            return None
+    log.info("model card screenshot: %s", card_dir / SCREENSHOT)
+    return card_dir / SCREENSHOT
+
+
 def run(
-    interim: Path,
-    processed: Path,
-    models: Path,
-    reports: Path,
-    params: dict,
-    params_path: Path,
-    screenshot_path: Path | None = None,
+    interim: Path, processed: Path, models: Path, reports: Path, params: dict, params_path: Path
 ) -> str:
-    """Write reports/model_card.md and model_card.html; returns the Markdown card."""
+    """Write reports/model_card.md, model_card.html and (report.screenshot, on by default)
+    figures/card/model_card.png; returns the Markdown card."""
     context = build_context(read_inputs(interim, processed, models, reports, params, params_path))
     card_md = render_card(context, "md")
     card_html = render_card(context, "html")
     write_text(card_md, reports / "model_card.md")
     write_text(card_html, reports / "model_card.html")
     log.info("model card: %s, %s", reports / "model_card.md", reports / "model_card.html")
-    want_shot = bool((params.get("report") or {}).get("screenshot", False))
-    if want_shot or screenshot_path is not None:
-        target = screenshot_path or reports / "model_card.png"
-        if find_chromium() is None:
-            log.info("no Chromium found: no screenshot of the model card")
-        else:
-            try:
-                screenshot(reports / "model_card.html", target)
-                log.info("model card screenshot: %s", target)
-            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                log.warning("model card screenshot failed: %s", exc)
+    write_screenshot(
+        reports / "model_card.html",
+        reports / CARD_DIR,
+        bool((params.get("report") or {}).get("screenshot", True)),
+    )
     return card_md
 
 
@@ -289,12 +344,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--processed", default="data/processed")
     ap.add_argument("--models", default="data/artifacts/models")
     ap.add_argument("--reports", default="reports")
-    ap.add_argument(
-        "--screenshot",
-        default=None,
-        help="also save a PNG of the HTML card here (default with report.screenshot: "
-        "<reports>/model_card.png)",
-    )
     args = ap.parse_args(argv)
     params = load_params(args.params)
     setup_logging(params["base"].get("log_level", "INFO"))
@@ -305,7 +354,6 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.reports),
         params,
         Path(args.params),
-        Path(args.screenshot) if args.screenshot else None,
     )
 
 

@@ -29,3 +29,33 @@ fi
 . .venv/bin/activate
 export MLFLOW_DISABLE_TELEMETRY=true
 export DVC_NO_ANALYTICS=1
+
+# Debian's chromium (the model card's screenshot and browser test) and fonts-noto-cjk (Chinese
+# in the card's charts, the SHAP figures and the screenshot). Installed where we may (root with
+# apt-get); elsewhere say what is missing and go on: the pipeline and the tests run without them.
+# Usage: ensure_browser_packages "<what needs them>"
+ensure_browser_packages() {
+  local why="${1:-the model card}" missing=() b have_browser="" have_cjk=""
+  for b in "${CHROMIUM:-}" "${CHROME_BIN:-}" chromium chromium-browser google-chrome google-chrome-stable chrome; do
+    if [ -n "$b" ] && command -v "$b" >/dev/null 2>&1; then have_browser=1; break; fi
+  done
+  [ -n "$have_browser" ] || missing+=(chromium)
+  if command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh family 2>/dev/null)" ]; then
+    have_cjk=1
+  fi
+  [ -n "$have_cjk" ] || missing+=(fonts-noto-cjk)
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${missing[*]} for ${why}..." >&2
+    if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null); then
+      return 0
+    fi
+    echo -n "could not install ${missing[*]}" >&2
+  else
+    echo -n "${missing[*]} not installed (as root: apt-get install ${missing[*]})" >&2
+  fi
+  [ -n "$have_browser" ] || echo -n "; no chromium: ${why} skipped" >&2
+  [ -n "$have_cjk" ] || echo -n "; no CJK font: Chinese charts in English" >&2
+  echo >&2
+  return 0
+}

@@ -99,3 +99,11 @@ def test_notebook_runs_against_a_tiny_run(name, tiny_run, kernel, tmp_path, monk
         if "image/png" in o.get("data", {})
     ]
     assert images, "no figure came out"
+    if name.startswith("02_"):  # the SHAP figures are read from the explain stage's folder
+        shown = [
+            o.get("data", {}).get("text/markdown", "")
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.outputs
+        ]
+        assert "**shap_bar**" in shown, "notebook 02 found no SHAP figure in reports/figures/shap"

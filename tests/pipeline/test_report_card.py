@@ -1,9 +1,11 @@
 """The model card of a tiny pipeline run: Markdown and HTML from one template, the HTML one
 self-contained file, both languages, and the HTML opened in headless Chromium (title, every
-image decoded, no request attempted, a page that is not blank).
+image decoded, no request attempted, a page that is not blank), including the screenshot the
+stage leaves in reports/figures/card/.
 
 The browser tests need a Chromium/Chrome binary (`apt-get install chromium`, or $CHROMIUM);
-without one they are skipped and say so.
+without one they are skipped and say so. The Chinese charts need a CJK font for matplotlib
+(`apt-get install fonts-noto-cjk`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import html as htmllib
 import io
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -21,9 +24,10 @@ import pytest
 import yaml
 from PIL import Image
 
+from churnlight.models import report as card_lib
 from churnlight.models.report import markdown_to_html, tree_rules_summary
 from churnlight.pipelines import report
-from churnlight.pipelines.report import find_chromium, probe_page, screenshot
+from churnlight.pipelines.report import find_chromium, probe_page
 
 TITLES_EN = [
     "1. This week in five lines",
@@ -56,6 +60,11 @@ needs_chromium = pytest.mark.skipif(
     reason="no Chromium on PATH (apt-get install chromium, or set $CHROMIUM): "
     "the model card's browser checks need it",
 )
+needs_cjk_font = pytest.mark.skipif(
+    card_lib._cjk_font() is None,
+    reason="no CJK font for matplotlib (apt-get install fonts-noto-cjk): the Chinese charts "
+    "fall back to English",
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +82,13 @@ def card(tmp_path_factory, make_pipeline_params, run_stages) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def card_zh(card, tmp_path_factory) -> dict:
-    """The same run's card with `report.language: zh`, written to a copy of its reports."""
-    tmp = tmp_path_factory.mktemp("card_zh")
+def _rerun_report(card: dict, tmp: Path, **report_params) -> Path:
+    """The report stage again on a copy of the run's reports with other `report` params;
+    returns the copy's reports folder."""
     reports = tmp / "reports"
     shutil.copytree(card["reports"], reports)
     params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
-    params.setdefault("report", {})["language"] = "zh"
+    params.setdefault("report", {}).update(report_params)
     params_path = tmp / "params.yaml"
     params_path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     report.main(
@@ -97,9 +105,18 @@ def card_zh(card, tmp_path_factory) -> dict:
             str(reports),
         ]
     )
+    return reports
+
+
+@pytest.fixture(scope="module")
+def card_zh(card, tmp_path_factory) -> dict:
+    """The same run's card with `report.language: zh`, written to a copy of its reports."""
+    reports = _rerun_report(card, tmp_path_factory.mktemp("card_zh"), language="zh")
     return {
+        "reports": reports,
         "md": (reports / "model_card.md").read_text(encoding="utf-8"),
         "html": (reports / "model_card.html").read_text(encoding="utf-8"),
+        "html_path": reports / "model_card.html",
     }
 
 
@@ -113,6 +130,34 @@ def _png_size(src: str) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(io.BytesIO(data)) as im:
         return im.size
+
+
+def _section(page: str, n: int) -> str:
+    return page.split(f'<section id="s{n}">', 1)[1].split("</section>", 1)[0]
+
+
+def _assert_not_blank(png: Path) -> None:
+    """A full-page screenshot 1200 px wide with ink and variety on it (not a blank page)."""
+    with Image.open(png) as im:
+        assert im.size[0] == 1200 and im.size[1] > 2000
+        grey = im.convert("L")
+        hist = grey.histogram()
+        ink = sum(hist[:200]) / (im.size[0] * im.size[1])
+        assert ink > 0.02, f"the page looks blank ({ink:.1%} of pixels not near-white)"
+        assert len(set(grey.resize((200, 400)).getdata())) > 20
+
+
+def _assert_renders(seen: dict, page: str, title: str) -> None:
+    """What Chromium saw: the title, every image decoded, nothing fetched, a long page."""
+    assert seen["title"] == title
+    assert seen["h1"] == title
+    assert len(seen["images"]) == len(IMG_SRC.findall(page))
+    broken = [i for i in seen["images"] if not i["complete"] or i["width"] <= 0]
+    assert broken == []
+    assert seen["violations"] == [], "the page tried to fetch something"
+    assert [r for r in seen["resources"] if not r.startswith("data:")] == []
+    assert seen["text_length"] > 1500
+    assert seen["height"] > 2000
 
 
 # --- the files ---------------------------------------------------------------------------------
@@ -139,7 +184,7 @@ def test_html_is_one_self_contained_file(card):
 
 def test_every_image_is_an_inlined_png(card):
     srcs = IMG_SRC.findall(card["html"])
-    figures = sorted((card["reports"] / "figures").glob("*.png"))
+    figures = sorted((card["reports"] / "figures" / "shap").glob("*.png"))
     assert figures, "explain wrote no figures"
     assert len(srcs) == len(figures) + 2  # + calibration and cumulative gains, drawn by report
     for src in srcs:
@@ -148,7 +193,7 @@ def test_every_image_is_an_inlined_png(card):
 
 
 def test_calibration_and_gains_charts_are_in_section_five(card):
-    section = card["html"].split('<section id="s5">', 1)[1].split("</section>", 1)[0]
+    section = _section(card["html"], 5)
     assert len(IMG_SRC.findall(section)) == 2
     assert "Calibration" in section and "Cumulative gains" in section
     assert "percentage points" in section
@@ -160,6 +205,7 @@ def test_markdown_points_at_the_figure_files(card):
     assert links
     for link in links:
         assert not link.startswith("data:"), "the Markdown card stays small"
+        assert link.startswith("figures/shap/"), link
         assert (card["reports"] / link).is_file(), link
     assert "see model_card.html (data: plots/calibration.csv)" in card["md"]
 
@@ -192,6 +238,50 @@ def test_chinese_card_has_every_section_in_chinese(card_zh):
     # the fixed English sentences are gone
     for english in ("This week", "Top reasons", "Intended use", "Limitations"):
         assert english not in card_zh["md"], english
+
+
+@needs_cjk_font
+def test_chinese_card_draws_its_own_charts_in_chinese(card, card_zh):
+    """Same data, other labels: the calibration and gains charts of a zh card are not the
+    English pictures."""
+    en = IMG_SRC.findall(_section(card["html"], 5))
+    zh = IMG_SRC.findall(_section(card_zh["html"], 5))
+    assert len(en) == len(zh) == 2
+    for a, b in zip(en, zh, strict=True):
+        assert a != b
+        assert _png_size(b)[0] > 100
+
+
+def test_chinese_card_uses_chinese_shap_figures_where_explain_wrote_them(card, tmp_path, caplog):
+    """shap/zh/<name>.png replaces <name>.png on a zh card; figures without one stay English
+    (and the log says so); an English card ignores shap/zh."""
+    reports = tmp_path / "reports"
+    shutil.copytree(card["reports"], reports)
+    shap = reports / "figures" / "shap"
+    shutil.rmtree(shap / "zh", ignore_errors=True)
+    (shap / "zh").mkdir()
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 200), (200, 30, 30)).save(buf, format="PNG")
+    (shap / "zh" / "shap_bar.png").write_bytes(buf.getvalue())
+    zh_uri = card_lib.data_uri(buf.getvalue())
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params["report"].update(language="zh", screenshot=False)
+    with caplog.at_level(logging.WARNING, logger="churnlight.report"):
+        md = report.run(
+            card["interim"], card["processed"], card["models"], reports, params, card["params"]
+        )
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert "figures/shap/zh/shap_bar.png" in links
+    assert "figures/shap/shap_beeswarm.png" in links
+    assert all((reports / link).is_file() for link in links)
+    assert zh_uri in (reports / "model_card.html").read_text(encoding="utf-8")
+    assert "no Chinese version of" in caplog.text and "shap_beeswarm" in caplog.text
+
+    params["report"]["language"] = "en"
+    md = report.run(
+        card["interim"], card["processed"], card["models"], reports, params, card["params"]
+    )
+    assert "figures/shap/shap_bar.png" in md and "/zh/" not in md
 
 
 # --- the pure pieces ---------------------------------------------------------------------------
@@ -243,27 +333,25 @@ def test_tree_rules_keep_paths_that_end_in_churn():
 
 
 @needs_chromium
-def test_card_opens_in_chromium_with_every_image_and_no_request(card, tmp_path):
+def test_card_opens_in_chromium_with_every_image_and_no_request(card):
     seen = probe_page(card["html_path"])
-    assert seen["title"] == "Churn early-warning model card"
-    assert seen["h1"] == "Churn early-warning model card"
-    n_img = len(IMG_SRC.findall(card["html"]))
-    assert len(seen["images"]) == n_img
-    broken = [i for i in seen["images"] if not i["complete"] or i["width"] <= 0]
-    assert broken == []
-    assert seen["violations"] == [], "the page tried to fetch something"
-    assert [r for r in seen["resources"] if not r.startswith("data:")] == []
+    _assert_renders(seen, card["html"], "Churn early-warning model card")
     assert seen["text_length"] > 2000
-    assert seen["height"] > 2000
 
-    png = screenshot(card["html_path"], tmp_path / "card.png")
-    with Image.open(png) as im:
-        assert im.size[0] == 1200 and im.size[1] > 2000
-        grey = im.convert("L")
-        hist = grey.histogram()
-        ink = sum(hist[:200]) / (im.size[0] * im.size[1])
-        assert ink > 0.02, f"the page looks blank ({ink:.1%} of pixels not near-white)"
-        assert len(set(grey.resize((200, 400)).getdata())) > 20
+
+@needs_chromium
+def test_the_stage_leaves_a_screenshot_of_the_default_card(card):
+    """report.screenshot is on by default: the stage's DVC out figures/card holds the PNG."""
+    files = sorted(p.name for p in (card["reports"] / "figures" / "card").iterdir())
+    assert files == ["model_card.png"]
+    _assert_not_blank(card["reports"] / "figures" / "card" / "model_card.png")
+
+
+@needs_chromium
+def test_chinese_card_opens_in_chromium(card_zh):
+    seen = probe_page(card_zh["html_path"])
+    _assert_renders(seen, card_zh["html"], "客户流失预警模型卡")
+    _assert_not_blank(card_zh["reports"] / "figures" / "card" / "model_card.png")
 
 
 @needs_chromium
@@ -278,13 +366,40 @@ def test_the_probe_catches_a_request(card, tmp_path):
     assert any("example.invalid" in v for v in seen["violations"]), seen["violations"]
 
 
-def test_screenshot_is_off_by_default_and_quiet_without_chromium(card, tmp_path, monkeypatch):
+@pytest.mark.parametrize("why", ["no chromium", "screenshot off"])
+def test_without_a_screenshot_the_cards_are_written_and_the_card_folder_is_empty(
+    why, card, tmp_path, monkeypatch, caplog
+):
+    """The folder is a DVC out: it must exist, empty, or `dvc repro` fails; no Chromium is a
+    warning that says how to get it, not an error."""
     params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
-    params.setdefault("report", {})["screenshot"] = True
+    params["report"]["screenshot"] = why != "screenshot off"
     monkeypatch.setattr(report, "find_chromium", lambda: None)
     reports = tmp_path / "reports"
-    shutil.copytree(card["reports"], reports)
-    report.run(card["interim"], card["processed"], card["models"], reports, params, card["params"])
-    assert (reports / "model_card.html").is_file()
-    assert not (reports / "model_card.png").exists()
-    assert not Path(card["reports"] / "model_card.png").exists()
+    shutil.copytree(card["reports"], reports)  # with the run's screenshot in figures/card
+    (reports / "model_card.html").unlink()
+    with caplog.at_level(logging.INFO, logger="churnlight.report"):
+        report.run(
+            card["interim"], card["processed"], card["models"], reports, params, card["params"]
+        )
+    assert (reports / "model_card.html").is_file() and (reports / "model_card.md").is_file()
+    card_dir = reports / "figures" / "card"
+    assert card_dir.is_dir() and list(card_dir.iterdir()) == []
+    assert {p.name for p in (reports / "figures").iterdir()} == {"card", "shap"}  # no leftovers
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    if why == "no chromium":
+        assert any("screenshot skipped" in r.getMessage() for r in warnings), caplog.text
+        assert "apt-get install chromium" in caplog.text
+    else:
+        assert not any("screenshot" in r.getMessage() for r in warnings), caplog.text
+
+
+def test_charts_fall_back_to_english_labels_without_a_cjk_font(card, monkeypatch, caplog):
+    calibration = pd.read_csv(card["reports"] / "plots" / "calibration.csv")
+    english = card_lib.calibration_chart(calibration, 0.1, 0.3, "en")
+    monkeypatch.setattr(card_lib, "_cjk_font", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="churnlight.report"):
+        assert card_lib.chart_language("zh") == "en"
+        fallback = card_lib.calibration_chart(calibration, 0.1, 0.3, "zh")
+    assert fallback == english
+    assert "no CJK font" in caplog.text and "fonts-noto-cjk" in caplog.text
