@@ -10,10 +10,14 @@ base value plus the contributions still equals the model's raw score.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
+
+from churnlight.models import fonts
 
 log = logging.getLogger(__name__)
 
@@ -260,59 +264,100 @@ def top_reasons(
     return pd.DataFrame(out, index=x.index)
 
 
-def figures(
+# --- SHAP figures (English, and Chinese in zh/ when matplotlib has a CJK font) ---
+
+FIGURE_LANGUAGES = ("en", "zh")
+FAMILY_COLOURS = {
+    "behaviour": "#4C72B0",
+    "attitude": "#DD8452",
+    "external": "#55A868",
+    "profile": "#8172B3",
+}
+FAMILY_ZH = {"behaviour": "行为", "attitude": "态度", "external": "外部风险", "profile": "客户属性"}
+FIGURE_WORDS = {
+    "en": {
+        # x labels on two lines: one is wider than the axes once the long feature labels on the
+        # left push the axes right, and its end was cut off
+        "bar_x": "mean |SHAP|\n(log-odds of the uncalibrated model)",
+        "bar_title": "Top drivers of churn risk",
+        "family_y": "share of mean |SHAP|",
+        "family_title": "Drivers by family",
+        "swarm_x": "SHAP value (log-odds)\ncolour: feature value low (blue) to high (red)",
+        "swarm_title": "How each driver moves risk",
+        "dependence_y": "SHAP (log-odds)",
+    },
+    "zh": {
+        "bar_x": "平均 |SHAP|\n（未校准模型的对数几率）",
+        "bar_title": "流失风险的主要驱动因素",
+        "family_y": "占平均 |SHAP| 的比例",
+        "family_title": "各类驱动因素占比",
+        "swarm_x": "SHAP 值（对数几率）\n颜色：特征值由低（蓝）到高（红）",
+        "swarm_title": "各驱动因素如何影响风险",
+        "dependence_y": "SHAP（对数几率）",
+    },
+}
+
+
+def figure_font(lang: str) -> str | None:
+    """The font family to draw `lang` with; None for Chinese without a CJK font in matplotlib."""
+    if lang not in FIGURE_LANGUAGES:
+        raise ValueError(f"no SHAP figures in {lang!r}: choose from {', '.join(FIGURE_LANGUAGES)}")
+    if lang == "en":
+        return "DejaVu Sans"
+    return fonts.cjk_font()
+
+
+def figure_rc(font: str) -> dict:
+    """Matplotlib settings for a figure drawn (and saved) in `font`."""
+    return {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"]}
+
+
+def figure_set(
     contrib: pd.DataFrame,
     x: pd.DataFrame,
     feat_imp: pd.DataFrame,
     fam_imp: pd.DataFrame,
     registry: pd.DataFrame,
-    out_dir,
+    lang: str = "en",
     n_dependence: int = 4,
     top: int = 15,
-) -> list[str]:
-    """Bar, beeswarm, family and dependence figures (PNG); returns the file names written."""
-    import matplotlib
+) -> dict:
+    """Bar, family, beeswarm and dependence figures by file stem, labelled in `lang` (features by
+    their registry description, never the raw name). Draw and save them inside
+    `matplotlib.rc_context(figure_rc(font))` so the text is set in a font for the language."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    desc = registry.set_index("name")["description_en"]
+    words = FIGURE_WORDS[lang]
+    desc = registry.set_index("name")[f"description_{lang}"]
+    family = (lambda f: f) if lang == "en" else (lambda f: FAMILY_ZH.get(f, f))
     names = feat_imp["name"].head(top).tolist()
-    written = []
-    fig, ax = plt.subplots(figsize=(9, 6))
+    figs = {}
+
+    fig = Figure(figsize=(9, 6))
+    ax = fig.subplots()
     d = feat_imp.head(top).iloc[::-1]
-    colours = {
-        "behaviour": "#4C72B0",
-        "attitude": "#DD8452",
-        "external": "#55A868",
-        "profile": "#8172B3",
-    }
     ax.barh(
         [desc[n] for n in d["name"]],
         d["mean_abs_shap"],
-        color=[colours.get(f, "grey") for f in d["family"]],
+        color=[FAMILY_COLOURS.get(f, "grey") for f in d["family"]],
     )
-    ax.set_xlabel("mean |SHAP| (log-odds of the uncalibrated model)")
-    ax.set_title("Top drivers of churn risk")
-    fig.tight_layout()
-    fig.savefig(out_dir / "shap_bar.png", dpi=110)
-    plt.close(fig)
-    written.append("shap_bar.png")
+    ax.set_xlabel(words["bar_x"])
+    ax.set_title(words["bar_title"])
+    figs["shap_bar"] = fig
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.bar(
-        fam_imp["family"],
+        [family(f) for f in fam_imp["family"]],
         fam_imp["share"],
-        color=[colours.get(f, "grey") for f in fam_imp["family"]],
+        color=[FAMILY_COLOURS.get(f, "grey") for f in fam_imp["family"]],
     )
-    ax.set_ylabel("share of mean |SHAP|")
-    ax.set_title("Drivers by family")
-    fig.tight_layout()
-    fig.savefig(out_dir / "shap_families.png", dpi=110)
-    plt.close(fig)
-    written.append("shap_families.png")
+    ax.set_ylabel(words["family_y"])
+    ax.set_title(words["family_title"])
+    figs["shap_families"] = fig
 
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig = Figure(figsize=(9, 6))
+    ax = fig.subplots()
     rng = np.random.default_rng(0)
     for i, n in enumerate(names[::-1]):
         phi = contrib[n].to_numpy()
@@ -333,24 +378,64 @@ def figures(
         )
     ax.set_yticks(range(len(names)), [desc[n] for n in names[::-1]], fontsize=8)
     ax.axvline(0, color="black", lw=0.5)
-    ax.set_xlabel("SHAP value (log-odds); colour: feature value low (blue) to high (red)")
-    ax.set_title("How each driver moves risk")
-    fig.tight_layout()
-    fig.savefig(out_dir / "shap_beeswarm.png", dpi=110)
-    plt.close(fig)
-    written.append("shap_beeswarm.png")
+    ax.set_xlabel(words["swarm_x"])
+    ax.set_title(words["swarm_title"])
+    figs["shap_beeswarm"] = fig
 
     numeric = [n for n in names if pd.api.types.is_numeric_dtype(x[n])][:n_dependence]
     for n in numeric:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
         ax.scatter(x[n].astype(float), contrib[n], s=6, alpha=0.5)
         ax.axhline(0, color="black", lw=0.5)
         ax.set_xlabel(desc[n], fontsize=8)
-        ax.set_ylabel("SHAP (log-odds)")
+        ax.set_ylabel(words["dependence_y"])
+        figs[f"shap_dependence_{n}"] = fig
+    for fig in figs.values():
         fig.tight_layout()
-        fig.savefig(out_dir / f"shap_dependence_{n}.png", dpi=110)
-        plt.close(fig)
-        written.append(f"shap_dependence_{n}.png")
+    return figs
+
+
+def figures(
+    contrib: pd.DataFrame,
+    x: pd.DataFrame,
+    feat_imp: pd.DataFrame,
+    fam_imp: pd.DataFrame,
+    registry: pd.DataFrame,
+    out_dir,
+    n_dependence: int = 4,
+    top: int = 15,
+    languages: Sequence[str] = ("en",),
+) -> list[str]:
+    """The SHAP figures (PNG) in each language from the same contributions: English in
+    `out_dir`, Chinese under the same file names in `out_dir/zh` (skipped with a warning when
+    matplotlib has no CJK font). Returns the files written, relative to `out_dir`."""
+    import matplotlib
+
+    out_dir = Path(out_dir)
+    font_of = {lang: figure_font(lang) for lang in dict.fromkeys(languages)}  # checks them first
+    written = []
+    for lang, font in font_of.items():
+        if font is None:
+            log.warning(
+                "no CJK font found for matplotlib: SHAP figures in %s skipped, the Chinese card "
+                "uses the English ones (install one, e.g. Debian's fonts-noto-cjk)",
+                lang,
+            )
+            continue
+        folder = out_dir if lang == "en" else out_dir / lang
+        folder.mkdir(parents=True, exist_ok=True)
+        with matplotlib.rc_context(figure_rc(font)):
+            figs = figure_set(contrib, x, feat_imp, fam_imp, registry, lang, n_dependence, top)
+            for name, fig in figs.items():
+                # tight: nothing cut at the edges; no software version: same inputs, same bytes
+                fig.savefig(
+                    folder / f"{name}.png",
+                    dpi=110,
+                    bbox_inches="tight",
+                    metadata={"Software": None},
+                )
+                written.append((folder / f"{name}.png").relative_to(out_dir).as_posix())
     return written
 
 

@@ -16,7 +16,6 @@ pipe tables, block quotes, fenced code, images on lines of their own, bold, ital
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import html
 import io
@@ -26,11 +25,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 
 import jinja2
 import numpy as np
 import pandas as pd
+
+from churnlight.models import fonts
 
 log = logging.getLogger("churnlight.report")
 
@@ -39,18 +39,6 @@ TEMPLATE = "model_card.md.j2"
 TIERS = ("high", "medium", "low")
 # the two charts the card draws itself; every other figure comes from reports/figures/shap
 CHARTS = ("calibration", "gains")
-CJK_FONTS = (
-    "Noto Sans CJK SC",
-    "Noto Sans SC",
-    "Source Han Sans SC",
-    "WenQuanYi Zen Hei",
-    "WenQuanYi Micro Hei",
-    "Microsoft YaHei",
-    "PingFang SC",
-    "SimHei",
-    "Heiti SC",
-    "AR PL UMing CN",
-)
 
 
 # --- formatting helpers (template globals) -----------------------------------------------------
@@ -392,36 +380,10 @@ def tree_rules_summary(
 # --- the two charts the card draws -------------------------------------------------------------
 
 
-_CJK_FILE = re.compile(r"cjk|wqy|wenquanyi|sourcehan|droidsansfallback|uming|ukai", re.I)
-
-
-@functools.cache
-def _cjk_font() -> str | None:
-    """A font family matplotlib can draw Chinese with, or None.
-
-    Matplotlib caches its font list on first use, so a CJK font installed afterwards (e.g. by
-    scripts/run.sh) is not in it: then the system's CJK font files are added to it here."""
-    from matplotlib import font_manager
-
-    fm = font_manager.fontManager
-    names = {f.name for f in fm.ttflist}
-    found = next((f for f in CJK_FONTS if f in names), None)
-    if found is None:
-        for path in font_manager.findSystemFonts():
-            if _CJK_FILE.search(Path(path).name):
-                try:
-                    fm.addfont(path)
-                except (OSError, RuntimeError, ValueError):  # unreadable font file
-                    continue
-        names = {f.name for f in fm.ttflist}
-        found = next((f for f in CJK_FONTS if f in names), None)
-    return found
-
-
 def chart_language(lang: str) -> str:
     """The language the card's charts can be drawn in: Chinese needs a CJK font in matplotlib,
     otherwise the labels would be empty boxes, so they fall back to English with a warning."""
-    if lang == "zh" and _cjk_font() is None:
+    if lang == "zh" and fonts.cjk_font() is None:
         log.warning(
             "no CJK font found for matplotlib: the card's charts keep English labels "
             "(install one, e.g. Debian's fonts-noto-cjk)"
@@ -463,7 +425,7 @@ def _chart_words(lang: str) -> tuple[str, dict[str, str]]:
         "reach": "联系 {cap} → 覆盖 {rec} 的流失者",
     }
     if chart_language(lang) == "zh":
-        return str(_cjk_font()), zh
+        return str(fonts.cjk_font()), zh
     return "DejaVu Sans", en
 
 

@@ -77,6 +77,12 @@ def run(processed: Path, models: Path, reports: Path, out: Path, params: dict) -
     feat_imp.to_csv(reports / "importance.csv", index=False)
     fam_imp.to_csv(reports / "importance_by_family.csv", index=False)
     pd.concat(per_model).to_csv(reports / "importance_by_model.csv", index=False)
+    languages = list(ep.get("figure_languages", ["en", "zh"]))
+    if "en" not in languages:
+        raise ValueError(
+            f"explain.figure_languages {languages} must include en: the model card looks the "
+            "figures up by the English files (a zh/ figure only replaces its English one)"
+        )
     with atomic_dir(reports / "figures" / "shap") as tmp:
         figures(
             champ_contrib,
@@ -86,6 +92,7 @@ def run(processed: Path, models: Path, reports: Path, out: Path, params: dict) -
             registry,
             tmp,
             int(ep.get("dependence_plots", 4)),
+            languages=languages,
         )
 
     # reasons for the customers someone will act on

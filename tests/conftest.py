@@ -69,6 +69,8 @@ def _tiny_pipeline_params() -> dict:
     params["train"]["lgbm"].update(n_estimators=30, n_jobs=1)
     params["train"].update(n_trials={"logreg": 2, "tree": 2, "lgbm": 2}, folds=2, timeout_s=30)
     params.setdefault("explain", {})["global_sample"] = 200
+    # no headless Chromium in every pipeline run: the model card tests turn the screenshot on
+    params.setdefault("report", {})["screenshot"] = False
     return params
 
 
@@ -76,7 +78,8 @@ def _tiny_pipeline_params() -> dict:
 def make_pipeline_params():
     """Factory: a fresh params dict (deep copy each call) for fast end-to-end runs: the tiny
     world's size, first cutoff 2025-10-01, 30 single-threaded LightGBM trees, a 200-row SHAP
-    sample. `data.source` stays `data/raw` (synthetic mode) unless the test changes it."""
+    sample, no screenshot of the model card (`report.screenshot: false`). `data.source` stays
+    `data/raw` (synthetic mode) unless the test changes it."""
     base = _tiny_pipeline_params()
     return lambda: copy.deepcopy(base)
 

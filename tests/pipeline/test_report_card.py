@@ -24,6 +24,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from churnlight.models import fonts
 from churnlight.models import report as card_lib
 from churnlight.models.report import markdown_to_html, tree_rules_summary
 from churnlight.pipelines import report
@@ -61,7 +62,7 @@ needs_chromium = pytest.mark.skipif(
     "the model card's browser checks need it",
 )
 needs_cjk_font = pytest.mark.skipif(
-    card_lib._cjk_font() is None,
+    fonts.cjk_font() is None,
     reason="no CJK font for matplotlib (apt-get install fonts-noto-cjk): the Chinese charts "
     "fall back to English",
 )
@@ -71,6 +72,7 @@ needs_cjk_font = pytest.mark.skipif(
 def card(tmp_path_factory, make_pipeline_params, run_stages) -> dict:
     root = tmp_path_factory.mktemp("card")
     params = make_pipeline_params()
+    params["report"]["screenshot"] = True  # the tiny params turn it off for other tests
     paths = run_stages(root, params)
     reports = paths["reports"]
     return {
@@ -397,7 +399,7 @@ def test_without_a_screenshot_the_cards_are_written_and_the_card_folder_is_empty
 def test_charts_fall_back_to_english_labels_without_a_cjk_font(card, monkeypatch, caplog):
     calibration = pd.read_csv(card["reports"] / "plots" / "calibration.csv")
     english = card_lib.calibration_chart(calibration, 0.1, 0.3, "en")
-    monkeypatch.setattr(card_lib, "_cjk_font", lambda: None)
+    monkeypatch.setattr(fonts, "cjk_font", lambda: None)
     with caplog.at_level(logging.WARNING, logger="churnlight.report"):
         assert card_lib.chart_language("zh") == "en"
         fallback = card_lib.calibration_chart(calibration, 0.1, 0.3, "zh")

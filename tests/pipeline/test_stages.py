@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnlight.models.explain import figure_font
+
 TABLES = ("customers", "transactions", "activity", "feedback", "market")
 MODELS = ("logreg", "tree", "lgbm")
 METRIC_KEYS = {"roc_auc", "pr_auc", "brier", "log_loss", "recall_at_capacity"}
@@ -175,6 +177,21 @@ def test_explain_outputs(chain):
     for j in range(1, top_k + 1):
         assert f"reason_{j}_en" in reasons.columns
         assert f"reason_{j}_zh" in reasons.columns
+
+
+def test_explain_figures_in_english_and_chinese(chain):
+    """explain.figure_languages [en, zh]: the Chinese figures under the English names in zh/
+    (none without a CJK font: the Chinese card then falls back to the English ones)."""
+    assert chain["params"]["explain"]["figure_languages"] == ["en", "zh"]
+    shap = chain["reports"] / "figures" / "shap"
+    en = sorted(p.name for p in shap.glob("*.png"))
+    assert {"shap_bar.png", "shap_families.png", "shap_beeswarm.png"} < set(en)
+    assert sorted(p.name for p in shap.iterdir() if p.is_dir()) == (
+        [] if figure_font("zh") is None else ["zh"]
+    )
+    if figure_font("zh") is not None:
+        assert sorted(p.name for p in (shap / "zh").iterdir()) == en
+        assert (shap / "zh" / "shap_bar.png").read_bytes() != (shap / "shap_bar.png").read_bytes()
 
 
 def test_segment_files(chain):

@@ -6,6 +6,7 @@ string categorical with missing values) through the same `fit_candidate` the tra
 
 from __future__ import annotations
 
+import logging
 import re
 
 import numpy as np
@@ -13,9 +14,15 @@ import pandas as pd
 import pytest
 
 from churnlight.features.registry import FAMILIES, build_registry, registry_frame
+from churnlight.models import fonts
 from churnlight.models.explain import (
     TEMPLATES,
     contributions,
+    figure_font,
+    figure_rc,
+    figure_set,
+    figures,
+    importance,
     raw_score,
     reason_sentence,
     top_reasons,
@@ -392,3 +399,167 @@ def test_logreg_contributions_do_not_depend_on_the_rows_explained_with_a_backgro
     )
     own, _ = contributions(pipe, subset)  # centred on the subset: a different attribution
     assert not np.allclose(own.to_numpy(), alone.to_numpy())
+
+
+# --- 4. SHAP figures in English and Chinese -----------------------------------------------------
+
+FIGURE_FEATURES = [
+    "recency_days",
+    "activity_30d_vs_baseline",
+    "spend_90d",
+    "nps_last",
+    "complaints_open",
+    "competitor_launch_90d",
+    "policy_shock_180d",
+    "plan",
+]
+needs_cjk_font = pytest.mark.skipif(
+    figure_font("zh") is None,
+    reason="no CJK font for matplotlib (apt-get install fonts-noto-cjk): no Chinese figures",
+)
+
+
+@pytest.fixture(scope="module")
+def figure_case(registry):
+    """Contributions of a few features from every family (one categorical) on 300 rows."""
+    rng = np.random.default_rng(5)
+    n = 300
+    x = pd.DataFrame(
+        {
+            "recency_days": rng.integers(0, 400, n).astype(float),
+            "activity_30d_vs_baseline": rng.gamma(2.0, 0.5, n),
+            "spend_90d": rng.gamma(2.0, 800.0, n),
+            "nps_last": rng.integers(0, 11, n).astype(float),
+            "complaints_open": rng.poisson(0.4, n).astype(float),
+            "competitor_launch_90d": (rng.random(n) < 0.2).astype(float),
+            "policy_shock_180d": (rng.random(n) < 0.1).astype(float),
+            "plan": pd.Series(rng.choice(["basic", "standard", "premium"], n), dtype="str"),
+        }
+    )
+    x.loc[rng.random(n) < 0.1, "nps_last"] = np.nan
+    scale = np.linspace(1.0, 0.2, len(FIGURE_FEATURES))
+    contrib = pd.DataFrame(rng.normal(size=(n, len(FIGURE_FEATURES))) * scale, columns=x.columns)
+    feat_imp, fam_imp = importance(contrib, registry)
+    return contrib, x, feat_imp, fam_imp, registry
+
+
+def _texts(fig) -> list[str]:
+    """Every piece of text on a drawn figure (titles, axis labels, tick labels)."""
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in fig.findobj(Text) if t.get_text().strip()]
+
+
+def _drawn(case, lang: str) -> dict:
+    """The figures of `lang`, drawn in its font (as `figures` saves them)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    contrib, x, feat_imp, fam_imp, registry = case
+    with matplotlib.rc_context(figure_rc(figure_font(lang))):
+        figs = figure_set(contrib, x, feat_imp, fam_imp, registry, lang, n_dependence=2)
+        for fig in figs.values():
+            FigureCanvasAgg(fig).draw()
+    return figs
+
+
+@needs_cjk_font
+def test_figures_write_chinese_versions_under_the_english_names(figure_case, tmp_path):
+    contrib, x, feat_imp, fam_imp, registry = figure_case
+    written = figures(
+        contrib, x, feat_imp, fam_imp, registry, tmp_path, n_dependence=2, languages=["en", "zh"]
+    )
+    en = sorted(p.name for p in tmp_path.glob("*.png"))
+    zh = sorted(p.name for p in (tmp_path / "zh").glob("*.png"))
+    assert en == zh
+    assert {"shap_bar.png", "shap_families.png", "shap_beeswarm.png"} < set(en)
+    assert len([n for n in en if n.startswith("shap_dependence_")]) == 2
+    assert sorted(written) == sorted(en + [f"zh/{n}" for n in en])
+    for name in en:
+        # same data and jitter: only the words (and their font) make the pictures differ
+        assert (tmp_path / name).read_bytes() != (tmp_path / "zh" / name).read_bytes(), name
+        assert (tmp_path / "zh" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_cjk_font
+def test_chinese_figures_name_features_by_their_chinese_description(figure_case):
+    *_, feat_imp, _, registry = figure_case
+    desc = registry.set_index("name")["description_zh"]
+    figs = _drawn(figure_case, "zh")
+    top = feat_imp["name"].tolist()[::-1]  # barh and the beeswarm list the largest on top
+    bar = [t.get_text() for t in figs["shap_bar"].axes[0].get_yticklabels()]
+    assert bar == [desc[n] for n in top]
+    swarm = [t.get_text() for t in figs["shap_beeswarm"].axes[0].get_yticklabels()]
+    assert swarm == [desc[n] for n in top]
+    families = [t.get_text() for t in figs["shap_families"].axes[0].get_xticklabels()]
+    assert families and all(CJK.search(f) for f in families), families
+    assert set(families) <= {"行为", "态度", "外部风险", "客户属性"}
+    for name, fig in figs.items():
+        texts = _texts(fig)
+        assert not [t for t in texts if SNAKE.search(t)], (name, texts)  # no raw feature name
+        for ax in fig.axes:
+            for label in (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()):
+                assert not label or CJK.search(label), (name, label)
+        dependence = name.removeprefix("shap_dependence_")
+        if dependence != name:
+            assert fig.axes[0].get_xlabel() == desc[dependence]
+
+
+def test_english_figures_name_features_by_their_english_description(figure_case):
+    *_, feat_imp, _, registry = figure_case
+    desc = registry.set_index("name")["description_en"]
+    figs = _drawn(figure_case, "en")
+    bar = [t.get_text() for t in figs["shap_bar"].axes[0].get_yticklabels()]
+    assert bar == [desc[n] for n in feat_imp["name"].tolist()[::-1]]
+    for name, fig in figs.items():
+        texts = _texts(fig)
+        assert not [t for t in texts if SNAKE.search(t) or CJK.search(t)], (name, texts)
+
+
+@pytest.mark.parametrize("lang", ["en", pytest.param("zh", marks=needs_cjk_font)])
+def test_titles_and_axis_labels_fit_in_the_figure(figure_case, lang):
+    """The beeswarm's axis label used to run past the right edge (the long feature labels push
+    the axes right): titles and axis labels lie inside the figure even before the saved file's
+    `bbox_inches="tight"` (which only rescues what overhangs, such as an edge tick label)."""
+    for name, fig in _drawn(figure_case, lang).items():
+        renderer = fig.canvas.get_renderer()
+        page = fig.bbox
+        for ax in fig.axes:
+            for text in (ax.title, ax.xaxis.label, ax.yaxis.label):
+                if not text.get_text():
+                    continue
+                box = text.get_window_extent(renderer)
+                inside = box.x0 >= page.x0 and box.x1 <= page.x1
+                inside = inside and box.y0 >= page.y0 and box.y1 <= page.y1
+                assert inside, f"{name} ({lang}): {text.get_text()!r} at {box.bounds} is cut off"
+
+
+def test_without_a_cjk_font_chinese_figures_are_skipped_with_one_warning(
+    figure_case, tmp_path, monkeypatch, caplog
+):
+
+    monkeypatch.setattr(fonts, "cjk_font", lambda: None)
+    contrib, x, feat_imp, fam_imp, registry = figure_case
+    with caplog.at_level(logging.WARNING, logger="churnlight.models.explain"):
+        written = figures(
+            contrib,
+            x,
+            feat_imp,
+            fam_imp,
+            registry,
+            tmp_path,
+            n_dependence=1,
+            languages=["en", "zh"],
+        )
+    assert not (tmp_path / "zh").exists()
+    assert sorted(written) == sorted(p.name for p in tmp_path.glob("*.png"))
+    assert "shap_bar.png" in written
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "CJK font" in warnings[0].getMessage(), caplog.text
+
+
+def test_figures_reject_an_unknown_language_before_drawing(figure_case, tmp_path):
+    contrib, x, feat_imp, fam_imp, registry = figure_case
+    with pytest.raises(ValueError, match="'fr'"):
+        figures(contrib, x, feat_imp, fam_imp, registry, tmp_path, languages=["en", "fr"])
+    assert list(tmp_path.iterdir()) == []

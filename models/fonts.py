@@ -1,0 +1,45 @@
+"""The font Chinese text is drawn with, shared by the SHAP figures and the model card's charts."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans SC",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Microsoft YaHei",
+    "PingFang SC",
+    "SimHei",
+    "Heiti SC",
+    "AR PL UMing CN",
+)
+
+_CJK_FILE = re.compile(r"cjk|wqy|wenquanyi|sourcehan|droidsansfallback|uming|ukai", re.I)
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """A font family matplotlib can draw Chinese with, or None.
+
+    Matplotlib caches its font list on first use, so a CJK font installed afterwards (e.g. by
+    scripts/run.sh) is not in it: then the system's CJK font files are added to it here."""
+    from matplotlib import font_manager
+
+    fm = font_manager.fontManager
+    names = {f.name for f in fm.ttflist}
+    found = next((f for f in CJK_FONTS if f in names), None)
+    if found is None:
+        for path in font_manager.findSystemFonts():
+            if _CJK_FILE.search(Path(path).name):
+                try:
+                    fm.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # unreadable font file
+                    continue
+        names = {f.name for f in fm.ttflist}
+        found = next((f for f in CJK_FONTS if f in names), None)
+    return found
