@@ -364,15 +364,42 @@ EXTERNAL = [
 ]
 
 
+# Chinese words for customer attributes that CRM and telecom exports commonly carry, keyed by the
+# column name in lower case without separators; other columns keep their own name.
+PROFILE_WORDS_ZH = {
+    "region": "地区",
+    "industry": "行业",
+    "plan": "套餐",
+    "channel": "渠道",
+    "acquiredvia": "获客方式",
+    "customertype": "客户类型",
+    "serviceperiod": "保养周期",
+    "gender": "性别",
+    "seniorcitizen": "老年用户",
+    "partner": "有伴侣",
+    "dependents": "有家属",
+    "tenure": "在网时长",
+    "contract": "合同类型",
+    "contracttype": "合同类型",
+    "paymentmethod": "付款方式",
+    "paperlessbilling": "电子账单",
+    "monthlycharges": "月费",
+    "totalcharges": "累计费用",
+    "internetservice": "宽带服务",
+    "phoneservice": "电话服务",
+}
+
+
 def profile_spec(column: str, is_numeric: bool) -> FeatureSpec:
     """Profile attributes come from the user's own columns, so their words are generic."""
     label = column.replace("_", " ")
+    key = "".join(ch for ch in column.lower() if ch.isalnum())
     return FeatureSpec(
         column,
         "profile",
         "number" if is_numeric else "category",
         f"Customer attribute: {label}",
-        f"客户属性：{label}",
+        f"客户属性：{PROFILE_WORDS_ZH.get(key, label)}",
     )
 
 

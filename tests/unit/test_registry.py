@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from churnlight.features.contract import validate_tables
-from churnlight.features.registry import FAMILIES, build_registry, registry_frame
+from churnlight.features.registry import FAMILIES, build_registry, profile_spec, registry_frame
 from churnlight.features.synthetic import WorldConfig, generate_world
 from churnlight.pipelines import features as stage
 
@@ -204,3 +204,11 @@ def test_market_without_customer_geography_does_not_crash(run_stage, case):
         folder, _ = run_stage(("customers",), churn="inactivity")
     registry, feats = outputs(folder)
     assert set(registry["name"]) <= set(feats.columns)
+
+
+def test_profile_attributes_get_chinese_words_when_known():
+    """Marketing reads the Chinese files: a known attribute is named in Chinese, an unknown one
+    keeps the user's own column name rather than a guess."""
+    assert profile_spec("customer_type", False).description_zh == "客户属性：客户类型"
+    assert profile_spec("PaymentMethod", False).description_zh == "客户属性：付款方式"
+    assert profile_spec("loyalty_band", True).description_zh == "客户属性：loyalty band"
