@@ -51,20 +51,16 @@ def world_run(tmp_path_factory) -> tuple[Path, dict]:
     return root, json.loads((root / "reports" / "metrics.json").read_text())
 
 
-def test_lightgbm_reaches_95_percent_of_the_oracle(world_run):
-    """The issue asks this of the champion; the champion is chosen on the tuning folds, where
-    logistic regression and LightGBM tie on this world, so it is asserted for LightGBM and the
-    champion's own ratio is reported in metrics.json (`champion_oracle_ratio`)."""
+def test_champion_reaches_95_percent_of_the_oracle(world_run):
+    """The champion is picked on the tuning folds, never on the test rows; on this world that
+    pick is LightGBM, and it must still get within 5% of what perfect knowledge of the hidden
+    states achieves out of time."""
     _, m = world_run
-    assert m["lgbm"]["roc_auc"] / m["oracle"]["roc_auc"] >= 0.95, (
-        m["lgbm"]["roc_auc"],
+    assert m["champion"] == "lgbm", m["champion"]
+    assert m["champion_oracle_ratio"] >= 0.95, (
+        m[m["champion"]]["roc_auc"],
         m["oracle"]["roc_auc"],
     )
-
-
-def test_champion_within_reach_of_the_oracle(world_run):
-    _, m = world_run
-    assert m["champion_oracle_ratio"] >= 0.94
 
 
 def test_oracle_difficulty_is_realistic(world_run):
