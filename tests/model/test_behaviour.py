@@ -52,15 +52,17 @@ def world_run(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_champion_reaches_95_percent_of_the_oracle(world_run):
-    """The champion is picked on the tuning folds, never on the test rows; on this world that
-    pick is LightGBM, and it must still get within 5% of what perfect knowledge of the hidden
-    states achieves out of time."""
+    """The issue's promise. The champion is picked on the tuning folds, never on the test rows,
+    so a failure shows the fold scores: was the pick or the model worse?"""
+    root, m = world_run
+    cv = json.loads((root / "models" / "train_report.json").read_text())["cv"]
+    folds = {k: round(v["pr_auc"], 4) for k, v in cv.items()}
+    assert m["champion_oracle_ratio"] >= 0.95, (m["champion"], m["champion_oracle_ratio"], folds)
+
+
+def test_lightgbm_reaches_95_percent_of_the_oracle(world_run):
     _, m = world_run
-    assert m["champion"] == "lgbm", m["champion"]
-    assert m["champion_oracle_ratio"] >= 0.95, (
-        m[m["champion"]]["roc_auc"],
-        m["oracle"]["roc_auc"],
-    )
+    assert m["lgbm"]["roc_auc"] / m["oracle"]["roc_auc"] >= 0.95, m["lgbm"]["roc_auc"]
 
 
 def test_oracle_difficulty_is_realistic(world_run):
