@@ -9,13 +9,14 @@ the hard case whatever won):
 
 1. score: calibrated probabilities for every customer (`model.predict_proba`) and the risk
    tiers by the segment policy in params.yaml;
-2. reasons, for the tiers in `explain.reason_tiers`: contributions with `exact_contributions`
-   (for LightGBM exact TreeSHAP from per-leaf pattern tables built once per model, counted
-   here: the same values as `pred_contrib`; the tree through shap.TreeExplainer; logistic
-   regression linear, centred on a seeded sample of `explain.global_sample` customers as the
-   stage does), then the top reasons as sentences in both languages (`top_reasons_fast`, which
-   gives the same table as `top_reasons`). `--attribution lightgbm` times `contributions`
-   (`pred_contrib` for LightGBM) instead, for comparison.
+2. reasons, for the tiers in `explain.reason_tiers`, with the stage's own `customer_reasons`:
+   contributions (for LightGBM exact TreeSHAP from per-leaf pattern tables built once per
+   model, counted here: the same values as `pred_contrib`; the tree through
+   shap.TreeExplainer; logistic regression linear, centred on a seeded sample of
+   `explain.global_sample` customers as the stage does), then the top reasons as sentences in
+   both languages (`top_reasons_fast`, which gives the same table as `top_reasons`).
+   `--attribution lightgbm` times LightGBM's `pred_contrib` instead of the tables, for
+   comparison.
 
 Then, not timed, on a seeded sample of `--agreement-rows` customers with reasons, it compares
 the timed contributions with exact SHAP from `contributions` (`pred_contrib` for LightGBM,
@@ -57,10 +58,9 @@ import pandas as pd
 
 from churnlight.models.explain import (
     contributions,
-    exact_contributions,
+    customer_reasons,
     top_reasons,
     top_reasons_fast,
-    treeshap_tables,
 )
 from churnlight.models.segment import risk_tiers
 from churnlight.pipelines.common import load_champion, load_model, load_params, load_train_report
@@ -153,6 +153,7 @@ def bench(args: argparse.Namespace) -> str:
     params = load_params(args.params)
     seg, ep = params["segment"], params["explain"]
     k = int(ep["top_reasons"])
+    seed = params["base"]["seed"] if args.seed is None else args.seed
     champion, model, features = load_champion(models)
     name = champion
     if args.model != "champion" and args.model != champion:
@@ -173,12 +174,13 @@ def bench(args: argparse.Namespace) -> str:
         est.set_params(n_jobs=threads)  # in memory only: prediction threads for this run
     log.info("load average before: %s (%d cores)", load_avg(), os.cpu_count() or 0)
 
-    x, distinct = customer_table(processed, features, args.pool, args.customers, args.seed)
+    x, distinct = customer_table(processed, features, args.pool, args.customers, seed)
     log.info(
-        "%d customers drawn from %d rows (%s), %d features; peak RSS %.2f GiB",
+        "%d customers drawn from %d rows (%s, seed %d), %d features; peak RSS %.2f GiB",
         len(x),
         distinct,
         args.pool,
+        seed,
         len(features),
         peak_rss_gb(),
     )
@@ -207,40 +209,25 @@ def bench(args: argparse.Namespace) -> str:
         "+".join(ep.get("reason_tiers", [])),
     )
 
-    # 2. reasons for the tiers someone acts on; logistic regression is centred on a sample of
-    # everyone, as in the stage (its attribution depends on the reference, the trees' do not)
-    background = x.sample(n=min(int(ep.get("global_sample", 2000)), len(x)), random_state=args.seed)
+    # 2. reasons for the tiers someone acts on, as the stage gives them (customer_reasons);
+    # logistic regression is centred on a sample of everyone, as in the stage (its attribution
+    # depends on the reference, the trees' do not)
+    background = x.sample(n=min(int(ep.get("global_sample", 2000)), len(x)), random_state=seed)
     xa = x[act]
-    c0 = time.process_time()
-    t0 = time.perf_counter()
-    tables_s = 0.0
-    if args.attribution == "lightgbm":
-        how = "LightGBM pred_contrib"
-        contrib, base = contributions(model.pipeline, xa, background)
-    else:
-        how = "exact_contributions"
-        tables = None
-        if type(est).__name__ == "LGBMClassifier":
-            try:
-                tables = treeshap_tables(est.booster_)
-            except (ValueError, ImportError) as exc:
-                log.warning("no TreeSHAP tables (%s): LightGBM pred_contrib instead", exc)
-            tables_s = time.perf_counter() - t0
-            how += f", of which tables {tables_s:.2f} s" if tables else ", pred_contrib"
-        else:
-            how += f", as contributions for {type(est).__name__}"
-        if type(est).__name__ == "LGBMClassifier" and tables is None:
-            contrib, base = contributions(model.pipeline, xa)  # what the stage falls back to
-        else:
-            contrib, base = exact_contributions(
-                model.pipeline, xa, num_threads=threads, tables=tables, background=background
-            )
-    t1 = time.perf_counter()
-    c1 = time.process_time()
-    reasons = top_reasons_fast(contrib, xa, registry, k=k)
-    t2 = time.perf_counter()
-    contrib_cpu, sentences_cpu = c1 - c0, time.process_time() - c1
-    contrib_s, sentences_s = t1 - t0, t2 - t1
+    found = customer_reasons(
+        model.pipeline,
+        xa,
+        registry,
+        k,
+        num_threads=threads,
+        background=background,
+        tables=args.attribution == "tables",
+    )
+    reasons, contrib, base = found.reasons, found.contributions, found.base
+    how = found.method
+    if found.method == "exact TreeSHAP tables":
+        how += f", of which tables {found.wall_s['tables']:.2f} s"
+    contrib_s, sentences_s = found.wall_s["contributions"], found.wall_s["sentences"]
     reasons_s = contrib_s + sentences_s
     log.info(
         "reasons for %d customers in %.2f s: contributions %.2f s (%s; %.1f CPU-s), "
@@ -249,9 +236,9 @@ def bench(args: argparse.Namespace) -> str:
         reasons_s,
         contrib_s,
         how,
-        contrib_cpu,
+        found.cpu_s["contributions"],
         sentences_s,
-        sentences_cpu,
+        found.cpu_s["sentences"],
         base,
         peak_rss_gb(),
     )
@@ -260,7 +247,7 @@ def bench(args: argparse.Namespace) -> str:
     # 3. against exact SHAP on a sample (not timed)
     n_sample = min(int(args.agreement_rows), len(xa))
     if n_sample:
-        sample = xa.sample(n=n_sample, random_state=args.seed).index
+        sample = xa.sample(n=n_sample, random_state=seed).index
         exact, exact_base = contributions(model.pipeline, xa.loc[sample], background)
         agree = agreement(contrib.loc[sample], exact, k)
         same_table = top_reasons_fast(contrib.loc[sample], xa.loc[sample], registry, k).equals(
@@ -295,7 +282,9 @@ def bench(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--customers", type=int, default=1_000_000)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument(
+        "--seed", type=int, default=None, help="draws the customers; default: base.seed in --params"
+    )
     ap.add_argument(
         "--model",
         choices=["champion", "logreg", "tree", "lgbm"],
@@ -318,8 +307,8 @@ def main(argv: list[str] | None = None) -> None:
         "--attribution",
         choices=["tables", "lightgbm"],
         default="tables",
-        help="tables: exact_contributions, as the explain stage (exact TreeSHAP from per-leaf "
-        "tables for LightGBM); lightgbm: contributions (LightGBM's pred_contrib)",
+        help="tables: as the explain stage (exact TreeSHAP from per-leaf tables for LightGBM); "
+        "lightgbm: LightGBM's pred_contrib (contributions)",
     )
     ap.add_argument("--agreement-rows", type=int, default=2000)
     ap.add_argument("--log-level", default="INFO")

@@ -11,6 +11,17 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 FAMILIES = ("behaviour", "attitude", "external", "profile")
+# the one place families are named for people: figures, reasons and the model card use it
+FAMILY_NAMES = {
+    "en": {f: f for f in FAMILIES},
+    "zh": {"behaviour": "行为", "attitude": "态度", "external": "外部风险", "profile": "客户属性"},
+}
+
+
+def family_name(family: str, lang: str) -> str:
+    """A feature family in `lang` (an unknown family keeps its own name)."""
+    return FAMILY_NAMES.get(lang, FAMILY_NAMES["en"]).get(family, family)
+
 
 ACTIVITY_WORDS = {
     "login": ("logins", "登录次数"),
@@ -365,7 +376,8 @@ EXTERNAL = [
 
 
 # Chinese words for customer attributes that CRM and telecom exports commonly carry, keyed by the
-# column name in lower case without separators; other columns keep their own name.
+# column name in lower case without separators; other columns keep their own name. Yes/no
+# attributes are named as questions (是否...), so that "是否有伴侣：否" reads right.
 PROFILE_WORDS_ZH = {
     "region": "地区",
     "industry": "行业",
@@ -375,19 +387,24 @@ PROFILE_WORDS_ZH = {
     "customertype": "客户类型",
     "serviceperiod": "保养周期",
     "gender": "性别",
-    "seniorcitizen": "老年用户",
-    "partner": "有伴侣",
-    "dependents": "有家属",
-    "tenure": "在网时长",
+    "seniorcitizen": "是否老年用户",
+    "partner": "是否有伴侣",
+    "dependents": "是否有家属",
+    "tenure": "在网时长（月）",
     "contract": "合同类型",
     "contracttype": "合同类型",
     "paymentmethod": "付款方式",
-    "paperlessbilling": "电子账单",
+    "paperlessbilling": "是否电子账单",
     "monthlycharges": "月费",
     "totalcharges": "累计费用",
     "internetservice": "宽带服务",
     "phoneservice": "电话服务",
 }
+
+
+# a profile feature's description is this prefix and the attribute's name: reasons drop the
+# prefix ("Plan is basic", not "Customer attribute: plan: basic")
+PROFILE_PREFIX = {"en": "Customer attribute: ", "zh": "客户属性："}
 
 
 def profile_spec(column: str, is_numeric: bool) -> FeatureSpec:
@@ -398,8 +415,8 @@ def profile_spec(column: str, is_numeric: bool) -> FeatureSpec:
         column,
         "profile",
         "number" if is_numeric else "category",
-        f"Customer attribute: {label}",
-        f"客户属性：{PROFILE_WORDS_ZH.get(key, label)}",
+        PROFILE_PREFIX["en"] + label,
+        PROFILE_PREFIX["zh"] + PROFILE_WORDS_ZH.get(key, label),
     )
 
 

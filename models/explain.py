@@ -10,13 +10,15 @@ base value plus the contributions still equals the model's raw score.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from churnlight.features.registry import PROFILE_PREFIX, family_name
 from churnlight.models import fonts
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,16 @@ def _source_feature(out_name: str, inputs: list[str]) -> str:
     return max(matches, key=len)
 
 
+def _encode(pre, x: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The encoded columns' names and values for `x`; no rows gives an empty (0, columns) array
+    (scikit-learn refuses to transform no rows, but an empty tier is still a valid input)."""
+    if len(x):
+        z = pre.transform(x)
+        return list(z.columns), z.to_numpy(dtype=float)
+    names = list(pre.get_feature_names_out())
+    return names, np.zeros((0, len(names)))
+
+
 def contributions(
     pipe: Pipeline, x: pd.DataFrame, background: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, float]:
@@ -43,21 +55,27 @@ def contributions(
 
     `background` only matters for logistic regression: its attribution is centred on the mean
     of these rows (default: `x` itself). Pass the population (a sample of it) when `x` is a
-    subset such as the high-risk tier, or what every at-risk customer shares counts for nothing."""
+    subset such as the high-risk tier, or what every at-risk customer shares counts for nothing.
+    No rows give an empty frame with `x`'s columns and the same base value as any rows would
+    (for logistic regression without rows or background: the intercept)."""
     pre, model = pipe.named_steps["pre"], pipe.named_steps["model"]
-    z = pre.transform(x)
-    names = list(z.columns)
+    names, zz = _encode(pre, x)
     kind = type(model).__name__
     if kind == "LGBMClassifier":
-        raw = model.booster_.predict(z.to_numpy(dtype=float), pred_contrib=True)
-        phi, base = raw[:, :-1], float(raw[0, -1])
+        # the base value is the same for every row: without rows, read it off a row of gaps
+        rows = zz if len(zz) else np.full((1, len(names)), np.nan)
+        raw = model.booster_.predict(rows, pred_contrib=True)
+        phi, base = raw[: len(zz), :-1], float(raw[0, -1])
     elif kind == "DecisionTreeClassifier":
         import shap
 
         explainer = shap.TreeExplainer(model, model_output="raw")
-        sv = explainer.shap_values(z.to_numpy(dtype=float), check_additivity=False)
+        if len(zz):
+            sv = explainer.shap_values(zz, check_additivity=False)
+            phi_p = sv[..., 1] if np.ndim(sv) == 3 else sv[1]
+        else:
+            phi_p = np.zeros((0, len(names)))
         # a scikit-learn tree explains probabilities; convert both to log-odds additively
-        phi_p = sv[..., 1] if np.ndim(sv) == 3 else sv[1]
         ev = explainer.expected_value
         base_p = float(ev[1] if np.ndim(ev) else ev)
         p = np.clip(base_p + phi_p.sum(axis=1), PROB_EPS, 1 - PROB_EPS)
@@ -73,17 +91,15 @@ def contributions(
         phi = phi_p * scale[:, None]
     elif kind == "LogisticRegression":
         coef = model.coef_.ravel()
-        zz = z.to_numpy(dtype=float)
-        ref = zz if background is None else pre.transform(background).to_numpy(dtype=float)
+        ref = zz if background is None else _encode(pre, background)[1]
         mean = ref.mean(axis=0) if len(ref) else 0
         phi = (zz - mean) * coef
         base = float(model.intercept_[0] + (mean * coef).sum())
     else:
         raise TypeError(f"no explainer for {kind}")
     inputs = list(x.columns)
-    src = [_source_feature(n, inputs) for n in names]
-    contrib = pd.DataFrame(phi, columns=names, index=x.index).T.groupby(src, sort=False).sum().T
-    return contrib.reindex(columns=inputs, fill_value=0.0), base
+    phi = _to_raw_features(np.asarray(phi, dtype=float), names, inputs)
+    return pd.DataFrame(phi, columns=inputs, index=x.index), base
 
 
 def raw_score(pipe: Pipeline, x: pd.DataFrame) -> np.ndarray:
@@ -103,7 +119,7 @@ def importance(contrib: pd.DataFrame, registry: pd.DataFrame) -> tuple[pd.DataFr
 
 
 def _fmt(value, unit: str, lang: str) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+    if _is_missing(value):
         return "missing" if lang == "en" else "缺失"
     if isinstance(value, str):
         return value
@@ -221,6 +237,62 @@ TEMPLATES: dict[str, tuple] = {
 }
 
 
+_YES_NO = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+
+
+def _yes_no(value, label_zh: str) -> bool | None:
+    """True / False when a profile value answers yes or no (Yes/No, True/False and 1/0 as text;
+    booleans; numbers 1/0 only for an attribute named as a question, 是否...), else None."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, str):
+        return _YES_NO.get(value.strip().lower())
+    if label_zh.startswith("是否") and isinstance(value, int | float | np.number):
+        return {1.0: True, 0.0: False}.get(float(value))
+    return None
+
+
+def _is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _fallback_sentence(spec: tuple[str, str, str, str], value, lang: str) -> str:
+    """The sentence for a feature without a template, from its registry entry `spec`
+    (description_en, description_zh, unit, family) and the customer's value.
+
+    A profile attribute reads as a statement about the customer ("Plan is basic", "套餐为 basic",
+    "是否有伴侣：否", "Tenure is missing"), without the registry's "Customer attribute:" prefix."""
+    desc_en, desc_zh, unit, family = spec
+    desc = desc_en if lang == "en" else desc_zh
+    if family != "profile":
+        val = _fmt(value, unit, lang)
+        return f"{desc}: {val}" if lang == "en" else f"{desc}：{val}"
+    label = desc.removeprefix(PROFILE_PREFIX[lang])
+    if lang == "en":
+        label = label[:1].upper() + label[1:]
+    if _is_missing(value):
+        return f"{label} is missing" if lang == "en" else f"{label}缺失"
+    answer = _yes_no(value, desc_zh.removeprefix(PROFILE_PREFIX["zh"]))
+    if answer is not None:
+        if lang == "en":
+            return f"{label}: {'yes' if answer else 'no'}"
+        return f"{label}：{'是' if answer else '否'}"
+    val = _fmt(value, unit, lang)
+    if lang == "en":
+        return f"{label} is {val}"
+    return f"{label}为 {val}" if val[:1].isascii() else f"{label}为{val}"
+
+
+def _spec(reg: pd.DataFrame, name: str) -> tuple[str, str, str, str]:
+    """What `_fallback_sentence` needs of a feature, from a registry indexed by name."""
+    return (
+        reg.at[name, "description_en"],
+        reg.at[name, "description_zh"],
+        reg.at[name, "unit"],
+        reg.at[name, "family"],
+    )
+
+
 def reason_sentence(name: str, value, registry: pd.DataFrame, lang: str, row=None) -> str:
     """One plain sentence for a feature and the customer's own values; never the raw name.
 
@@ -228,17 +300,13 @@ def reason_sentence(name: str, value, registry: pd.DataFrame, lang: str, row=Non
     customer's other feature values for sentences that compare two of them."""
     row = {name: value} if row is None else row
     template = TEMPLATES.get(name)
-    missing = value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
-    if template is not None and not missing:
+    if template is not None and not _is_missing(value):
         try:
             return template[0 if lang == "en" else 1](row)
         except (KeyError, TypeError, ValueError):
             pass  # a value the template cannot phrase: fall back to the description
     reg = registry if registry.index.name == "name" else registry.set_index("name")
-    spec = reg.loc[name]
-    desc = spec["description_en"] if lang == "en" else spec["description_zh"]
-    val = _fmt(value, spec["unit"], lang)
-    return f"{desc}: {val}" if lang == "en" else f"{desc}：{val}"
+    return _fallback_sentence(_spec(reg, name), value, lang)
 
 
 def top_reasons(
@@ -264,8 +332,9 @@ def top_reasons(
     return pd.DataFrame(out, index=x.index)
 
 
-# --- SHAP figures (English, and Chinese in zh/ when matplotlib has a CJK font) ---
+# --- SHAP figures (English, and Chinese when matplotlib has a CJK font) ---
 
+# the languages figures can be drawn in (which ones a run draws: explain.figure_languages)
 FIGURE_LANGUAGES = ("en", "zh")
 FAMILY_COLOURS = {
     "behaviour": "#4C72B0",
@@ -273,7 +342,6 @@ FAMILY_COLOURS = {
     "external": "#55A868",
     "profile": "#8172B3",
 }
-FAMILY_ZH = {"behaviour": "行为", "attitude": "态度", "external": "外部风险", "profile": "客户属性"}
 FIGURE_WORDS = {
     "en": {
         # x labels on two lines: one is wider than the axes once the long feature labels on the
@@ -312,6 +380,16 @@ def figure_rc(font: str) -> dict:
     return {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"]}
 
 
+def _bar(fig, labels: list[str], values, families, horizontal: bool, axis_label: str, title: str):
+    """A bar per label, coloured by its feature family (the driver and family charts)."""
+    ax = fig.subplots()
+    colours = [FAMILY_COLOURS.get(f, "grey") for f in families]
+    (ax.barh if horizontal else ax.bar)(labels, values, color=colours)
+    (ax.set_xlabel if horizontal else ax.set_ylabel)(axis_label)
+    ax.set_title(title)
+    return ax
+
+
 def figure_set(
     contrib: pd.DataFrame,
     x: pd.DataFrame,
@@ -321,44 +399,47 @@ def figure_set(
     lang: str = "en",
     n_dependence: int = 4,
     top: int = 15,
+    seed: int = 0,
 ) -> dict:
     """Bar, family, beeswarm and dependence figures by file stem, labelled in `lang` (features by
-    their registry description, never the raw name). Draw and save them inside
-    `matplotlib.rc_context(figure_rc(font))` so the text is set in a font for the language."""
+    their registry description, never the raw name); `seed` draws the beeswarm's jitter. Draw and
+    save them inside `matplotlib.rc_context(figure_rc(font))` so the text is set in a font for
+    the language."""
     from matplotlib.figure import Figure
 
     words = FIGURE_WORDS[lang]
     desc = registry.set_index("name")[f"description_{lang}"]
-    family = (lambda f: f) if lang == "en" else (lambda f: FAMILY_ZH.get(f, f))
     names = feat_imp["name"].head(top).tolist()
     figs = {}
 
     fig = Figure(figsize=(9, 6))
-    ax = fig.subplots()
     d = feat_imp.head(top).iloc[::-1]
-    ax.barh(
+    _bar(
+        fig,
         [desc[n] for n in d["name"]],
         d["mean_abs_shap"],
-        color=[FAMILY_COLOURS.get(f, "grey") for f in d["family"]],
+        d["family"],
+        True,
+        words["bar_x"],
+        words["bar_title"],
     )
-    ax.set_xlabel(words["bar_x"])
-    ax.set_title(words["bar_title"])
     figs["shap_bar"] = fig
 
     fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
-    ax.bar(
-        [family(f) for f in fam_imp["family"]],
+    _bar(
+        fig,
+        [family_name(f, lang) for f in fam_imp["family"]],
         fam_imp["share"],
-        color=[FAMILY_COLOURS.get(f, "grey") for f in fam_imp["family"]],
+        fam_imp["family"],
+        False,
+        words["family_y"],
+        words["family_title"],
     )
-    ax.set_ylabel(words["family_y"])
-    ax.set_title(words["family_title"])
     figs["shap_families"] = fig
 
     fig = Figure(figsize=(9, 6))
     ax = fig.subplots()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for i, n in enumerate(names[::-1]):
         phi = contrib[n].to_numpy()
         v = (
@@ -402,19 +483,20 @@ def figures(
     feat_imp: pd.DataFrame,
     fam_imp: pd.DataFrame,
     registry: pd.DataFrame,
-    out_dir,
+    languages: Sequence[str],
     n_dependence: int = 4,
     top: int = 15,
-    languages: Sequence[str] = ("en",),
-) -> list[str]:
-    """The SHAP figures (PNG) in each language from the same contributions: English in
-    `out_dir`, Chinese under the same file names in `out_dir/zh` (skipped with a warning when
-    matplotlib has no CJK font). Returns the files written, relative to `out_dir`."""
+    seed: int = 0,
+) -> dict[str, dict]:
+    """The SHAP figures in each of `languages` from the same contributions (and the same
+    jitter, `seed`): {language: {file stem: matplotlib Figure}}. A language without a font
+    (Chinese when matplotlib has no CJK font) is left out with a warning; an unsupported one
+    raises before anything is drawn. Save each language's figures inside
+    `matplotlib.rc_context(figure_rc(figure_font(lang)))`; nothing is written here."""
     import matplotlib
 
-    out_dir = Path(out_dir)
     font_of = {lang: figure_font(lang) for lang in dict.fromkeys(languages)}  # checks them first
-    written = []
+    out: dict[str, dict] = {}
     for lang, font in font_of.items():
         if font is None:
             log.warning(
@@ -423,20 +505,11 @@ def figures(
                 lang,
             )
             continue
-        folder = out_dir if lang == "en" else out_dir / lang
-        folder.mkdir(parents=True, exist_ok=True)
         with matplotlib.rc_context(figure_rc(font)):
-            figs = figure_set(contrib, x, feat_imp, fam_imp, registry, lang, n_dependence, top)
-            for name, fig in figs.items():
-                # tight: nothing cut at the edges; no software version: same inputs, same bytes
-                fig.savefig(
-                    folder / f"{name}.png",
-                    dpi=110,
-                    bbox_inches="tight",
-                    metadata={"Software": None},
-                )
-                written.append((folder / f"{name}.png").relative_to(out_dir).as_posix())
-    return written
+            out[lang] = figure_set(
+                contrib, x, feat_imp, fam_imp, registry, lang, n_dependence, top, seed
+            )
+    return out
 
 
 # --- Reasons for many rows (the explain stage and bench/score.py) ---
@@ -501,13 +574,7 @@ def top_reasons_fast(
     cols = np.array(contrib.columns)
     reg = registry.set_index("name")
     family = reg["family"].to_dict()
-    fallback = {
-        lang: {
-            n: (reg.at[n, f"description_{lang}"], reg.at[n, "unit"], ": " if lang == "en" else "：")
-            for n in reg.index
-        }
-        for lang in ("en", "zh")
-    }
+    specs = {n: _spec(reg, n) for n in reg.index}
     columns = _Columns(x)
     rows = [_Row(columns, i) for i in range(len(x))]
     out: dict[str, list] = {}
@@ -518,25 +585,18 @@ def top_reasons_fast(
         out[f"reason_{j + 1}_family"] = np.where(pos, [family[n] for n in names], None)
         for lang in ("en", "zh"):
             which = 0 if lang == "en" else 1
-            fb = fallback[lang]
             sentences = [""] * len(names)
             for i in np.flatnonzero(pos):
                 name = names[i]
                 value = columns[name][i]
-                missing = (
-                    value is None
-                    or value is pd.NA
-                    or (isinstance(value, float) and np.isnan(value))
-                )
                 template = TEMPLATES.get(name)
-                if template is not None and not missing:
+                if template is not None and not _is_missing(value):
                     try:
                         sentences[i] = template[which](rows[i])
                         continue
                     except (KeyError, TypeError, ValueError):
                         pass
-                desc, unit, sep = fb[name]
-                sentences[i] = f"{desc}{sep}{_fmt(value, unit, lang)}"
+                sentences[i] = _fallback_sentence(specs[name], value, lang)
             out[f"reason_{j + 1}_{lang}"] = sentences
     return pd.DataFrame(out, index=x.index)
 
@@ -547,10 +607,11 @@ def top_reasons_fast(
 # features on the leaf's path the row satisfies (every split on that feature sends it towards the
 # leaf) or not: a pattern of d bits. Tabulating each leaf's SHAP values for all 2^d patterns once
 # (the idea of FastTreeSHAP v2, Yang 2022) leaves one pass over the tree's edges and d additions
-# per leaf for each row, instead of O(leaves x depth^2). The tables hold sum(2^d x d) numbers
-# (208 MB for the default champion: 210 trees of 45 leaves, at most 15 distinct features on a
-# path). The kernels are compiled with numba (installed with shap); the values are LightGBM's
-# `pred_contrib` up to rounding.
+# per leaf for each row, instead of O(leaves x depth^2). The tables hold sum(2^d x d) numbers.
+# train.search_space bounds max_depth by 8, so d <= 8: at most 2^8 x 8 = 2,048 numbers (16 KB)
+# a leaf, under 600 MB even for 600 trees of 63 leaves (the largest the search allows); the
+# reference champion (208 trees of 8 leaves, d <= 7) needs about 1 MB. The kernels are compiled
+# with numba (installed with shap); the values are LightGBM's `pred_contrib` up to rounding.
 
 _ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float)
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
@@ -847,6 +908,16 @@ def treeshap_values(tables: dict, zz: np.ndarray, num_threads: int = 1) -> np.nd
     return out
 
 
+def _tables_or_none(model) -> dict | None:
+    """TreeSHAP tables for a LightGBM model, or None (with a warning) for a booster they do not
+    cover: the one place the choice between the tables and `pred_contrib` is made."""
+    try:
+        return treeshap_tables(model.booster_)
+    except (ValueError, ImportError) as exc:
+        log.warning("no TreeSHAP tables (%s): LightGBM pred_contrib instead", exc)
+        return None
+
+
 def exact_contributions(
     pipe: Pipeline,
     x: pd.DataFrame,
@@ -864,19 +935,72 @@ def exact_contributions(
     if type(model).__name__ != "LGBMClassifier":
         return contributions(pipe, x, background)
     if tables is None:
-        try:
-            tables = treeshap_tables(model.booster_)
-        except (ValueError, ImportError) as exc:
-            log.warning("no TreeSHAP tables (%s): LightGBM pred_contrib instead", exc)
+        tables = _tables_or_none(model)
+        if tables is None:
             return contributions(pipe, x, background)
     inputs = list(x.columns)
-    if len(x):
-        z = pre.transform(x)
-        names, zz = list(z.columns), z.to_numpy(dtype=float)
-    else:  # scikit-learn refuses to transform no rows; an empty tier is still a valid input
-        names = list(pre.get_feature_names_out())
-        zz = np.zeros((0, len(names)))
+    names, zz = _encode(pre, x)
     threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
     phi = treeshap_values(tables, zz, threads)
     phi = _to_raw_features(phi, names, inputs)
     return pd.DataFrame(phi, columns=inputs, index=x.index), tables["base"]
+
+
+_METHODS = {
+    "LGBMClassifier": "LightGBM pred_contrib",
+    "DecisionTreeClassifier": "shap.TreeExplainer",
+    "LogisticRegression": "linear attribution",
+}
+
+
+@dataclass
+class CustomerReasons:
+    """What `customer_reasons` found, and how."""
+
+    reasons: pd.DataFrame  # the `top_reasons` table, indexed like the rows explained
+    contributions: pd.DataFrame  # per row and feature, log-odds of the uncalibrated model
+    base: float  # the base value the contributions add to
+    method: str  # how the contributions were computed
+    wall_s: dict[str, float] = field(default_factory=dict)  # tables, contributions, sentences
+    cpu_s: dict[str, float] = field(default_factory=dict)  # the same in CPU seconds
+
+
+def customer_reasons(
+    pipe: Pipeline,
+    x: pd.DataFrame,
+    registry: pd.DataFrame,
+    k: int,
+    num_threads: int | None = None,
+    background: pd.DataFrame | None = None,
+    tables: bool = True,
+) -> CustomerReasons:
+    """Top-k reasons per row (in English and Chinese), with the contributions and base value
+    behind them, for the explain stage and bench/score.py.
+
+    Exact contributions whatever the model: LightGBM through per-leaf TreeSHAP tables
+    (`num_threads` threads; `pred_contrib` for boosters the tables do not cover, or with
+    `tables=False`), the others as `contributions` does, logistic regression centred on
+    `background` (the population, not the at-risk rows). `wall_s` / `cpu_s` time the steps:
+    `tables` (building them), `contributions` (including the tables) and `sentences`."""
+    model = pipe.named_steps["model"]
+    kind = type(model).__name__
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    built = _tables_or_none(model) if tables and kind == "LGBMClassifier" else None
+    wall1, cpu1 = time.perf_counter(), time.process_time()
+    if built is not None:
+        contrib, base = exact_contributions(pipe, x, num_threads=num_threads, tables=built)
+        method = "exact TreeSHAP tables"
+    else:
+        contrib, base = contributions(pipe, x, background)
+        method = _METHODS.get(kind, kind)
+    wall2, cpu2 = time.perf_counter(), time.process_time()
+    reasons = top_reasons_fast(contrib, x, registry, k=k)
+    wall3, cpu3 = time.perf_counter(), time.process_time()
+    return CustomerReasons(
+        reasons,
+        contrib,
+        base,
+        method,
+        {"tables": wall1 - wall0, "contributions": wall2 - wall0, "sentences": wall3 - wall2},
+        {"tables": cpu1 - cpu0, "contributions": cpu2 - cpu0, "sentences": cpu3 - cpu2},
+    )

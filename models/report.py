@@ -30,6 +30,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from churnlight.features.registry import FAMILY_NAMES, PROFILE_WORDS_ZH
 from churnlight.models import fonts
 
 log = logging.getLogger("churnlight.report")
@@ -174,6 +175,15 @@ def actions_due(scored: pd.DataFrame) -> list[dict]:
         }
         for r in g.itertuples()
     ]
+
+
+def registry_words(lang: str) -> dict[str, str]:
+    """The card's words that the feature registry defines: the family names, and in Chinese the
+    slice dimensions that are customer attributes (region, industry)."""
+    words = dict(FAMILY_NAMES.get(lang, FAMILY_NAMES["en"]))
+    if lang == "zh":
+        words.update({k: PROFILE_WORDS_ZH[k] for k in ("region", "industry")})
+    return words
 
 
 def family_drivers(
@@ -646,6 +656,7 @@ def build_context(inp: CardInputs) -> dict:
         "chart_names": [n for n in CHARTS if n in images_html],
         "figure_groups": figure_groups(inp.figures),
         "feature_words": _descriptions(registry, lang),
+        "registry_words": registry_words(lang),
         "images_html": images_html,
         "images_md": images_md,
         "version": {

@@ -5,29 +5,30 @@ TreeSHAP, the tree through shap.TreeExplainer, logistic regression through its e
 attribution) with figures for the champion; per customer, the champion's top reasons in English
 and Chinese for the risk tiers someone will act on (`explain.reason_tiers`). Those can be a
 third of a large base, so a LightGBM champion is explained there with the table-based exact
-TreeSHAP (`exact_contributions`: the same values as `pred_contrib`, several times faster).
+TreeSHAP (`customer_reasons`: the same values as `pred_contrib`, several times faster).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from churnlight.models.explain import (
+    FIGURE_LANGUAGES,
     contributions,
-    exact_contributions,
+    customer_reasons,
+    figure_font,
+    figure_rc,
     figures,
     importance,
-    top_reasons_fast,
 )
 from churnlight.models.segment import risk_tiers
 from churnlight.pipelines.common import (
     atomic_dir,
+    atomic_file,
     load_champion,
     load_model,
     load_params,
@@ -39,26 +40,51 @@ from churnlight.pipelines.common import (
 log = logging.getLogger("churnlight.explain")
 
 
-def customer_reasons(
-    pipe: Pipeline,
-    x: pd.DataFrame,
-    registry: pd.DataFrame,
-    k: int,
-    num_threads: int | None = None,
-    background: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, float]:
-    """Top-k reasons per row and the base value (log-odds of the uncalibrated model).
+def check_params(ep: dict) -> None:
+    """Refuse a bad `explain` section before anything is computed or written."""
+    languages = ep["figure_languages"]
+    unknown = [lang for lang in languages if lang not in FIGURE_LANGUAGES]
+    if unknown:
+        raise ValueError(
+            f"explain.figure_languages: no SHAP figures in {', '.join(map(str, unknown))}: "
+            f"choose from {', '.join(FIGURE_LANGUAGES)}"
+        )
+    if "en" not in languages:
+        raise ValueError(
+            f"explain.figure_languages {languages} must include en: the model card looks the "
+            "figures up by the English files (a zh/ figure only replaces its English one)"
+        )
 
-    Exact contributions whatever the model: LightGBM through per-leaf TreeSHAP tables (falling
-    back to `pred_contrib` for boosters they do not cover), the others as `contributions` does,
-    logistic regression centred on `background` (the population, not the at-risk rows)."""
-    contrib, base = exact_contributions(pipe, x, num_threads=num_threads, background=background)
-    return top_reasons_fast(contrib, x, registry, k=k), base
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def save_figures(figs: dict[str, dict], folder: Path) -> list[str]:
+    """Each language's figures as PNG: English in `folder`, the others under the same file
+    names in `folder/<lang>`. Returns the files written, relative to `folder`."""
+    import matplotlib
+
+    written = []
+    for lang, named in figs.items():
+        sub = folder if lang == "en" else folder / lang
+        sub.mkdir(parents=True, exist_ok=True)
+        # saved in the font they were drawn in: tick labels are laid out again on saving
+        with matplotlib.rc_context(figure_rc(figure_font(lang))):
+            for name, fig in named.items():
+                # tight: nothing cut at the edges; no software version: same inputs, same bytes
+                fig.savefig(
+                    sub / f"{name}.png", dpi=110, bbox_inches="tight", metadata={"Software": None}
+                )
+                written.append((sub / f"{name}.png").relative_to(folder).as_posix())
+    return written
 
 
 def run(processed: Path, models: Path, reports: Path, out: Path, params: dict) -> pd.DataFrame:
     seed = params["base"]["seed"]
     ep = params["explain"]
+    check_params(ep)
     champion, model, features = load_champion(models)
     registry = pd.read_csv(processed / "feature_registry.csv")
     scoring = pd.read_parquet(processed / "scoring.parquet")
@@ -73,35 +99,28 @@ def run(processed: Path, models: Path, reports: Path, out: Path, params: dict) -
         if kind == champion:
             champ_contrib = contrib
     feat_imp, fam_imp = importance(champ_contrib, registry)
-    reports.mkdir(parents=True, exist_ok=True)
-    feat_imp.to_csv(reports / "importance.csv", index=False)
-    fam_imp.to_csv(reports / "importance_by_family.csv", index=False)
-    pd.concat(per_model).to_csv(reports / "importance_by_model.csv", index=False)
-    languages = list(ep.get("figure_languages", ["en", "zh"]))
-    if "en" not in languages:
-        raise ValueError(
-            f"explain.figure_languages {languages} must include en: the model card looks the "
-            "figures up by the English files (a zh/ figure only replaces its English one)"
-        )
+    write_csv(feat_imp, reports / "importance.csv")
+    write_csv(fam_imp, reports / "importance_by_family.csv")
+    write_csv(pd.concat(per_model), reports / "importance_by_model.csv")
+    figs = figures(
+        champ_contrib,
+        sample,
+        feat_imp,
+        fam_imp,
+        registry,
+        ep["figure_languages"],
+        int(ep.get("dependence_plots", 4)),
+        seed=seed,
+    )
     with atomic_dir(reports / "figures" / "shap") as tmp:
-        figures(
-            champ_contrib,
-            sample,
-            feat_imp,
-            fam_imp,
-            registry,
-            tmp,
-            int(ep.get("dependence_plots", 4)),
-            languages=languages,
-        )
+        save_figures(figs, tmp)
 
     # reasons for the customers someone will act on
     p = model.predict_proba(x)[:, 1]
     tiers = risk_tiers(p, params["segment"]["policy"], params["segment"])
-    act = pd.Series(tiers, index=x.index).isin(ep.get("reason_tiers", ["high", "medium"]))
-    t0 = time.perf_counter()
+    act = pd.Series(tiers, index=x.index).isin(ep["reason_tiers"])
     threads = ep.get("threads")
-    reasons, base = customer_reasons(
+    found = customer_reasons(
         model.pipeline,
         x[act],
         registry,
@@ -109,16 +128,18 @@ def run(processed: Path, models: Path, reports: Path, out: Path, params: dict) -
         None if threads is None else int(threads),
         background=sample,
     )
+    reasons = found.reasons
     reasons.insert(0, "customer_id", scoring.loc[act, "customer_id"].to_numpy())
     write_parquet(reasons, out)
     log.info(
-        "reasons for %d customers (%s) in %.1f s with %s; base value %.3f log-odds; "
+        "reasons for %d customers (%s) in %.1f s with %s (%s); base value %.3f log-odds; "
         "family shares: %s",
         len(reasons),
-        "+".join(ep.get("reason_tiers", [])),
-        time.perf_counter() - t0,
+        "+".join(ep["reason_tiers"]) or "no tier",
+        found.wall_s["contributions"] + found.wall_s["sentences"],
         champion,
-        base,
+        found.method,
+        found.base,
         ", ".join(f"{r.family} {r.share:.0%}" for r in fam_imp.itertuples()),
     )
     return reasons

@@ -24,6 +24,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from churnlight.features.registry import FAMILY_NAMES, PROFILE_WORDS_ZH
 from churnlight.models import fonts
 from churnlight.models import report as card_lib
 from churnlight.models.report import markdown_to_html, tree_rules_summary
@@ -61,11 +62,17 @@ needs_chromium = pytest.mark.skipif(
     reason="no Chromium on PATH (apt-get install chromium, or set $CHROMIUM): "
     "the model card's browser checks need it",
 )
-needs_cjk_font = pytest.mark.skipif(
-    fonts.cjk_font() is None,
-    reason="no CJK font for matplotlib (apt-get install fonts-noto-cjk): the Chinese charts "
-    "fall back to English",
+CJK_SKIP = (
+    "no CJK font for matplotlib (apt-get install fonts-noto-cjk): the Chinese charts "
+    "fall back to English"
 )
+
+
+@pytest.fixture
+def needs_cjk_font() -> None:
+    """Skips a test without a CJK font; looked up when a test needs it, not at collection."""
+    if fonts.cjk_font() is None:
+        pytest.skip(CJK_SKIP)
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +249,22 @@ def test_chinese_card_has_every_section_in_chinese(card_zh):
         assert english not in card_zh["md"], english
 
 
-@needs_cjk_font
+def test_chinese_card_names_families_from_the_feature_registry(card, tmp_path, monkeypatch):
+    """One table of family names (features/registry.py) for figures, reasons and the card:
+    a word changed there shows on the card."""
+    assert card_lib.registry_words("en") == FAMILY_NAMES["en"]
+    zh = card_lib.registry_words("zh")
+    assert zh["region"] == PROFILE_WORDS_ZH["region"] and zh["industry"] == "行业"
+    monkeypatch.setitem(FAMILY_NAMES["zh"], "external", "外部环境")
+    monkeypatch.setitem(FAMILY_NAMES["zh"], "behaviour", "消费与活跃行为")
+    md = (
+        _rerun_report(card, tmp_path, language="zh", screenshot=False) / "model_card.md"
+    ).read_text(encoding="utf-8")
+    assert "| 消费与活跃行为（behaviour） |" in md
+    assert "外部环境" in md and "外部风险" not in md
+
+
+@pytest.mark.usefixtures("needs_cjk_font")
 def test_chinese_card_draws_its_own_charts_in_chinese(card, card_zh):
     """Same data, other labels: the calibration and gains charts of a zh card are not the
     English pictures."""

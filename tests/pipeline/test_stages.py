@@ -5,9 +5,11 @@ The chain runs once per module (about 3 s); each test checks one stage's outputs
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import joblib
@@ -16,6 +18,7 @@ import pandas as pd
 import pytest
 
 from churnlight.models.explain import figure_font
+from churnlight.pipelines import explain as explain_stage
 
 TABLES = ("customers", "transactions", "activity", "feedback", "market")
 MODELS = ("logreg", "tree", "lgbm")
@@ -192,6 +195,69 @@ def test_explain_figures_in_english_and_chinese(chain):
     if figure_font("zh") is not None:
         assert sorted(p.name for p in (shap / "zh").iterdir()) == en
         assert (shap / "zh" / "shap_bar.png").read_bytes() != (shap / "shap_bar.png").read_bytes()
+
+
+def _explain_again(chain: dict, tmp: Path, champion: str | None = None, **explain) -> dict:
+    """The explain stage again on the chain's outputs, into `tmp`, with `explain` params
+    changed and, if given, another candidate as the champion."""
+    models = tmp / "models"
+    shutil.copytree(chain["models"], models)
+    if champion is not None:
+        report = json.loads((models / "train_report.json").read_text(encoding="utf-8"))
+        report["champion"] = champion
+        (models / "train_report.json").write_text(json.dumps(report), encoding="utf-8")
+    params = copy.deepcopy(chain["params"])
+    params["explain"].update(explain)
+    out = {"reports": tmp / "reports", "explanations": tmp / "explanations.parquet"}
+    explain_stage.run(chain["processed"], models, out["reports"], out["explanations"], params)
+    return out
+
+
+@pytest.mark.parametrize("champion", MODELS)
+def test_explain_with_nobody_in_the_reason_tiers(chain, tmp_path, champion, monkeypatch):
+    """`reason_tiers: []` (or tiers nobody lands in): an empty reasons table with every column,
+    whichever model is the champion; the beeswarm's jitter is drawn from base.seed."""
+    seeds = []
+    figures = explain_stage.figures
+
+    def spy(*args, **kwargs):
+        seeds.append(kwargs.get("seed"))
+        return figures(*args, **kwargs)
+
+    monkeypatch.setattr(explain_stage, "figures", spy)
+    out = _explain_again(
+        chain, tmp_path, champion, reason_tiers=[], figure_languages=["en"], dependence_plots=0
+    )
+    reasons = pd.read_parquet(out["explanations"])
+    assert reasons.empty
+    assert list(reasons.columns) == list(pd.read_parquet(chain["explanations"]).columns)
+    assert (out["reports"] / "importance.csv").is_file()
+    assert (out["reports"] / "figures" / "shap" / "shap_bar.png").is_file()
+    assert seeds == [chain["params"]["base"]["seed"]]
+
+
+@pytest.mark.parametrize(
+    ("languages", "message"),
+    [(["zh"], "must include en"), (["en", "fr"], "fr"), ([], "must include en")],
+)
+def test_explain_checks_figure_languages_before_writing_anything(
+    chain, tmp_path, languages, message
+):
+    with pytest.raises(ValueError, match=message):
+        _explain_again(chain, tmp_path, figure_languages=languages)
+    assert not (tmp_path / "reports").exists()
+    assert not (tmp_path / "explanations.parquet").exists()
+
+
+def test_explain_needs_figure_languages_in_params(chain, tmp_path):
+    """params.yaml is the one default: no fallback list in the code."""
+    params = copy.deepcopy(chain["params"])
+    del params["explain"]["figure_languages"]
+    with pytest.raises(KeyError, match="figure_languages"):
+        explain_stage.run(
+            chain["processed"], chain["models"], tmp_path / "r", tmp_path / "e.parquet", params
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_segment_files(chain):

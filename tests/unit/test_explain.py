@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlight.features.registry import FAMILIES, build_registry, registry_frame
+from churnlight.features.registry import FAMILIES, FAMILY_NAMES, build_registry, registry_frame
 from churnlight.models import fonts
 from churnlight.models.explain import (
     TEMPLATES,
     contributions,
+    exact_contributions,
     figure_font,
     figure_rc,
     figure_set,
@@ -28,6 +29,7 @@ from churnlight.models.explain import (
     top_reasons,
 )
 from churnlight.models.train import fit_candidate
+from churnlight.pipelines.explain import save_figures
 
 WINDOWS = [30, 90, 180, 365]
 FEATURES = ["spend_90d", "tenure_days", "nps_last", "plan", "region"]
@@ -128,6 +130,29 @@ def test_tree_additivity_holds_with_pure_leaves():
     np.testing.assert_allclose(
         contrib.sum(axis=1).to_numpy() + base, raw_score(pipe, df[["a", "b"]]), rtol=0, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("kind", ["logreg", "tree", "lgbm"])
+@pytest.mark.parametrize("how", ["contributions", "exact_contributions"])
+def test_no_rows_give_an_empty_frame_and_the_same_base_value(kind, how, table, scoring_rows):
+    """An empty tier (nobody in explain.reason_tiers) is a valid input for every model: no
+    transform of zero rows, the raw features as columns, the base value as for any rows."""
+    pipe = fit_candidate(kind, table, FEATURES, MODEL_PARAMS[kind], seed=3)
+    explain = contributions if how == "contributions" else exact_contributions
+    _, base = explain(pipe, scoring_rows, background=scoring_rows)
+    none, empty_base = explain(pipe, scoring_rows.iloc[:0], background=scoring_rows)
+    assert list(none.columns) == FEATURES
+    assert none.empty and none.index.equals(scoring_rows.index[:0])
+    assert isinstance(empty_base, float)
+    assert abs(empty_base - base) < 1e-9
+    assert none.dtypes.eq("float64").all()
+
+
+def test_logreg_base_value_without_rows_or_background_is_the_intercept(table, scoring_rows):
+    pipe = fit_candidate("logreg", table, FEATURES, MODEL_PARAMS["logreg"], seed=3)
+    none, base = contributions(pipe, scoring_rows.iloc[:0])
+    assert none.empty
+    assert base == float(pipe.named_steps["model"].intercept_[0])
 
 
 # --- 2. every registered feature renders a reason -----------------------------------------------
@@ -279,7 +304,73 @@ def test_fallback_formats_follow_the_unit(registry, typical_row):
     assert reason_sentence("nps_detractor", 0.0, registry, "zh").endswith("：否")
     assert reason_sentence("promo_share_365d", 0.4, registry, "en").endswith(": 40%")
     assert reason_sentence("tenure_days", 400.0, registry, "zh").endswith("：400天")
-    assert reason_sentence("plan", "basic", registry, "en") == "Customer attribute: plan: basic"
+    assert reason_sentence("plan", "basic", registry, "en") == "Plan is basic"
+
+
+TELECOM = {
+    "Partner": False,
+    "SeniorCitizen": True,
+    "tenure": True,
+    "PaperlessBilling": False,
+    "Contract": False,
+    "employee_count": True,
+    "loyalty_band": False,
+}
+
+
+@pytest.fixture(scope="module")
+def telecom_registry() -> pd.DataFrame:
+    return registry_frame(build_registry([], {}, TELECOM))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "en", "zh"),
+    [
+        ("Contract", "Month-to-month", "Contract is Month-to-month", "合同类型为 Month-to-month"),
+        ("loyalty_band", "金卡", "Loyalty band is 金卡", "loyalty band为金卡"),
+        ("Partner", "No", "Partner: no", "是否有伴侣：否"),
+        ("Partner", "Yes", "Partner: yes", "是否有伴侣：是"),
+        ("PaperlessBilling", "true", "PaperlessBilling: yes", "是否电子账单：是"),
+        ("PaperlessBilling", False, "PaperlessBilling: no", "是否电子账单：否"),
+        ("SeniorCitizen", 1.0, "SeniorCitizen: yes", "是否老年用户：是"),
+        ("SeniorCitizen", 0, "SeniorCitizen: no", "是否老年用户：否"),
+        ("tenure", 34.0, "Tenure is 34", "在网时长（月）为 34"),
+        ("employee_count", 1.0, "Employee count is 1", "employee count为 1"),  # a count, not yes
+        ("tenure", np.nan, "Tenure is missing", "在网时长（月）缺失"),
+        ("Partner", None, "Partner is missing", "是否有伴侣缺失"),
+    ],
+)
+def test_profile_reasons_read_as_statements_about_the_customer(
+    telecom_registry, name, value, en, zh
+):
+    """No "Customer attribute:" prefix and one colon at most; yes/no answers in Chinese as 是/否
+    (a yes/no attribute is named as a question, 是否...); tenure in months."""
+    assert reason_sentence(name, value, telecom_registry, "en") == en
+    assert reason_sentence(name, value, telecom_registry, "zh") == zh
+
+
+def test_profile_reasons_of_the_fast_path_are_the_same(telecom_registry):
+    from churnlight.models.explain import top_reasons_fast
+
+    x = pd.DataFrame(
+        {
+            "Partner": pd.Series(["No", "Yes", None], dtype="str"),
+            "SeniorCitizen": [1.0, 0.0, np.nan],
+            "tenure": pd.Series([34, 2, None], dtype="Int64"),
+            "PaperlessBilling": pd.Series(["Yes", "No", "No"], dtype="string"),
+            "Contract": ["Two year", "One year", "Month-to-month"],
+            "employee_count": [1.0, 0.0, 12.0],
+            "loyalty_band": ["金卡", "银卡", None],
+        }
+    )
+    contrib = pd.DataFrame(
+        np.arange(1, 1 + x.size, dtype=float).reshape(x.shape), columns=x.columns
+    )
+    fast = top_reasons_fast(contrib, x, telecom_registry, k=7)
+    pd.testing.assert_frame_equal(fast, top_reasons(contrib, x, telecom_registry, k=7))
+    zh = fast.filter(like="_zh").to_numpy().ravel().tolist()
+    assert "是否有伴侣：否" in zh and "在网时长（月）为 34" in zh
+    assert not [t for t in zh if "客户属性" in t or t.count("：") > 1], zh
 
 
 # --- 3. top reasons -----------------------------------------------------------------------------
@@ -413,10 +504,14 @@ FIGURE_FEATURES = [
     "policy_shock_180d",
     "plan",
 ]
-needs_cjk_font = pytest.mark.skipif(
-    figure_font("zh") is None,
-    reason="no CJK font for matplotlib (apt-get install fonts-noto-cjk): no Chinese figures",
-)
+CJK_SKIP = "no CJK font for matplotlib (apt-get install fonts-noto-cjk): no Chinese figures"
+
+
+@pytest.fixture
+def needs_cjk_font() -> None:
+    """Skips a test without a CJK font; looked up when a test needs it, not at collection."""
+    if figure_font("zh") is None:
+        pytest.skip(CJK_SKIP)
 
 
 @pytest.fixture(scope="module")
@@ -463,12 +558,13 @@ def _drawn(case, lang: str) -> dict:
     return figs
 
 
-@needs_cjk_font
+@pytest.mark.usefixtures("needs_cjk_font")
 def test_figures_write_chinese_versions_under_the_english_names(figure_case, tmp_path):
     contrib, x, feat_imp, fam_imp, registry = figure_case
-    written = figures(
-        contrib, x, feat_imp, fam_imp, registry, tmp_path, n_dependence=2, languages=["en", "zh"]
-    )
+    figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en", "zh"], n_dependence=2)
+    assert list(tmp_path.iterdir()) == []  # the library draws; the stage saves
+    assert list(figs) == ["en", "zh"] and list(figs["en"]) == list(figs["zh"])
+    written = save_figures(figs, tmp_path)
     en = sorted(p.name for p in tmp_path.glob("*.png"))
     zh = sorted(p.name for p in (tmp_path / "zh").glob("*.png"))
     assert en == zh
@@ -481,7 +577,34 @@ def test_figures_write_chinese_versions_under_the_english_names(figure_case, tmp
         assert (tmp_path / "zh" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@needs_cjk_font
+def test_figures_are_matplotlib_figures_by_language_and_name(figure_case, tmp_path):
+    from matplotlib.figure import Figure
+
+    contrib, x, feat_imp, fam_imp, registry = figure_case
+    figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en"], n_dependence=1)
+    assert list(figs) == ["en"]
+    assert all(isinstance(f, Figure) for f in figs["en"].values())
+    assert {"shap_bar", "shap_families", "shap_beeswarm"} < set(figs["en"])
+
+
+def _jitter(figs: dict) -> np.ndarray:
+    ax = figs["shap_beeswarm"].axes[0]
+    return np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
+
+
+def test_beeswarm_jitter_follows_the_seed(figure_case):
+    contrib, x, feat_imp, fam_imp, registry = figure_case
+
+    def swarm(seed):
+        return _jitter(figure_set(contrib, x, feat_imp, fam_imp, registry, "en", 0, seed=seed))
+
+    np.testing.assert_array_equal(swarm(7), swarm(7))
+    assert not np.allclose(swarm(7), swarm(8))
+    figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en"], n_dependence=0, seed=8)
+    np.testing.assert_array_equal(_jitter(figs["en"]), swarm(8))
+
+
+@pytest.mark.usefixtures("needs_cjk_font")
 def test_chinese_figures_name_features_by_their_chinese_description(figure_case):
     *_, feat_imp, _, registry = figure_case
     desc = registry.set_index("name")["description_zh"]
@@ -493,7 +616,7 @@ def test_chinese_figures_name_features_by_their_chinese_description(figure_case)
     assert swarm == [desc[n] for n in top]
     families = [t.get_text() for t in figs["shap_families"].axes[0].get_xticklabels()]
     assert families and all(CJK.search(f) for f in families), families
-    assert set(families) <= {"行为", "态度", "外部风险", "客户属性"}
+    assert families == [FAMILY_NAMES["zh"][f] for f in figure_case[3]["family"]]
     for name, fig in figs.items():
         texts = _texts(fig)
         assert not [t for t in texts if SNAKE.search(t)], (name, texts)  # no raw feature name
@@ -516,11 +639,13 @@ def test_english_figures_name_features_by_their_english_description(figure_case)
         assert not [t for t in texts if SNAKE.search(t) or CJK.search(t)], (name, texts)
 
 
-@pytest.mark.parametrize("lang", ["en", pytest.param("zh", marks=needs_cjk_font)])
-def test_titles_and_axis_labels_fit_in_the_figure(figure_case, lang):
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_titles_and_axis_labels_fit_in_the_figure(figure_case, lang, request):
     """The beeswarm's axis label used to run past the right edge (the long feature labels push
     the axes right): titles and axis labels lie inside the figure even before the saved file's
     `bbox_inches="tight"` (which only rescues what overhangs, such as an edge tick label)."""
+    if lang == "zh":
+        request.getfixturevalue("needs_cjk_font")
     for name, fig in _drawn(figure_case, lang).items():
         renderer = fig.canvas.get_renderer()
         page = fig.bbox
@@ -535,31 +660,80 @@ def test_titles_and_axis_labels_fit_in_the_figure(figure_case, lang):
 
 
 def test_without_a_cjk_font_chinese_figures_are_skipped_with_one_warning(
-    figure_case, tmp_path, monkeypatch, caplog
+    figure_case, monkeypatch, caplog
 ):
 
     monkeypatch.setattr(fonts, "cjk_font", lambda: None)
     contrib, x, feat_imp, fam_imp, registry = figure_case
     with caplog.at_level(logging.WARNING, logger="churnlight.models.explain"):
-        written = figures(
-            contrib,
-            x,
-            feat_imp,
-            fam_imp,
-            registry,
-            tmp_path,
-            n_dependence=1,
-            languages=["en", "zh"],
-        )
-    assert not (tmp_path / "zh").exists()
-    assert sorted(written) == sorted(p.name for p in tmp_path.glob("*.png"))
-    assert "shap_bar.png" in written
+        figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en", "zh"], n_dependence=1)
+    assert list(figs) == ["en"]
+    assert "shap_bar" in figs["en"]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "CJK font" in warnings[0].getMessage(), caplog.text
 
 
-def test_figures_reject_an_unknown_language_before_drawing(figure_case, tmp_path):
+def test_figures_reject_an_unknown_language_before_drawing(figure_case, monkeypatch):
+    import churnlight.models.explain as explain
+
+    drawn = []
+    monkeypatch.setattr(explain, "figure_set", lambda *a, **k: drawn.append(a) or {})
     contrib, x, feat_imp, fam_imp, registry = figure_case
     with pytest.raises(ValueError, match="'fr'"):
-        figures(contrib, x, feat_imp, fam_imp, registry, tmp_path, languages=["en", "fr"])
-    assert list(tmp_path.iterdir()) == []
+        figures(contrib, x, feat_imp, fam_imp, registry, ["en", "fr"])
+    assert drawn == []
+
+
+# --- 5. the CJK font ----------------------------------------------------------------------------
+
+
+class _Font:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class _FontManager:
+    def __init__(self, names: list[str], files: dict[str, str]):
+        self.ttflist = [_Font(n) for n in names]
+        self.files = files
+
+    def addfont(self, path: str) -> None:
+        self.ttflist.append(_Font(self.files[path]))
+
+
+@pytest.fixture
+def fake_fonts(monkeypatch):
+    """cjk_font() against a made-up font list and system font files (its cache cleared)."""
+    from matplotlib import font_manager
+
+    def install(names: list[str], files: dict[str, str]) -> _FontManager:
+        fm = _FontManager(names, files)
+        monkeypatch.setattr(font_manager, "fontManager", fm)
+        monkeypatch.setattr(font_manager, "findSystemFonts", lambda: list(files))
+        fonts.cjk_font.cache_clear()
+        return fm
+
+    yield install
+    fonts.cjk_font.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("path", "family"),
+    [
+        ("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf", "Droid Sans Fallback"),
+        ("/usr/share/fonts/truetype/arphic/ukai.ttc", "AR PL UKai CN"),
+        ("/usr/share/fonts/truetype/arphic/uming.ttc", "AR PL UMing CN"),
+    ],
+)
+def test_every_font_file_the_pattern_admits_is_used(fake_fonts, path, family):
+    fake_fonts(["DejaVu Sans"], {path: family, "/usr/share/fonts/x/DejaVuSans.ttf": "DejaVu Sans"})
+    assert fonts.cjk_font() == family
+    fake_fonts(["DejaVu Sans", family], {})  # already known to matplotlib
+    assert fonts.cjk_font() == family
+
+
+def test_a_cjk_font_file_of_an_unlisted_family_is_used(fake_fonts):
+    fake_fonts(["DejaVu Sans"], {"/fonts/SomeVendorCJK-Regular.otf": "Some Vendor CJK"})
+    assert fonts.cjk_font() == "Some Vendor CJK"
+    fake_fonts(["DejaVu Sans"], {"/fonts/DejaVuSans.ttf": "DejaVu Sans"})
+    assert fonts.cjk_font() is None

@@ -16,7 +16,15 @@ import pandas as pd
 import pytest
 
 from churnlight.features.contract import validate_tables
-from churnlight.features.registry import FAMILIES, build_registry, profile_spec, registry_frame
+from churnlight.features.registry import (
+    FAMILIES,
+    FAMILY_NAMES,
+    PROFILE_PREFIX,
+    build_registry,
+    family_name,
+    profile_spec,
+    registry_frame,
+)
 from churnlight.features.synthetic import WorldConfig, generate_world
 from churnlight.pipelines import features as stage
 
@@ -212,3 +220,31 @@ def test_profile_attributes_get_chinese_words_when_known():
     assert profile_spec("customer_type", False).description_zh == "客户属性：客户类型"
     assert profile_spec("PaymentMethod", False).description_zh == "客户属性：付款方式"
     assert profile_spec("loyalty_band", True).description_zh == "客户属性：loyalty band"
+
+
+@pytest.mark.parametrize(
+    ("column", "zh"),
+    [
+        ("Partner", "是否有伴侣"),
+        ("Dependents", "是否有家属"),
+        ("SeniorCitizen", "是否老年用户"),
+        ("PaperlessBilling", "是否电子账单"),
+        ("tenure", "在网时长（月）"),
+    ],
+)
+def test_yes_no_attributes_are_named_as_questions_and_tenure_has_its_unit(column, zh):
+    """ "有伴侣：否" contradicts itself; "是否有伴侣：否" does not. Telecom tenure is in months."""
+    spec = profile_spec(column, column in ("SeniorCitizen", "tenure"))
+    assert spec.description_zh == PROFILE_PREFIX["zh"] + zh
+    assert spec.description_en.startswith(PROFILE_PREFIX["en"])
+
+
+def test_one_table_names_the_families_in_both_languages():
+    for lang in ("en", "zh"):
+        assert set(FAMILY_NAMES[lang]) == set(FAMILIES)
+    assert FAMILY_NAMES["en"] == {f: f for f in FAMILIES}
+    assert all(CJK.search(w) for w in FAMILY_NAMES["zh"].values())
+    assert len(set(FAMILY_NAMES["zh"].values())) == len(FAMILIES)
+    assert family_name("external", "zh") == "外部风险"
+    assert family_name("external", "en") == "external"
+    assert family_name("unheard_of", "zh") == "unheard_of"

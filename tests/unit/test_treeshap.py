@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 from churnlight.features.registry import FAMILIES, build_registry, registry_frame
 from churnlight.models.explain import (
     contributions,
+    customer_reasons,
     exact_contributions,
     raw_score,
     top_reasons,
@@ -26,7 +27,6 @@ from churnlight.models.explain import (
     treeshap_values,
 )
 from churnlight.models.train import fit_candidate
-from churnlight.pipelines.explain import customer_reasons
 
 FEATURES = ["spend_90d", "tenure_days", "nps_last", "complaints_open", "plan", "region"]
 ATOL = 1e-8
@@ -323,12 +323,23 @@ def test_top_reasons_fast_equals_top_reasons(registry, k):
 # --- 3. the stage's reasons ----------------------------------------------------------------------
 
 
+METHODS = {
+    "logreg": "linear attribution",
+    "tree": "shap.TreeExplainer",
+    "lgbm": "exact TreeSHAP tables",
+}
+
+
+def _reasons_registry() -> pd.DataFrame:
+    reg = registry_frame(build_registry([], {}, dict.fromkeys(FEATURES, False)))
+    return reg.assign(unit=np.where(reg["name"].isin(["plan", "region"]), "category", "number"))
+
+
 @pytest.mark.parametrize("kind", ["logreg", "tree", "lgbm"])
 def test_customer_reasons_match_the_reference_path(kind, table):
     """The explain stage's reasons equal `top_reasons` on `contributions` for every kind, with
     logistic regression centred on the background, not on the rows explained."""
-    reg = registry_frame(build_registry([], {}, dict.fromkeys(FEATURES, False)))
-    reg = reg.assign(unit=np.where(reg["name"].isin(["plan", "region"]), "category", "number"))
+    reg = _reasons_registry()
     params = {
         "logreg": {"C": 1.0},
         "tree": {"max_depth": 4, "min_samples_leaf": 50},
@@ -339,7 +350,53 @@ def test_customer_reasons_match_the_reference_path(kind, table):
     x = _table(200, seed=5)[FEATURES]
     at_risk = x[pipe.predict_proba(x)[:, 1] > 0.5]
     assert len(at_risk) > 10
-    got, base = customer_reasons(pipe, at_risk, reg, 3, num_threads=2, background=background)
+    got = customer_reasons(pipe, at_risk, reg, 3, num_threads=2, background=background)
     ref_contrib, ref_base = contributions(pipe, at_risk, background)
-    pd.testing.assert_frame_equal(got, top_reasons(ref_contrib, at_risk, reg, k=3))
-    assert abs(base - ref_base) < ATOL
+    pd.testing.assert_frame_equal(got.reasons, top_reasons(ref_contrib, at_risk, reg, k=3))
+    np.testing.assert_allclose(got.contributions, ref_contrib, rtol=0, atol=ATOL)
+    assert abs(got.base - ref_base) < ATOL
+    assert got.method == METHODS[kind]
+    assert set(got.wall_s) == set(got.cpu_s) == {"tables", "contributions", "sentences"}
+
+
+@pytest.mark.parametrize("kind", ["logreg", "tree", "lgbm", "lgbm-pred_contrib"])
+def test_customer_reasons_for_no_rows(kind, table):
+    """Nobody in explain.reason_tiers: an empty table with every column, and the base value."""
+    model, _, how = kind.partition("-")
+    params = {
+        "logreg": {"C": 1.0},
+        "tree": {"max_depth": 4, "min_samples_leaf": 50},
+        "lgbm": {**LGBM_CONFIGS["small"], "n_jobs": 1},
+    }[model]
+    pipe = fit_candidate(model, table, FEATURES, params, seed=3)
+    background = _table(500, seed=4)[FEATURES]
+    x = _table(50, seed=5)[FEATURES]
+    reg = _reasons_registry()
+    tables = how != "pred_contrib"
+    full = customer_reasons(pipe, x, reg, 3, background=background, tables=tables)
+    none = customer_reasons(pipe, x.iloc[:0], reg, 3, background=background, tables=tables)
+    assert none.reasons.empty and list(none.reasons.columns) == list(full.reasons.columns)
+    assert none.contributions.empty and list(none.contributions.columns) == FEATURES
+    assert abs(none.base - full.base) < ATOL
+    assert none.method == full.method
+    if how:
+        assert none.method == "LightGBM pred_contrib"
+
+
+def test_customer_reasons_fall_back_to_pred_contrib_for_categorical_splits(caplog):
+    rng = np.random.default_rng(3)
+    n = 2000
+    x = pd.DataFrame({"a": rng.normal(size=n), "c": rng.integers(0, 6, n).astype(float)})
+    y = ((x["a"] + np.isin(x["c"], [1, 4]) * 1.5 + rng.normal(size=n)) > 0.7).astype(int)
+    pre = ColumnTransformer([("all", "passthrough", ["a", "c"])], verbose_feature_names_out=False)
+    pre.set_output(transform="pandas")
+    model = lgb.LGBMClassifier(n_estimators=10, num_leaves=7, n_jobs=1, verbose=-1)
+    pipe = Pipeline([("pre", pre), ("model", model)]).fit(x, y, model__categorical_feature=[1])
+    reg = registry_frame(build_registry([], {}, {"a": True, "c": True}))
+    got = customer_reasons(pipe, x.iloc[:100], reg, 2)
+    assert got.method == "LightGBM pred_contrib"
+    assert "no TreeSHAP tables" in caplog.text
+    ref, ref_base = contributions(pipe, x.iloc[:100])
+    pd.testing.assert_frame_equal(got.contributions, ref)
+    none = customer_reasons(pipe, x.iloc[:0], reg, 2)
+    assert none.reasons.empty and none.base == ref_base
