@@ -146,7 +146,8 @@ def _spine_sql(
     SELECT c.customer_id, k.cutoff,
            coalesce({signup}, f.first_ts) AS start_ts,
            CASE WHEN k.cutoff + INTERVAL {horizon} DAY <= (SELECT data_end FROM meta)
-                THEN ({label})::INTEGER END AS label
+                THEN ({label})::INTEGER END AS label,
+           (row_number() OVER ())::INTEGER AS sid  -- the key of every aggregate
     FROM {src["customers"]} c
     LEFT JOIN first_seen f USING (customer_id)
     CROSS JOIN cutoffs k
@@ -175,73 +176,128 @@ def _first_seen_sql(cust_cols: dict[str, str], src: dict[str, str] | None = None
     """
 
 
+# The activity outputs, as sets of event types: each word of ACTIVITY_WORDS counts its own type
+# (`other`: any type not in ACTIVITY_TYPES; events without a type count nowhere), and the latest
+# times are kept per group of types.
+LATEST_GROUPS = {
+    "last_own_activity": OWN_ACTIVITY,
+    "last_lvb": ("login", "visit", "booking"),
+    "last_service_due": ("service_due",),
+    "last_service_done": ("service_done",),
+}
+
+
+def _activity_outputs(windows: tuple[int, ...], lookback: int, count, latest) -> list[str]:
+    """The columns of f_activity, in order, from `count(types, span, minus=None)` (events of
+    those types in the `span` days before the cutoff, less those in the `minus` days) and
+    `latest(column)` (the latest time of the types `LATEST_GROUPS[column]` within `lookback`)."""
+    out = [f"{count([e], w)} AS {e}_{w}d" for w in windows for e in ACTIVITY_WORDS]
+    lv, sent, replied = ["login", "visit"], ["outreach_sent"], ["outreach_replied"]
+    return [
+        *out,
+        f"{latest('last_own_activity')} AS last_own_activity",
+        f"{latest('last_lvb')} AS last_lvb",
+        f"{count(lv, 30)} AS lv_30d",
+        f"{count(lv, 120, 30)} AS lv_prior90",
+        f"{count(sent, 90)} AS sent_90d",
+        f"{count(replied, 90)} AS replied_90d",
+        f"{count(sent, lookback, 90)} AS sent_before",
+        f"{count(replied, lookback, 90)} AS replied_before",
+        f"{latest('last_service_due')} AS last_service_due",
+        f"{latest('last_service_done')} AS last_service_done",
+    ]
+
+
+def activity_reference_sql(
+    windows: tuple[int, ...], lookback: int, src: dict[str, str] | None = None
+) -> str:
+    """The definition of f_activity: a row per spine row (`sid`) with an event in the `lookback`
+    days before its cutoff, and per output one filter over those events. Plain but slow (a
+    filter per output and event): the stage runs `_activity_sql`, the tests prove them equal."""
+    src = src or FULL
+    known = ", ".join(_q(t) for t in ACTIVITY_TYPES)
+
+    def is_type(types) -> str:
+        conds = [
+            f"a.event_type NOT IN ({known})" if t == "other" else f"a.event_type = {_q(t)}"
+            for t in types
+        ]
+        return "(" + " OR ".join(conds) + ")"
+
+    def count(types: list[str], span: int, minus: int | None = None) -> str:
+        cond = f"{is_type(types)} AND a.ts >= s.cutoff - INTERVAL {span} DAY"
+        if minus is not None:
+            cond += f" AND a.ts < s.cutoff - INTERVAL {minus} DAY"
+        return f"count(*) FILTER (WHERE {cond})"
+
+    def latest(column: str) -> str:
+        return f"max(a.ts) FILTER (WHERE {is_type(LATEST_GROUPS[column])})"
+
+    outputs = _activity_outputs(windows, lookback, count, latest)
+    return f"""
+    CREATE OR REPLACE TEMP TABLE f_activity AS
+    SELECT s.sid, {", ".join(outputs)}
+    FROM spine s JOIN {src["activity"]} a
+      ON a.customer_id = s.customer_id AND a.ts < s.cutoff
+     AND a.ts >= s.cutoff - INTERVAL {lookback} DAY
+    GROUP BY s.sid
+    """
+
+
 def _activity_sql(
     windows: tuple[int, ...], lookback: int, src: dict[str, str] | None = None
 ) -> str:
-    """Activity aggregates per (customer, cutoff) over the `lookback` days before the cutoff.
+    """f_activity exactly as `activity_reference_sql` defines it, about 5x faster.
 
-    Two steps: per (customer, cutoff, event type) one count per distinct window (plus the
-    whole lookback and the latest time), then one row per (customer, cutoff) that picks and sums
-    those. Every output is the same count or maximum as a filter on the event rows themselves
-    (e.g. the 120-day minus the 30-day count is "between 30 and 120 days before"), at a handful
-    of filters per event instead of one per output column.
+    Two steps: per (spine row, event type) one count per distinct span (plus the whole
+    lookback and the latest time), then one row per spine row that picks and sums those, e.g.
+    the 120-day minus the 30-day count is "between 30 and 120 days before". A handful of counts
+    per event instead of a filter per output, and small integer keys (spine row, type code)
+    instead of strings: hashing and comparing those dominates both steps.
     """
     src = src or FULL
-    spans = sorted({*windows, 30, 90, 120})
+    spans = sorted({*windows, 30, 90, 120} - {lookback})  # the lookback: every joined event
     per_type = ", ".join(
         [f"count(*) FILTER (WHERE a.ts >= s.from{w}) AS n{w}" for w in spans]
         + ["count(*) AS n_all", "max(a.ts) AS last_ts"]
     )
+    codes = {t: k for k, t in enumerate(ACTIVITY_TYPES)}
+    other = len(codes)  # any other type; NULL gets -1 and counts nowhere
+    code = " ".join(f"WHEN a.event_type = {_q(t)} THEN {k}" for t, k in codes.items())
 
-    def total(expr: str, cond: str) -> str:
+    def is_type(types) -> str:
+        return f"t IN ({', '.join(str(codes.get(t, other)) for t in types)})"
+
+    def count(types: list[str], span: int, minus: int | None = None) -> str:
+        n = "n_all" if span == lookback else f"n{span}"
+        if minus is not None:
+            n += f" - n{minus}"
         # a CASE per output, not a FILTER: DuckDB sums plain columns much faster
-        return f"sum(CASE WHEN {cond} THEN {expr} ELSE 0 END)::BIGINT"
+        return f"sum(CASE WHEN {is_type(types)} THEN {n} ELSE 0 END)::BIGINT"
 
-    def latest(cond: str) -> str:
-        return f"max(CASE WHEN {cond} THEN last_ts END)"
+    def latest(column: str) -> str:
+        return f"max(CASE WHEN {is_type(LATEST_GROUPS[column])} THEN last_ts END)"
 
-    aggs = []
-    known = ", ".join(_q(t) for t in ACTIVITY_TYPES)
-    for w in windows:
-        for etype in ACTIVITY_WORDS:
-            cond = (
-                f"event_type NOT IN ({known})" if etype == "other" else f"event_type = {_q(etype)}"
-            )
-            aggs.append(f"{total(f'n{w}', cond)} AS {etype}_{w}d")
-    own = ", ".join(_q(t) for t in OWN_ACTIVITY)
-    lv = "event_type IN ('login', 'visit')"
-    sent, replied = "event_type = 'outreach_sent'", "event_type = 'outreach_replied'"
-    lvb = "event_type IN ('login', 'visit', 'booking')"
-    due, done = "event_type = 'service_due'", "event_type = 'service_done'"
-    aggs += [
-        f"{latest(f'event_type IN ({own})')} AS last_own_activity",
-        f"{latest(lvb)} AS last_lvb",
-        f"{total('n30', lv)} AS lv_30d",
-        f"{total('n120 - n30', lv)} AS lv_prior90",
-        f"{total('n90', sent)} AS sent_90d",
-        f"{total('n90', replied)} AS replied_90d",
-        f"{total('n_all - n90', sent)} AS sent_before",
-        f"{total('n_all - n90', replied)} AS replied_before",
-        f"{latest(due)} AS last_service_due",
-        f"{latest(done)} AS last_service_done",
-    ]
+    outputs = _activity_outputs(windows, lookback, count, latest)
     return f"""
     CREATE OR REPLACE TEMP TABLE f_activity AS
-    SELECT customer_id, cutoff, {", ".join(aggs)}
+    SELECT sid, {", ".join(outputs)}
     FROM (
-        SELECT s.customer_id, s.cutoff, a.event_type, {per_type}
+        SELECT s.sid,
+               (CASE WHEN a.event_type IS NULL THEN -1 {code} ELSE {other} END)::TINYINT AS t,
+               {per_type}
         FROM {_window_starts((*spans, lookback))} s JOIN {src["activity"]} a
           ON a.customer_id = s.customer_id AND a.ts < s.cutoff AND a.ts >= s.from{lookback}
-        GROUP BY s.customer_id, s.cutoff, a.event_type
+        GROUP BY ALL
     )
-    GROUP BY customer_id, cutoff
+    GROUP BY sid
     """
 
 
 def _window_starts(days: tuple[int, ...]) -> str:
     """The spine with `from<n>` = cutoff - n days: computed once per row, not once per event."""
     starts = ", ".join(f"cutoff - INTERVAL {d} DAY AS from{d}" for d in sorted(set(days)))
-    return f"(SELECT customer_id, cutoff, {starts} FROM spine)"
+    return f"(SELECT sid, customer_id, cutoff, {starts} FROM spine)"
 
 
 def _transactions_sql(
@@ -268,10 +324,10 @@ def _transactions_sql(
     ]
     return f"""
     CREATE OR REPLACE TEMP TABLE f_transactions AS
-    SELECT s.customer_id, s.cutoff, {", ".join(aggs)}
+    SELECT s.sid, {", ".join(aggs)}
     FROM {_window_starts((*windows, 90, 365))} s JOIN {src["transactions"]} t
       ON t.customer_id = s.customer_id AND t.ts < s.cutoff
-    GROUP BY s.customer_id, s.cutoff
+    GROUP BY s.sid
     """
 
 
@@ -279,7 +335,7 @@ def _feedback_sql(src: dict[str, str] | None = None) -> str:
     feedback = (src or FULL)["feedback"]
     return f"""
 CREATE OR REPLACE TEMP TABLE f_feedback AS
-SELECT s.customer_id, s.cutoff,
+SELECT s.sid,
   max_by(f.score, f.ts, 2) FILTER (WHERE f.kind = 'nps' AND f.score IS NOT NULL) AS nps_two,
   max(f.ts) FILTER (WHERE f.kind = 'nps' AND f.score IS NOT NULL) AS last_nps_ts,
   max_by(f.score, f.ts) FILTER (WHERE f.kind = 'csat' AND f.score IS NOT NULL) AS csat_last,
@@ -292,7 +348,7 @@ SELECT s.customer_id, s.cutoff,
   max(f.ts) FILTER (WHERE f.kind = 'message') AS last_message
 FROM {_window_starts((90, 365))} s JOIN {feedback} f
   ON f.customer_id = s.customer_id AND f.ts < s.cutoff
-GROUP BY s.customer_id, s.cutoff;
+GROUP BY s.sid;
 
 CREATE OR REPLACE TEMP TABLE tickets AS
 SELECT customer_id, ticket_id,
@@ -302,13 +358,13 @@ FROM {feedback} WHERE ticket_id IS NOT NULL AND kind IN ('complaint_opened', 'co
 GROUP BY customer_id, ticket_id;
 
 CREATE OR REPLACE TEMP TABLE f_tickets AS
-SELECT s.customer_id, s.cutoff,
+SELECT s.sid,
   count(*) FILTER (WHERE t.resolved IS NULL OR t.resolved >= s.cutoff) AS complaints_open,
   max(date_diff('second', t.opened, s.cutoff) / 86400.0)
     FILTER (WHERE t.resolved IS NULL OR t.resolved >= s.cutoff) AS oldest_open_complaint_days,
   max(t.resolved) FILTER (WHERE t.resolved < s.cutoff) AS last_resolved
 FROM spine s JOIN tickets t ON t.customer_id = s.customer_id AND t.opened < s.cutoff
-GROUP BY s.customer_id, s.cutoff;
+GROUP BY s.sid;
 
 CREATE OR REPLACE TEMP TABLE texts AS
 SELECT row_number() OVER () AS mid, customer_id, ts, lower(text) AS t
@@ -332,11 +388,11 @@ WHERE CASE WHEN regexp_matches(phrase, '^[ -~]+$')
 GROUP BY mid, customer_id, ts;
 
 CREATE OR REPLACE TEMP TABLE f_text AS
-SELECT s.customer_id, s.cutoff,
+SELECT s.sid,
   sum(h.vague) AS vague_replies_90d, sum(h.competitor) AS competitor_mentions_90d
 FROM spine s JOIN text_hits h ON h.customer_id = s.customer_id
  AND h.ts < s.cutoff AND h.ts >= s.cutoff - INTERVAL 90 DAY
-GROUP BY s.customer_id, s.cutoff;
+GROUP BY s.sid;
 """
 
 
@@ -365,7 +421,7 @@ def _external_sql(src: dict[str, str] | None = None) -> str:
     customers = (src or FULL)["customers"]
     return f"""
 CREATE OR REPLACE TEMP TABLE f_external AS
-SELECT s.customer_id, s.cutoff,
+SELECT s.sid,
   p.idx_now / p.idx_3m - 1 AS industry_index_change_3m,
   p.idx_now / p.idx_6m - 1 AS industry_index_change_6m,
   p.competitor_launch_90d, p.policy_shock_180d
@@ -422,9 +478,9 @@ def _aggregate(
     if has_geo:
         con.execute(_external_sql(src))
         joins.append("f_external")
-    return "SELECT * FROM spine s " + " ".join(
-        f"LEFT JOIN {t} USING (customer_id, cutoff)" for t in joins
-    )
+    # every aggregate is keyed by the spine's row number: one integer, cheap to join on
+    columns = ", ".join(f"{t}.* EXCLUDE (sid)" for t in ("s", *joins))
+    return f"SELECT {columns} FROM spine s " + " ".join(f"LEFT JOIN {t} USING (sid)" for t in joins)
 
 
 def compute_aggregates(
