@@ -690,18 +690,16 @@ def _score(values: pd.Series, cuts: list[float], higher_is_better: bool) -> pd.S
     return pd.Series(score, index=values.index, dtype="int64")
 
 
-def derive_features(
-    agg: pd.DataFrame, cfg: FeatureConfig, windows_present: dict[str, bool]
-) -> pd.DataFrame:
-    """Ratios, flags, RFM, tiers: vectorised arithmetic on the aggregates, one row at a time."""
-    df = agg.copy()
-    cut = df["cutoff"]
-    count_cols = [
+def _zero_filled(columns: list[str]) -> list[str]:
+    """The aggregates where no rows means 0, not unknown: windowed counts and sums and a few
+    totals. One list for both derivations (pandas and SQL), so they cannot drift apart."""
+    windowed = [
         c
-        for c in df.columns
+        for c in columns
         if c.endswith("d") and c.split("_")[-1][:-1].isdigit() and "_mean_" not in c
     ]
-    count_cols += [
+    return [
+        *windowed,
         "complaints_365d",
         "complaints_open",
         "messages_90d",
@@ -718,6 +716,15 @@ def derive_features(
         "sent_before",
         "replied_before",
     ]
+
+
+def derive_features(
+    agg: pd.DataFrame, cfg: FeatureConfig, windows_present: dict[str, bool]
+) -> pd.DataFrame:
+    """Ratios, flags, RFM, tiers: vectorised arithmetic on the aggregates, one row at a time."""
+    df = agg.copy()
+    cut = df["cutoff"]
+    count_cols = _zero_filled(list(df.columns))
     for c in count_cols:
         if c in df.columns:
             df[c] = df[c].fillna(0)
@@ -948,25 +955,7 @@ def derived_sql(
     """(name, SQL expression) of every column of derive_features + add_profile + three_colour,
     in their order, over `agg` (alias a) left-joined to `customers` (alias c)."""
     a = {c: f"a.{_ident(c)}" for c in agg_types}
-    count_cols = [c for c in agg_types if c.endswith("d") and c.split("_")[-1][:-1].isdigit()]
-    count_cols = [c for c in count_cols if "_mean_" not in c]
-    count_cols += [
-        "complaints_365d",
-        "complaints_open",
-        "messages_90d",
-        "vague_replies_90d",
-        "competitor_mentions_90d",
-        "n_tx_365d",
-        "amt_365d",
-        "amt_90d",
-        "n_tx_all",
-        "lv_30d",
-        "lv_prior90",
-        "sent_90d",
-        "replied_90d",
-        "sent_before",
-        "replied_before",
-    ]
+    count_cols = _zero_filled(list(agg_types))
     for c in count_cols:
         if c in a:
             a[c] = f"coalesce({a[c]}, 0)"
