@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--months", type=int, default=24)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seed", type=int, default=None, help="default: base.seed in --params")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument(
         "--workdir",
@@ -327,6 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.params = args.params.resolve()
+    if args.seed is None:
+        import yaml
+
+        args.seed = int(yaml.safe_load(args.params.read_text(encoding="utf-8"))["base"]["seed"])
 
     logging.basicConfig(
         level=args.log_level.upper(),

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from churnlight.features.synthetic import WorldConfig, generate_world
 from churnlight.pipelines.generate import write_world
 
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--months", type=int, default=24)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seed", type=int, default=None, help="default: base.seed in --params")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument(
         "--out",
         type=Path,
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary output folder")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
+    if args.seed is None:
+        args.seed = int(yaml.safe_load(args.params.read_text(encoding="utf-8"))["base"]["seed"])
 
     logging.basicConfig(
         level=args.log_level.upper(),
