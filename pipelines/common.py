@@ -169,6 +169,11 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
 def write_json(obj: Any, path: str | Path) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")

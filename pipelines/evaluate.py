@@ -26,6 +26,7 @@ from churnlight.pipelines.common import (
     load_params,
     load_train_report,
     setup_logging,
+    write_csv,
     write_json,
 )
 
@@ -120,7 +121,7 @@ def run(processed: Path, models: Path, reports: Path, params: dict, truth_dir: P
         for name, table in tables.items():
             table.to_csv(tmp / f"{name}.csv", index=False)
     slices = slice_metrics(split.test, preds[champion], capacity)
-    slices.to_csv(reports / "metrics_by_slice.csv", index=False)
+    write_csv(slices, reports / "metrics_by_slice.csv")
     write_json(metrics, reports / "metrics.json")
     _log_to_mlflow(params, train_report, metrics, reports / "plots")
     for name in [*params["train"]["models"], "rules", "oracle"]:

@@ -28,12 +28,12 @@ from churnlight.models.explain import (
 from churnlight.models.segment import risk_tiers
 from churnlight.pipelines.common import (
     atomic_dir,
-    atomic_file,
     load_champion,
     load_model,
     load_params,
     load_train_report,
     setup_logging,
+    write_csv,
     write_parquet,
 )
 
@@ -54,11 +54,6 @@ def check_params(ep: dict) -> None:
             f"explain.figure_languages {languages} must include en: the model card looks the "
             "figures up by the English files (a zh/ figure only replaces its English one)"
         )
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    with atomic_file(path) as tmp:
-        df.to_csv(tmp, index=False)
 
 
 def save_figures(figs: dict[str, dict], folder: Path) -> list[str]:

@@ -30,6 +30,7 @@ from churnlight.pipelines.common import (
     load_params,
     load_train_report,
     setup_logging,
+    write_csv,
     write_json,
 )
 
@@ -138,7 +139,7 @@ def run(
         df[df["cutoff"].isin(train_cut)], scoring, features, int(sp.get("psi_bins", 10))
     )
     psi["drifted"] = psi["psi"] > float(sp["psi_threshold"])
-    psi.to_csv(reports / "drift.csv", index=False)
+    write_csv(psi, reports / "drift.csv")
     counts = seg["risk_tier"].value_counts().reindex(list(TIERS), fill_value=0).to_dict()
     log.info(
         "segments %s; expected retained value %.0f; %d feature(s) drifted (PSI > %.2f)",
