@@ -12,9 +12,10 @@ that each one's peak RSS is measured alone (`os.wait4` on that child):
 1. the feature stage, `churnlight.pipelines.features.run(interim, out, params)`, with the
    project's params (`--params`);
 2. the reference: hand-written SQL, no churnlight code, that computes the core behaviour
-   aggregates for every (customer, cutoff) active at the same cutoffs: counts of each activity
-   type and purchases and spend in the 30/90/180/365-day windows, and recency, written to
-   Parquet with `COPY`.
+   aggregates for every (customer, cutoff) active at the cutoffs whose rows the stage writes
+   (those with a fully observed label window, and the newest): counts of each activity type and
+   purchases and spend in the 30/90/180/365-day windows, and recency, written to Parquet with
+   `COPY`. Both write the same number of rows.
 
 Wall times are measured inside each child around the work only (interpreter start-up and
 imports excluded); peak RSS covers the whole child. CPU times (all threads) are printed too: on a
@@ -110,7 +111,8 @@ def child_features(interim: Path, out: Path, params_path: Path) -> dict:
 
 
 def feature_cutoffs(interim: Path, params_path: Path) -> list[str]:
-    """The cutoffs the feature stage uses: monthly, from features.first_cutoff to the data end.
+    """The cutoffs of the rows the feature stage writes: monthly from features.first_cutoff to
+    the data end, those whose label window is fully observed, and the newest (scoring).
 
     Recomputed here (not imported) so that the reference shares no code with the stage.
     """
@@ -127,7 +129,10 @@ def feature_cutoffs(interim: Path, params_path: Path) -> list[str]:
     while (c := end - pd.DateOffset(months=k * int(p["step_months"]))) >= start:
         out.append(c)
         k += 1
-    return [str(c) for c in sorted(out)]
+    key = "inactivity_days" if p["churn_definition"] == "inactivity" else "label_window_days"
+    data_end = as_of + pd.Timedelta(days=1)
+    horizon = pd.Timedelta(days=int(p[key]))
+    return [str(c) for c in sorted(out) if c + horizon <= data_end or c == max(out)]
 
 
 def reference_sql(interim: Path, cutoffs: list[str], out: Path) -> list[str]:
@@ -196,6 +201,18 @@ def reference_sql(interim: Path, cutoffs: list[str], out: Path) -> list[str]:
           LEFT JOIN tx USING (customer_id, cutoff)
         ) TO '{out.as_posix()}' (FORMAT parquet)""",
     ]
+
+
+def out_of_order(path: Path) -> int:
+    """Rows of a Parquet file not strictly after the previous one in (customer_id, cutoff)."""
+    import duckdb
+
+    key = "(customer_id, cutoff)"
+    return duckdb.sql(f"""
+        SELECT count(*) FROM (
+            SELECT {key} <= lag({key}) OVER () AS bad FROM read_parquet('{path.as_posix()}')
+        ) WHERE bad
+    """).fetchall()[0][0]
 
 
 def child_reference(interim: Path, out: Path, params_path: Path) -> dict:
@@ -279,6 +296,14 @@ def bench(args: argparse.Namespace, workdir: Path) -> list[str]:
         feat_wall,
         feat_rss,
     )
+    # untimed: the stage writes its rows in (customer_id, cutoff) order without a global sort
+    unsorted = sum(
+        out_of_order(runs / "features" / f) for f in ("features.parquet", "scoring.parquet")
+    )
+    if unsorted:
+        raise RuntimeError(
+            f"the feature stage wrote {unsorted} rows out of (customer_id, cutoff) order"
+        )
     log.info("reference query ...")
     ref, ref_rss, ref_wall = run_child("reference", common)
     log.info(
@@ -296,7 +321,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> list[str]:
         f"feature stage:    {feat['seconds']:.1f} s (CPU {feat['cpu_seconds']:.1f} s), "
         f"peak RSS {feat_rss:.2f} GiB, "
         f"{feat['rows']:,} rows ({feat['labelled_rows']:,} labelled + {feat['scoring_rows']:,} "
-        f"scoring), {feat['n_features']} features",
+        f"scoring), {feat['n_features']} features, in (customer_id, cutoff) order",
         f"reference query:  {ref['seconds']:.1f} s (CPU {ref['cpu_seconds']:.1f} s), "
         f"peak RSS {ref_rss:.2f} GiB, "
         f"{ref['rows']:,} rows",

@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from churnlight.features.contract import ACTIVITY_TYPES
 from churnlight.features.registry import ACTIVITY_WORDS
@@ -72,6 +73,13 @@ class FeatureConfig:
             care=dict(p["care"]),
         )
 
+    @property
+    def label_horizon_days(self) -> int:
+        """Days after a cutoff that its label reads: the row is labelled only if they are seen."""
+        if self.churn_definition == "inactivity":
+            return self.inactivity_days
+        return self.label_window_days
+
 
 def make_cutoffs(
     as_of: pd.Timestamp, first: str | None, last: str | None, step_months: int
@@ -84,6 +92,17 @@ def make_cutoffs(
         out.append(c)
         k += 1
     return sorted(out)
+
+
+def needed_cutoffs(
+    cutoffs: list[pd.Timestamp], cfg: FeatureConfig, data_end: pd.Timestamp
+) -> list[pd.Timestamp]:
+    """The cutoffs whose rows the stage keeps: those whose label window ends by `data_end`, and
+    the newest (the scoring snapshot). The ones between get neither a label nor a use, so
+    aggregating them (two of thirteen by default) would be wasted work."""
+    horizon = pd.Timedelta(days=cfg.label_horizon_days)
+    newest = max(cutoffs, default=None)
+    return [c for c in cutoffs if c + horizon <= data_end or c == newest]
 
 
 def ensure_relations(con: duckdb.DuckDBPyConnection, present: set[str]) -> None:
@@ -108,6 +127,9 @@ SOURCES = ("customers", "transactions", "activity", "feedback", "own_events")
 # the per-source aggregates joined onto the spine (and f_external when customers have geo)
 AGGREGATE_TABLES = ("f_activity", "f_transactions", "f_feedback", "f_tickets", "f_text")
 FULL = {name: name for name in SOURCES}
+# The customer attributes ride along with the aggregates under this prefix (`aggregate_ranges`
+# with `profile`), so that the SQL derivation reads one relation.
+PROFILE_COLUMN = "profile:"
 
 
 def _spine_sql(
@@ -128,7 +150,6 @@ def _spine_sql(
         label = (
             f"({cancel} IS NOT NULL AND {cancel} < k.cutoff + INTERVAL {cfg.label_window_days} DAY)"
         )
-        horizon = cfg.label_window_days
     elif cfg.churn_definition == "inactivity":
         active = (
             f"EXISTS (SELECT 1 FROM {own_events} e WHERE e.customer_id = c.customer_id "
@@ -138,9 +159,9 @@ def _spine_sql(
             f"NOT EXISTS (SELECT 1 FROM {own_events} e WHERE e.customer_id = c.customer_id "
             f"AND e.ts >= k.cutoff AND e.ts < k.cutoff + INTERVAL {n} DAY)"
         )
-        horizon = n
     else:
         raise ValueError(f"unknown features.churn_definition: {cfg.churn_definition!r}")
+    horizon = cfg.label_horizon_days
     return f"""
     CREATE OR REPLACE TEMP TABLE spine AS
     SELECT c.customer_id, k.cutoff,
@@ -331,8 +352,37 @@ def _transactions_sql(
     """
 
 
-def _feedback_sql(src: dict[str, str] | None = None) -> str:
+def text_patterns(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
+    """One RE2 pattern per lexicon category (`vague`, `competitor`) from the table `lexicon`,
+    None for a category without phrases.
+
+    A message counts for a category when one of its phrases occurs in the lower-cased text:
+    as whole words for phrases in printable ASCII ('rival' not inside 'arrival'), anywhere for
+    the others (Chinese has no spaces). One pattern per category is one linear scan of each
+    text, where a join of texts with phrases tested every pair (3x slower at 1M customers).
+    """
+    rows = con.execute("""
+        SELECT category, regexp_escape(lower(phrase)), regexp_matches(phrase, '^[ -~]+$')
+        FROM lexicon WHERE phrase IS NOT NULL ORDER BY category, phrase
+    """).fetchall()
+    out = {}
+    for category in ("vague", "competitor"):
+        words = [e for c, e, ascii_ in rows if c == category and ascii_]
+        anywhere = [e for c, e, ascii_ in rows if c == category and not ascii_]
+        parts = ([f"\\b(?:{'|'.join(words)})\\b"] if words else []) + (
+            [f"(?:{'|'.join(anywhere)})"] if anywhere else []
+        )
+        out[category] = "|".join(parts) or None
+    return out
+
+
+def _feedback_sql(patterns: dict[str, str | None], src: dict[str, str] | None = None) -> str:
     feedback = (src or FULL)["feedback"]
+
+    def hit(category: str) -> str:
+        pattern = patterns.get(category)
+        return f"regexp_matches(t, {_q(pattern)})::INTEGER" if pattern else "0"
+
     return f"""
 CREATE OR REPLACE TEMP TABLE f_feedback AS
 SELECT s.sid,
@@ -366,26 +416,13 @@ SELECT s.sid,
 FROM spine s JOIN tickets t ON t.customer_id = s.customer_id AND t.opened < s.cutoff
 GROUP BY s.sid;
 
-CREATE OR REPLACE TEMP TABLE texts AS
-SELECT row_number() OVER () AS mid, customer_id, ts, lower(text) AS t
-FROM {feedback} WHERE text IS NOT NULL AND kind IN ('message', 'complaint_opened');
-
--- A whole-word match is a substring match too: find the substring matches first (cheap), then
--- test only those against the whole-word pattern (a regex built, and compiled, per row)
-CREATE OR REPLACE TEMP TABLE text_candidates AS
-SELECT m.mid, m.customer_id, m.ts, m.t, l.phrase, l.category
-FROM texts m JOIN lexicon l ON contains(m.t, lower(l.phrase));
-
+-- one regular expression per lexicon category, compiled once (see text_patterns)
 CREATE OR REPLACE TEMP TABLE text_hits AS
-SELECT customer_id, ts,
-       max((category = 'vague')::INTEGER) AS vague,
-       max((category = 'competitor')::INTEGER) AS competitor
-FROM text_candidates
--- English phrases match whole words ('rival' not inside 'arrival'); Chinese has no spaces
-WHERE CASE WHEN regexp_matches(phrase, '^[ -~]+$')
-           THEN regexp_matches(t, '\\b' || regexp_escape(lower(phrase)) || '\\b')
-           ELSE true END
-GROUP BY mid, customer_id, ts;
+SELECT customer_id, ts, vague, competitor FROM (
+  SELECT customer_id, ts, {hit("vague")} AS vague, {hit("competitor")} AS competitor
+  FROM (SELECT customer_id, ts, lower(text) AS t FROM {feedback}
+        WHERE text IS NOT NULL AND kind IN ('message', 'complaint_opened'))
+) WHERE vague + competitor > 0;
 
 CREATE OR REPLACE TEMP TABLE f_text AS
 SELECT s.sid,
@@ -395,8 +432,6 @@ FROM spine s JOIN text_hits h ON h.customer_id = s.customer_id
 GROUP BY s.sid;
 """
 
-
-FEEDBACK_SQL = _feedback_sql()
 
 MARKET_SQL = """
 CREATE OR REPLACE TEMP TABLE market_pit AS
@@ -430,9 +465,6 @@ JOIN market_pit p ON p.region = c.region AND p.industry = c.industry AND p.cutof
 """
 
 
-EXTERNAL_SQL = MARKET_SQL + _external_sql()
-
-
 def _prepare(
     con: duckdb.DuckDBPyConnection,
     present: set[str],
@@ -457,9 +489,14 @@ def _prepare(
 
 
 def _aggregate(
-    con: duckdb.DuckDBPyConnection, cfg: FeatureConfig, has_geo: bool, src: dict[str, str]
+    con: duckdb.DuckDBPyConnection,
+    cfg: FeatureConfig,
+    has_geo: bool,
+    src: dict[str, str],
+    profile: tuple[str, ...] = (),
 ) -> str:
-    """Build the per-source aggregate tables; return the SELECT that joins them onto the spine."""
+    """Build the per-source aggregate tables; return the SELECT that joins them onto the spine,
+    with the customer columns `profile` as `profile:<name>`."""
     own = ", ".join(_q(t) for t in OWN_ACTIVITY)
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW {src["own_events"]} AS
@@ -473,14 +510,18 @@ def _aggregate(
     con.execute(_activity_sql(cfg.windows_days, lookback, src))
     tx_cols = _columns(con, src["transactions"])
     con.execute(_transactions_sql(cfg.windows_days, "category" in tx_cols, src))
-    con.execute(_feedback_sql(src))
+    con.execute(_feedback_sql(text_patterns(con), src))
     joins = list(AGGREGATE_TABLES)
     if has_geo:
         con.execute(_external_sql(src))
         joins.append("f_external")
     # every aggregate is keyed by the spine's row number: one integer, cheap to join on
-    columns = ", ".join(f"{t}.* EXCLUDE (sid)" for t in ("s", *joins))
-    return f"SELECT {columns} FROM spine s " + " ".join(f"LEFT JOIN {t} USING (sid)" for t in joins)
+    columns = [f"{t}.* EXCLUDE (sid)" for t in ("s", *joins)]
+    columns += [f"p.{_ident(c)} AS {_ident(PROFILE_COLUMN + c)}" for c in profile]
+    tables = " ".join(f"LEFT JOIN {t} USING (sid)" for t in joins)
+    if profile:
+        tables += f" LEFT JOIN {src['customers']} p ON p.customer_id = s.customer_id"
+    return f"SELECT {', '.join(columns)} FROM spine s {tables}"
 
 
 def compute_aggregates(
@@ -491,15 +532,15 @@ def compute_aggregates(
     cfg: FeatureConfig,
     lexicon: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Run the windowed aggregations; one row per (customer, cutoff) active at that cutoff.
+    """Run the windowed aggregations; one row per (customer, cutoff) active at that cutoff,
+    in (customer_id, cutoff) order, typed as `aggregate_frame` types them.
 
     `data_end` is the exclusive end of the data (the day after as_of): labels whose window
-    runs past it stay empty. Everything is held in memory at once: `iter_aggregates` gives the
-    same rows in batches.
+    runs past it stay empty. Everything is held in memory at once: `aggregate_ranges` gives the
+    same rows a range of customers at a time.
     """
     has_geo = _prepare(con, present, cutoffs, data_end, lexicon)
-    sql = _aggregate(con, cfg, has_geo, FULL)
-    return con.execute(sql + " ORDER BY cutoff, customer_id").df()
+    return aggregate_frame(con, _aggregate(con, cfg, has_geo, FULL))
 
 
 def _partition_bounds(con: duckdb.DuckDBPyConnection, partitions: int) -> list[str]:
@@ -554,20 +595,57 @@ _NULLABLE = {
 }
 
 
-def _align_dtypes(batch: pd.DataFrame, has_null: set[str], text: set[str]) -> pd.DataFrame:
-    """Give a batch the dtypes DuckDB gives the whole result, which depend on its rows: an
-    integer or boolean column is nullable (Int64, ...) when any row of the whole result is NULL
-    (`has_null`), a VARCHAR column is `str` unless every row is NULL (`text`: the others)."""
-    for col in batch.columns:
-        dtype = batch[col].dtype
-        if col in has_null and isinstance(dtype, np.dtype) and dtype.name in _NULLABLE:
-            batch[col] = batch[col].astype(_NULLABLE[dtype.name])
-        elif col in text and pd.api.types.is_object_dtype(dtype):
-            batch[col] = batch[col].astype("str")
-    return batch
+def aggregate_types(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, str]:
+    """Column name -> DuckDB type of the aggregates of `sql` (a range's SELECT), not the
+    profile columns riding along."""
+    rel = con.sql(sql)
+    return {
+        c: str(t)
+        for c, t in zip(rel.columns, rel.types, strict=True)
+        if not c.startswith(PROFILE_COLUMN)
+    }
 
 
-def aggregate_table(
+def aggregate_frame(con: duckdb.DuckDBPyConnection, sql: str, where: str = "true") -> pd.DataFrame:
+    """The aggregates of `sql` matching `where` as a DataFrame in (customer_id, cutoff) order.
+
+    Typed by their DuckDB types, never by their values, so that every range and batch of one
+    run gets the same dtypes: integers and booleans nullable (Int64, ...: a customer without
+    events has NULL aggregates), VARCHAR as `str`.
+    """
+    types = aggregate_types(con, sql)
+    cols = ", ".join(f"a.{_ident(c)}" for c in types)
+    rows = con.execute(
+        f"SELECT {cols} FROM ({sql}) a WHERE {where} ORDER BY a.customer_id, a.cutoff"
+    ).df()
+    return _static_dtypes(rows, types)
+
+
+def aggregate_batches(
+    con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int = 100_000
+) -> Iterator[pd.DataFrame]:
+    """`aggregate_frame(con, sql)` in batches of about `batch_rows` rows; at least one."""
+    types = aggregate_types(con, sql)
+    cols = ", ".join(f"a.{_ident(c)}" for c in types)
+    res = con.execute(f"SELECT {cols} FROM ({sql}) a ORDER BY a.customer_id, a.cutoff")
+    vectors = max(1, batch_rows // 2048)  # DuckDB hands out rows 2048 at a time
+    first = True
+    while len(batch := res.fetch_df_chunk(vectors)) or first:
+        first = False
+        yield _static_dtypes(batch, types)
+
+
+def _static_dtypes(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    for col in frame.columns:
+        dtype = frame[col].dtype
+        if isinstance(dtype, np.dtype) and dtype.name in _NULLABLE:
+            frame[col] = frame[col].astype(_NULLABLE[dtype.name])
+        elif types.get(col) == "VARCHAR" and pd.api.types.is_object_dtype(dtype):
+            frame[col] = frame[col].astype("str")
+    return frame
+
+
+def aggregate_ranges(
     con: duckdb.DuckDBPyConnection,
     present: set[str],
     cutoffs: list[pd.Timestamp],
@@ -575,101 +653,32 @@ def aggregate_table(
     cfg: FeatureConfig,
     lexicon: pd.DataFrame,
     partitions: int = 1,
-    store: str | Path | None = None,
-) -> dict[pd.Timestamp, int]:
-    """Run the aggregations of `compute_aggregates` into the DuckDB relation `agg`, one range of
-    customers at a time (`partitions` of them), and return its row count per cutoff.
+    profile: tuple[str, ...] = (),
+) -> Iterator[str]:
+    """Run the aggregations of `compute_aggregates` one range of customers at a time
+    (`partitions` ranges, in customer_id order) and yield, for each, the SELECT of its rows:
+    valid until the next range is asked for, and read by the caller in between (derived and
+    written, so nothing of a range outlives it). The customer columns `profile` ride along as
+    `profile:<name>`.
 
-    Every row depends on its own customer only, so the partitions together give exactly the
-    whole-table result, while each statement works on 1/partitions of the customers. `agg` is a
-    temporary table, or with `store` (a database file to create) a view of a table kept there:
-    compressed, so a million customers' rows fit the memory_limit or leave it cheaply. Read it
-    back with `read_aggregates`, or derive from it with `snapshot_select`.
+    Every row depends on its own customer only, so the ranges together give exactly the
+    whole-table result, in its (customer_id, cutoff) order when each is read sorted, while
+    each statement works on 1/partitions of the customers. Nothing is stored in between:
+    keeping a million customers' aggregates for a second pass cost more than deriving and
+    writing them.
     """
     has_geo = _prepare(con, present, cutoffs, data_end, lexicon)
-    if store is not None:
-        con.execute(f"ATTACH {_q(Path(store).as_posix())} AS agg_store")
-        table, create = "agg_store.agg", "CREATE OR REPLACE TABLE agg_store.agg AS"
-    else:
-        table, create = "agg", "CREATE OR REPLACE TEMP TABLE agg AS"
     edges = [None, *_partition_bounds(con, partitions), None]
-    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
-        t0 = time.perf_counter()
-        src = _partition_views(con, lo, hi) if len(edges) > 2 else FULL
-        sql = _aggregate(con, cfg, has_geo, src)
-        con.execute(f"{create if i == 0 else 'INSERT INTO ' + table} {sql}")
-        log.debug("partition %d/%d in %.1f s", i + 1, len(edges) - 1, time.perf_counter() - t0)
-    if store is not None:
-        con.execute("CREATE OR REPLACE TEMP VIEW agg AS SELECT * FROM agg_store.agg")
-    scratch = ("f_external", "spine", "first_seen", "tickets", "texts", "text_candidates")
-    for name in (*AGGREGATE_TABLES, *scratch, "text_hits"):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
-    rows = con.execute("SELECT cutoff, count(*) FROM agg GROUP BY cutoff ORDER BY cutoff")
-    return {pd.Timestamp(c): int(n) for c, n in rows.fetchall()}
-
-
-def drop_aggregates(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop `agg` (and detach its store): closing with it attached would first write it out."""
-    stored = "SELECT count(*) FROM duckdb_databases() WHERE database_name = 'agg_store'"
-    if con.execute(stored).fetchone()[0]:
-        con.execute("DROP VIEW IF EXISTS agg")
-        con.execute("DROP TABLE IF EXISTS agg_store.agg")
-        con.execute("DETACH agg_store")
-    else:
-        con.execute("DROP TABLE IF EXISTS agg")
-
-
-def aggregate_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """Column name -> DuckDB type of the table `agg`."""
-    return _columns(con, "agg")
-
-
-def aggregate_dtypes(con: duckdb.DuckDBPyConnection) -> tuple[set[str], set[str]]:
-    """What the dtypes of `compute_aggregates` depend on, for the table `agg`: the columns with
-    a NULL anywhere, and the VARCHAR columns with a value anywhere (see `_align_dtypes`)."""
-    types = _columns(con, "agg")
-    checks = ", ".join(
-        f"bool_or({_ident(c)} IS NULL), bool_and({_ident(c)} IS NULL)" for c in types
-    )
-    flags = con.execute(f"SELECT {checks} FROM agg").fetchone() or ()
-    has_null = {c for k, c in enumerate(types) if flags[2 * k]}
-    text = {c for k, (c, t) in enumerate(types.items()) if t == "VARCHAR" and not flags[2 * k + 1]}
-    return has_null, text
-
-
-def read_aggregates(
-    con: duckdb.DuckDBPyConnection, batch_rows: int = 100_000
-) -> Iterator[pd.DataFrame]:
-    """The table `agg` of `aggregate_table` in batches of about `batch_rows` rows, ordered by
-    (cutoff, customer_id) and typed exactly as `compute_aggregates` returns the whole of it.
-
-    At least one batch, empty if `agg` is.
-    """
-    has_null, text = aggregate_dtypes(con)
-    cutoffs = [r[0] for r in con.execute("SELECT DISTINCT cutoff FROM agg ORDER BY 1").fetchall()]
-    if not cutoffs:
-        yield con.execute("SELECT * FROM agg").df()
-        return
-    vectors = max(1, batch_rows // 2048)  # DuckDB hands out rows 2048 at a time
-    for cutoff in cutoffs:
-        res = con.execute("SELECT * FROM agg WHERE cutoff = ? ORDER BY customer_id", [cutoff])
-        while len(batch := res.fetch_df_chunk(vectors)):
-            yield _align_dtypes(batch, has_null, text)
-
-
-def iter_aggregates(
-    con: duckdb.DuckDBPyConnection,
-    present: set[str],
-    cutoffs: list[pd.Timestamp],
-    data_end: pd.Timestamp,
-    cfg: FeatureConfig,
-    lexicon: pd.DataFrame,
-    partitions: int = 1,
-    batch_rows: int = 100_000,
-) -> Iterator[pd.DataFrame]:
-    """`compute_aggregates` in batches: the same rows, order and dtypes, in bounded memory."""
-    aggregate_table(con, present, cutoffs, data_end, cfg, lexicon, partitions)
-    yield from read_aggregates(con, batch_rows)
+    try:
+        for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+            t0 = time.perf_counter()
+            src = _partition_views(con, lo, hi) if len(edges) > 2 else FULL
+            yield _aggregate(con, cfg, has_geo, src, profile)
+            log.debug("range %d/%d in %.1f s", i + 1, len(edges) - 1, time.perf_counter() - t0)
+    finally:
+        scratch = ("f_external", "spine", "first_seen", "tickets", "text_hits", "agg_sample")
+        for name in (*AGGREGATE_TABLES, *scratch):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def _ident(name: str) -> str:
@@ -922,11 +931,11 @@ def add_profile(
 
 
 # --- the same derivations in SQL --------------------------------------------------------------
-# `derive_features`, `add_profile` and `three_colour` restated as one SELECT over the table `agg`
-# of `aggregate_table`, so that DuckDB derives and writes a million customers' snapshots without
-# a round trip through pandas. Every expression repeats the pandas arithmetic step by step (the
-# same float operations in the same order, NULL where pandas has NaN or NA); the stage checks the
-# two against each other on a sample before it trusts this one (`derived_sql`).
+# `derive_features`, `add_profile` and `three_colour` restated as one SELECT over the relation
+# `agg` (a range of `aggregate_ranges`), so that DuckDB derives a million customers' snapshots
+# without a round trip through pandas. Every expression repeats the pandas arithmetic step by
+# step (the same float operations in the same order, NULL where pandas has NaN or NA); the stage
+# checks the two against each other on a sample before it trusts this one (`derived_sql`).
 
 
 def _num(x: float) -> str:
@@ -953,7 +962,7 @@ def derived_sql(
     profile: dict[str, bool],
 ) -> list[tuple[str, str]]:
     """(name, SQL expression) of every column of derive_features + add_profile + three_colour,
-    in their order, over `agg` (alias a) left-joined to `customers` (alias c)."""
+    in their order, over `agg` (alias a), with the profile columns `aggregate_ranges` adds."""
     a = {c: f"a.{_ident(c)}" for c in agg_types}
     count_cols = _zero_filled(list(agg_types))
     for c in count_cols:
@@ -1067,7 +1076,8 @@ def derived_sql(
             f"ELSE 'active' END"
         )
     for c, numeric in profile.items():
-        out[c] = f"c.{_ident(c)}::DOUBLE" if numeric else f"c.{_ident(c)}::VARCHAR"
+        value = f"a.{_ident(PROFILE_COLUMN + c)}"
+        out[c] = f"{value}::DOUBLE" if numeric else f"{value}::VARCHAR"
     out.update(_rules_sql(out, cfg.signals))
     return list(out.items())
 
@@ -1157,8 +1167,9 @@ def snapshot_select(
     profile: dict[str, bool],
     dtypes: pd.Series,
 ) -> str | None:
-    """SELECT of the feature rows from `agg` (alias a), typed like `dtypes` (the pandas rows'),
-    or None if its columns are not exactly those; the caller adds WHERE / ORDER BY."""
+    """SELECT of the feature rows from the relation `agg` (alias a: a range's aggregates, see
+    `snapshot_batches`), typed like `dtypes` (the pandas rows'), or None if its columns are
+    not exactly those."""
     cols = derived_sql(agg_types, cfg, windows_present, profile)
     if [name for name, _ in cols] != list(dtypes.index):
         return None
@@ -1168,8 +1179,7 @@ def snapshot_select(
         if sql_type is None:
             return None
         items.append(f"CAST(({expr}) AS {sql_type}) AS {_ident(name)}")
-    join = " LEFT JOIN customers c ON c.customer_id = a.customer_id" if profile else ""
-    return f"SELECT {', '.join(items)} FROM agg a{join}"
+    return f"SELECT {', '.join(items)} FROM agg a"
 
 
 def finish_rows(
@@ -1184,32 +1194,33 @@ def finish_rows(
     return pd.concat([feats, three_colour(feats, cfg.signals)], axis=1)
 
 
-def sample_aggregates(con: duckdb.DuckDBPyConnection, customers: int) -> pd.DataFrame:
-    """Every row of `agg` for a fixed pseudo-random set of customers (kept in the temporary
-    table `agg_sample`), typed as the whole."""
+def sample_aggregates(con: duckdb.DuckDBPyConnection, sql: str, customers: int) -> pd.DataFrame:
+    """Every row of the range `sql` for a fixed pseudo-random set of `customers` customers, as
+    `aggregate_frame` gives them; the rows are kept, with all columns, in the temporary table
+    `agg_sample` (for `check_snapshot_select`)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE agg_sample AS
-        SELECT customer_id FROM (SELECT DISTINCT customer_id FROM agg)
-        ORDER BY hash(customer_id), customer_id LIMIT {int(customers)}
+        WITH rows AS ({sql})
+        SELECT * FROM rows WHERE customer_id IN (
+            SELECT customer_id FROM (SELECT DISTINCT customer_id FROM rows)
+            ORDER BY hash(customer_id), customer_id LIMIT {int(customers)}
+        )
     """)
-    has_null, text = aggregate_dtypes(con)
-    rows = con.execute("""
-        SELECT * FROM agg WHERE customer_id IN (SELECT customer_id FROM agg_sample)
-        ORDER BY cutoff, customer_id
-    """).df()
-    return _align_dtypes(rows, has_null, text)
+    return aggregate_frame(con, "SELECT * FROM agg_sample")
 
 
 def check_snapshot_select(
     con: duckdb.DuckDBPyConnection, select: str | None, sample: pd.DataFrame, scratch: Path
 ) -> str | None:
     """None if `select` writes exactly what pandas writes for `sample` (the rows of
-    `finish_rows` for `sample_aggregates`, whose customers are in `agg_sample`) once both are
-    read back, else what differs."""
+    `finish_rows` for `sample_aggregates`, whose rows are in `agg_sample`) once both are read
+    back, else what differs."""
     if select is None:
         return "does not give the columns or types derive_features gives"
-    where = "a.customer_id IN (SELECT customer_id FROM agg_sample)"
-    copy_snapshots(con, select, where, sample, scratch / "check_sql.parquet")
+    schema = snapshot_schema(con, select, sample)
+    # the same SELECT over the sample's rows only: the name agg is the sample's in this query
+    sql = f"WITH agg AS (SELECT * FROM agg_sample) {select} ORDER BY a.customer_id, a.cutoff"
+    pq.write_table(con.sql(sql).to_arrow_table().cast(schema), scratch / "check_sql.parquet")
     sample.to_parquet(scratch / "check_pandas.parquet", index=False)
     want = pd.read_parquet(scratch / "check_pandas.parquet")
     got = pd.read_parquet(scratch / "check_sql.parquet")
@@ -1220,16 +1231,23 @@ def check_snapshot_select(
     return None
 
 
-def copy_snapshots(
-    con: duckdb.DuckDBPyConnection, select: str, where: str, like: pd.DataFrame, path: Path
-) -> None:
-    """COPY the rows of `select` that match `where` to Parquet, in (cutoff, customer_id) order,
-    with the pandas metadata of `like` (a frame with the same columns) so that pandas reads the
-    same dtypes it would have written."""
-    meta = pa.Schema.from_pandas(like.iloc[:0], preserve_index=False).metadata[b"pandas"]
-    cols = ", ".join(f'"{c}"' for c in like.columns)
-    con.execute(
-        f"COPY (SELECT {cols} FROM ({select} WHERE {where}) ORDER BY cutoff, customer_id) "
-        f"TO '{path.as_posix()}' (FORMAT parquet, "
-        f"KV_METADATA {{pandas: '{meta.decode().replace(chr(39), chr(39) * 2)}'}})"
-    )
+def snapshot_schema(con: duckdb.DuckDBPyConnection, select: str, like: pd.DataFrame) -> pa.Schema:
+    """The Arrow schema of `select`'s rows with the pandas metadata of `like` (a frame with the
+    same columns), so that pandas reads back the dtypes it would have written itself."""
+    meta = pa.Schema.from_pandas(like.iloc[:0], preserve_index=False).metadata
+    sql = f"WITH agg AS (SELECT * FROM agg_sample LIMIT 0) {select}"
+    return con.sql(sql).to_arrow_table().schema.with_metadata(meta)
+
+
+def snapshot_batches(
+    con: duckdb.DuckDBPyConnection,
+    select: str,
+    sql: str,
+    schema: pa.Schema,
+    batch_rows: int = 100_000,
+) -> Iterator[pa.Table]:
+    """The feature rows `select` derives from the range `sql`, in (customer_id, cutoff) order,
+    in tables of at most `batch_rows` rows typed as `schema`."""
+    query = f"WITH agg AS ({sql}) {select} ORDER BY a.customer_id, a.cutoff"
+    for batch in con.sql(query).to_arrow_reader(batch_rows):
+        yield pa.Table.from_batches([batch]).cast(schema)

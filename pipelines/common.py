@@ -118,6 +118,17 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     tmp.replace(target)
 
 
+def read_snapshots(path: str | Path) -> pd.DataFrame:
+    """features.parquet in (cutoff, customer_id) order, whatever order the file holds.
+
+    The models are fitted and scored in this one order, so that they do not depend on how the
+    features stage lays its rows out: LightGBM's row subsampling, for one, picks rows by
+    position, and the same rows in another order give another model.
+    """
+    df = pd.read_parquet(path)
+    return df.sort_values(["cutoff", "customer_id"], kind="stable", ignore_index=True)
+
+
 class ParquetAppender:
     """Write a table to one Parquet file in batches, as `DataFrame.to_parquet(index=False)` would
     write the concatenated batches (same schema and pandas metadata), holding one batch at a time.

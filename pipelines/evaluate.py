@@ -25,6 +25,7 @@ from churnlight.pipelines.common import (
     load_model,
     load_params,
     load_train_report,
+    read_snapshots,
     setup_logging,
     write_csv,
     write_json,
@@ -72,7 +73,7 @@ def oracle_metrics(test: pd.DataFrame, truth_dir: Path, capacity: float) -> dict
 def run(processed: Path, models: Path, reports: Path, params: dict, truth_dir: Path | None) -> dict:
     seed = params["base"]["seed"]
     capacity = float(params["evaluate"]["capacity"])
-    df = pd.read_parquet(processed / "features.parquet")
+    df = read_snapshots(processed / "features.parquet")
     train_report = load_train_report(models)
     features = train_report["features"]
     split = time_split(

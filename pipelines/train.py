@@ -31,7 +31,13 @@ from churnlight.models.tune import (
     rolling_folds,
     tune,
 )
-from churnlight.pipelines.common import atomic_dir, load_params, setup_logging, write_json
+from churnlight.pipelines.common import (
+    atomic_dir,
+    load_params,
+    read_snapshots,
+    setup_logging,
+    write_json,
+)
 
 log = logging.getLogger("churnlight.train")
 LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
@@ -52,7 +58,7 @@ def run(processed: Path, out: Path, tuning_dir: Path, params: dict) -> dict:
     tp, fp, ep = params["train"], params["features"], params["evaluate"]
     window = int(fp["label_window_days"])
     capacity, primary = float(ep["capacity"]), ep["primary_metric"]
-    df = pd.read_parquet(processed / "features.parquet")
+    df = read_snapshots(processed / "features.parquet")
     features = pd.read_csv(processed / "feature_registry.csv")["name"].tolist()
     split = time_split(df, window, int(tp["test_months"]), seed=seed)
     train = split.train.reset_index(drop=True)

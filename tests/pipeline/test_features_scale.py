@@ -3,7 +3,7 @@
 At scale the stage aggregates one range of customers at a time and derives the features in
 DuckDB (checked against `derive_features` on a sample first), or in pandas batches when that
 check fails. Every way must write what the whole-table pandas computation writes: same rows, in
-the same (cutoff, customer_id) order, same values, same dtypes.
+the same (customer_id, cutoff) order, same values, same dtypes.
 """
 
 from __future__ import annotations

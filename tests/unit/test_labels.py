@@ -165,3 +165,24 @@ def test_inactivity_works_without_cancel_dates_and_waits_for_its_own_horizon():
     f = build({"customers": cust, "activity": act}, cutoffs=cutoffs, cfg=cfg)
     assert labels(f, cutoffs[0]) == {"A": 1}
     assert labels(f, cutoffs[1]) == {"A": None}
+
+
+@pytest.mark.parametrize(
+    ("definition", "kept"),
+    [
+        # cancellation: 90-day window; data end 2026-04-01 -> cutoffs up to 2026-01-01 labelled
+        ("cancellation", ["2025-11-01", "2025-12-01", "2026-01-01", "2026-04-01"]),
+        # inactivity: its own 59-day horizon -> 2026-02-01 + 59 days = 2026-04-01 still fits
+        ("inactivity", ["2025-11-01", "2025-12-01", "2026-01-01", "2026-02-01", "2026-04-01"]),
+    ],
+)
+def test_the_stage_skips_cutoffs_that_get_neither_a_label_nor_scored(definition, kept):
+    from churnlight.features.build import make_cutoffs, needed_cutoffs
+
+    data_end = pd.Timestamp("2026-04-01")
+    cutoffs = make_cutoffs(data_end - pd.Timedelta(days=1), "2025-11-01", None, 1)
+    assert [str(c.date()) for c in cutoffs][-2:] == ["2026-03-01", "2026-04-01"]
+    cfg = config(churn_definition=definition, label_window_days=90, inactivity_days=59)
+    got = needed_cutoffs(cutoffs, cfg, data_end)
+    assert [str(c.date()) for c in got] == kept
+    assert needed_cutoffs([], cfg, data_end) == []

@@ -1,0 +1,32 @@
+"""Helpers shared by the stages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from churnlight.pipelines.common import read_snapshots
+
+
+def test_the_models_read_the_snapshots_in_one_order_whatever_the_file_holds(tmp_path):
+    # the features stage writes (customer_id, cutoff) order; train and evaluate must see the
+    # same frame from any order of the same rows, or the file's layout would change the model
+    rng = np.random.default_rng(0)
+    n = 500
+    rows = pd.DataFrame(
+        {
+            "customer_id": pd.Series([f"C{i % 97:03d}" for i in range(n)], dtype="str"),
+            "cutoff": pd.to_datetime("2026-01-01")
+            + pd.to_timedelta(30 * (np.arange(n) // 97), "D"),
+            "x": rng.normal(size=n),
+        }
+    )
+    frames = []
+    for seed in (1, 2):
+        path = tmp_path / f"features_{seed}.parquet"
+        rows.sample(frac=1.0, random_state=seed).to_parquet(path, index=False)
+        frames.append(read_snapshots(path))
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    keys = list(zip(frames[0]["cutoff"], frames[0]["customer_id"], strict=True))
+    assert keys == sorted(keys)
+    assert frames[0].index.equals(pd.RangeIndex(n))
