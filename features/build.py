@@ -284,7 +284,7 @@ def _activity_sql(
     )
     codes = {t: k for k, t in enumerate(ACTIVITY_TYPES)}
     other = len(codes)  # any other type; NULL gets -1 and counts nowhere
-    code = " ".join(f"WHEN a.event_type = {_q(t)} THEN {k}" for t, k in codes.items())
+    code = " ".join(f"WHEN event_type = {_q(t)} THEN {k}" for t, k in codes.items())
 
     def is_type(types) -> str:
         return f"t IN ({', '.join(str(codes.get(t, other)) for t in types)})"
@@ -304,12 +304,14 @@ def _activity_sql(
     CREATE OR REPLACE TEMP TABLE f_activity AS
     SELECT sid, {", ".join(outputs)}
     FROM (
-        SELECT s.sid,
-               (CASE WHEN a.event_type IS NULL THEN -1 {code} ELSE {other} END)::TINYINT AS t,
-               {per_type}
-        FROM {_window_starts((*spans, lookback))} s JOIN {src["activity"]} a
-          ON a.customer_id = s.customer_id AND a.ts < s.cutoff AND a.ts >= s.from{lookback}
-        GROUP BY ALL
+        SELECT s.sid, a.t, {per_type}
+        FROM {_window_starts((*spans, lookback))} s JOIN (
+            -- the type code once per event, not once per (event, cutoff) the join pairs up
+            SELECT customer_id, ts,
+                   (CASE WHEN event_type IS NULL THEN -1 {code} ELSE {other} END)::TINYINT AS t
+            FROM {src["activity"]}
+        ) a ON a.customer_id = s.customer_id AND a.ts < s.cutoff AND a.ts >= s.from{lookback}
+        GROUP BY s.sid, a.t
     )
     GROUP BY sid
     """
