@@ -207,10 +207,10 @@ def out_of_order(path: Path) -> int:
     """Rows of a Parquet file not strictly after the previous one in (customer_id, cutoff)."""
     import duckdb
 
-    key = "(customer_id, cutoff)"
+    key, rows = "(customer_id, cutoff)", f"read_parquet('{path.as_posix()}', file_row_number=true)"
     return duckdb.sql(f"""
         SELECT count(*) FROM (
-            SELECT {key} <= lag({key}) OVER () AS bad FROM read_parquet('{path.as_posix()}')
+            SELECT {key} <= lag({key}) OVER (ORDER BY file_row_number) AS bad FROM {rows}
         ) WHERE bad
     """).fetchall()[0][0]
 

@@ -63,7 +63,13 @@ from churnlight.models.explain import (
     top_reasons_fast,
 )
 from churnlight.models.segment import risk_tiers
-from churnlight.pipelines.common import load_champion, load_model, load_params, load_train_report
+from churnlight.pipelines.common import (
+    load_champion,
+    load_model,
+    load_params,
+    load_train_report,
+    read_snapshots,
+)
 
 log = logging.getLogger("churnlight.bench.score")
 
@@ -132,7 +138,7 @@ def agreement(fast: pd.DataFrame, exact: pd.DataFrame, k: int) -> dict[str, floa
 def customer_table(processed: Path, features: list[str], pool: str, n: int, seed: int):
     frames = [pd.read_parquet(processed / "scoring.parquet", columns=features)]
     if pool == "all":
-        frames.append(pd.read_parquet(processed / "features.parquet", columns=features))
+        frames.append(read_snapshots(processed / "features.parquet", columns=features))
     source = pd.concat(frames, ignore_index=True)
     x = source.sample(n=n, replace=True, random_state=seed).reset_index(drop=True)
     return x, len(source)

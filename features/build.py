@@ -538,8 +538,8 @@ def compute_aggregates(
     in (customer_id, cutoff) order, typed as `aggregate_frame` types them.
 
     `data_end` is the exclusive end of the data (the day after as_of): labels whose window
-    runs past it stay empty. Everything is held in memory at once: `aggregate_ranges` gives the
-    same rows a range of customers at a time.
+    runs past it stay empty. Everything is held in memory at once: `aggregate_ranges` runs the
+    same SQL a range of customers at a time.
     """
     has_geo = _prepare(con, present, cutoffs, data_end, lexicon)
     return aggregate_frame(con, _aggregate(con, cfg, has_geo, FULL))
@@ -559,9 +559,14 @@ def _partition_bounds(con: duckdb.DuckDBPyConnection, partitions: int) -> list[s
 
 
 def _partition_views(
-    con: duckdb.DuckDBPyConnection, lo: str | None, hi: str | None, materialize: bool = True
+    con: duckdb.DuckDBPyConnection,
+    lo: str | None,
+    hi: str | None,
+    materialize: bool = True,
+    ids: str | None = None,
 ) -> dict:
-    """The source tables restricted to customer ids in [lo, hi) (None: unbounded).
+    """The source tables restricted to customer ids in [lo, hi) (None: unbounded), and to the
+    customer ids in the table `ids` if given.
 
     A range, not a hash: on files clustered by customer the scan skips whole row groups. With
     `materialize` the event rows are copied into temporary tables once: each is read by several
@@ -573,6 +578,8 @@ def _partition_views(
         conds.append(f"customer_id >= {_q(lo)}")
     if hi is not None:
         conds.append(f"customer_id < {_q(hi)}")
+    if ids is not None:
+        conds.append(f"customer_id IN (SELECT customer_id FROM {ids})")
     where = " AND ".join(conds)
     src = {"own_events": "part_own_events"}
     for name in ("customers", "transactions", "activity", "feedback"):
@@ -608,8 +615,8 @@ def aggregate_types(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, str]:
     }
 
 
-def aggregate_frame(con: duckdb.DuckDBPyConnection, sql: str, where: str = "true") -> pd.DataFrame:
-    """The aggregates of `sql` matching `where` as a DataFrame in (customer_id, cutoff) order.
+def aggregate_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    """The aggregates of `sql` as a DataFrame in (customer_id, cutoff) order.
 
     Typed by their DuckDB types, never by their values, so that every range and batch of one
     run gets the same dtypes: integers and booleans nullable (Int64, ...: a customer without
@@ -617,9 +624,7 @@ def aggregate_frame(con: duckdb.DuckDBPyConnection, sql: str, where: str = "true
     """
     types = aggregate_types(con, sql)
     cols = ", ".join(f"a.{_ident(c)}" for c in types)
-    rows = con.execute(
-        f"SELECT {cols} FROM ({sql}) a WHERE {where} ORDER BY a.customer_id, a.cutoff"
-    ).df()
+    rows = con.execute(f"SELECT {cols} FROM ({sql}) a ORDER BY a.customer_id, a.cutoff").df()
     return _static_dtypes(rows, types)
 
 
@@ -656,12 +661,15 @@ def aggregate_ranges(
     lexicon: pd.DataFrame,
     partitions: int = 1,
     profile: tuple[str, ...] = (),
-) -> Iterator[str]:
+    sample: int = 0,
+) -> Iterator[tuple[str, str]]:
     """Run the aggregations of `compute_aggregates` one range of customers at a time
-    (`partitions` ranges, in customer_id order) and yield, for each, the SELECT of its rows:
-    valid until the next range is asked for, and read by the caller in between (derived and
-    written, so nothing of a range outlives it). The customer columns `profile` ride along as
-    `profile:<name>`.
+    (`partitions` ranges, in customer_id order) and yield, for each, ("range", the SELECT of
+    its rows): valid until the next item is asked for, and read by the caller in between
+    (derived and written). The customer columns `profile` ride along as `profile:<name>`.
+
+    With `sample`, the first item is ("sample", the SELECT of the rows of that many customers
+    picked pseudo-randomly from all ranges): what a derivation is checked on before any range.
 
     Every row depends on its own customer only, so the ranges together give exactly the
     whole-table result, in its (customer_id, cutoff) order when each is read sorted, while
@@ -672,14 +680,23 @@ def aggregate_ranges(
     has_geo = _prepare(con, present, cutoffs, data_end, lexicon)
     edges = [None, *_partition_bounds(con, partitions), None]
     try:
+        if sample > 0:
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE sample_ids AS SELECT customer_id FROM customers
+                WHERE customer_id IS NOT NULL
+                ORDER BY hash(customer_id), customer_id LIMIT {int(sample)}
+            """)
+            src = _partition_views(con, None, None, ids="sample_ids")
+            yield "sample", _aggregate(con, cfg, has_geo, src, profile)
         for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
             t0 = time.perf_counter()
             src = _partition_views(con, lo, hi) if len(edges) > 2 else FULL
-            yield _aggregate(con, cfg, has_geo, src, profile)
+            yield "range", _aggregate(con, cfg, has_geo, src, profile)
             log.debug("range %d/%d in %.1f s", i + 1, len(edges) - 1, time.perf_counter() - t0)
     finally:
         scratch = ("f_external", "spine", "first_seen", "tickets", "text_hits", "agg_sample")
-        for name in (*AGGREGATE_TABLES, *scratch):
+        parts = tuple(f"part_{t}" for t in ("transactions", "activity", "feedback"))
+        for name in (*AGGREGATE_TABLES, *scratch, *parts, "sample_ids"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
@@ -1196,18 +1213,10 @@ def finish_rows(
     return pd.concat([feats, three_colour(feats, cfg.signals)], axis=1)
 
 
-def sample_aggregates(con: duckdb.DuckDBPyConnection, sql: str, customers: int) -> pd.DataFrame:
-    """Every row of the range `sql` for a fixed pseudo-random set of `customers` customers, as
-    `aggregate_frame` gives them; the rows are kept, with all columns, in the temporary table
-    `agg_sample` (for `check_snapshot_select`)."""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE agg_sample AS
-        WITH rows AS ({sql})
-        SELECT * FROM rows WHERE customer_id IN (
-            SELECT customer_id FROM (SELECT DISTINCT customer_id FROM rows)
-            ORDER BY hash(customer_id), customer_id LIMIT {int(customers)}
-        )
-    """)
+def sample_aggregates(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    """The rows of the sample `sql` (see `aggregate_ranges`) as `aggregate_frame` gives them;
+    kept, with all columns, in the temporary table `agg_sample` (for `check_snapshot_select`)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE agg_sample AS {sql}")
     return aggregate_frame(con, "SELECT * FROM agg_sample")
 
 

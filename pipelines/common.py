@@ -118,15 +118,19 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     tmp.replace(target)
 
 
-def read_snapshots(path: str | Path) -> pd.DataFrame:
-    """features.parquet in (cutoff, customer_id) order, whatever order the file holds.
+def read_snapshots(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """features.parquet (its `columns`, default all) in (cutoff, customer_id) order, whatever
+    order the file holds.
 
     The models are fitted and scored in this one order, so that they do not depend on how the
     features stage lays its rows out: LightGBM's row subsampling, for one, picks rows by
     position, and the same rows in another order give another model.
     """
-    df = pd.read_parquet(path)
-    return df.sort_values(["cutoff", "customer_id"], kind="stable", ignore_index=True)
+    keys = ["cutoff", "customer_id"]
+    read = None if columns is None else [*dict.fromkeys([*keys, *columns])]
+    df = pd.read_parquet(path, columns=read)
+    df = df.sort_values(keys, kind="stable", ignore_index=True)
+    return df if columns is None else df[columns]
 
 
 class ParquetAppender:

@@ -1,14 +1,14 @@
 """Stage `features`: point-in-time snapshots with labels, the feature registry and the rules.
 
 Writes data/processed/features.parquet (labelled snapshots), scoring.parquet (the newest
-cutoff, no label), feature_registry.csv and features_report.json, both Parquet files in
-(customer_id, cutoff) order.
+cutoff, no label), feature_registry.csv and features_report.json; from event tables both
+Parquet files are in (customer_id, cutoff) order.
 
 One range of customers at a time (`features.partitions`), DuckDB aggregates the event tables
-within `features.duckdb_memory_limit`, derives the features (checked on the first range against
-the pandas derivation) and hands them over in batches of `features.batch_rows` rows to be
-written: nothing is kept between ranges, so memory stays bounded whatever the number of
-customers.
+within `features.duckdb_memory_limit`, derives the features (checked first against the pandas
+derivation on a sample of customers) and hands them over in batches of `features.batch_rows`
+rows to be written: nothing is kept between ranges, so memory stays bounded whatever the number
+of customers.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -59,7 +60,6 @@ from churnlight.pipelines.common import (
 )
 
 log = logging.getLogger("churnlight.features")
-KEYS = ["customer_id", "cutoff"]
 EVENT_TABLES = ("transactions", "activity", "feedback")
 Rows = Callable[[pd.DataFrame], pd.Series]
 
@@ -115,10 +115,13 @@ class EventPlan:
         """The newest cutoff: the scoring snapshot."""
         return max(self.cutoffs, default=None)
 
+    @cached_property
+    def ids(self) -> pd.Index:
+        return pd.Index(self.customers["customer_id"])
+
     def finish(self, agg: pd.DataFrame) -> pd.DataFrame:
         """The pandas derivation of aggregate rows: derive_features, profile, three colours."""
-        ids = pd.Index(self.customers["customer_id"])
-        pos = ids.get_indexer(agg["customer_id"].unique())
+        pos = self.ids.get_indexer(agg["customer_id"].unique())
         customers = self.customers.iloc[pos[pos >= 0]]
         return finish_rows(agg, self.cfg, self.tables, customers, self.profile)
 
@@ -169,7 +172,10 @@ class ArrowSnapshotWriter:
     ) -> None:
         self.con, self.select, self.last, self.batch_rows = con, select, last, batch_rows
         self.schema = snapshot_schema(con, select, like)
-        scoring_schema = self.schema.remove(self.schema.get_field_index("label"))
+        scoring = self.schema.remove(self.schema.get_field_index("label"))
+        # with the pandas metadata of the scoring rows, which have no label
+        meta = pa.Schema.from_pandas(like.drop(columns="label").iloc[:0], preserve_index=False)
+        scoring_schema = scoring.with_metadata(meta.metadata)
         # dictionary encoding where values repeat (keys, counts, categories), not for floats:
         # there it took a sixth of the encoding time for 8% of the file size (1M customers)
         repeat = (pa.types.is_string, pa.types.is_integer, pa.types.is_timestamp)
@@ -211,8 +217,10 @@ class ArrowSnapshotWriter:
             self._wait()
         finally:
             self.pool.shutdown()
-            self.labelled.close()
-            self.scoring.close()
+            try:
+                self.labelled.close()
+            finally:
+                self.scoring.close()
 
     def summary(self) -> dict:
         colours = pd.concat(self.colours) if self.colours else pd.Series([], dtype="str")
@@ -223,7 +231,6 @@ class ArrowSnapshotWriter:
 def write_event_features(
     con: duckdb.DuckDBPyConnection,
     present: set[str],
-    report: dict,
     params: dict,
     scratch: Path,
     folder: Path,
@@ -232,54 +239,61 @@ def write_event_features(
 ) -> dict:
     """Aggregate, derive and write one customer range at a time; the summary's numbers.
 
-    On the first range the SQL derivation is checked against the pandas one on a sample of
-    its customers; if they differ (or the range has no rows to check on) every range is derived
-    in pandas instead, in batches.
+    Before the first range, the SQL derivation is checked against the pandas one on a sample
+    of customers drawn from all ranges; if they differ (or the sample has no rows to check
+    on, or `derive_in_sql` is off) every range is derived in pandas instead, in batches.
     """
     t0 = time.perf_counter()
     parts = partitions_for(con, present, params)
     batch_rows = int(params.get("batch_rows", 100_000))
-    lexicon = load_lexicon(params.get("lexicon"))
+    check = int(params.get("check_customers", 5000)) if params.get("derive_in_sql", True) else 0
     last = plan.last
+
+    def pandas_writer() -> SnapshotWriter:
+        labelled = lambda df: df["label"].notna()  # noqa: E731
+        return SnapshotWriter(folder, labelled, lambda df: df["cutoff"] == last, required)
+
     ranges = aggregate_ranges(
-        con, present, plan.cutoffs, plan.data_end, plan.cfg, lexicon, parts, tuple(plan.profile)
+        con,
+        present,
+        plan.cutoffs,
+        plan.data_end,
+        plan.cfg,
+        load_lexicon(params.get("lexicon")),
+        parts,
+        tuple(plan.profile),
+        sample=max(check, 0),
     )
-    arrow: ArrowSnapshotWriter | None = None
-    frames: SnapshotWriter | None = None
+    writer: ArrowSnapshotWriter | SnapshotWriter | None = None if check > 0 else pandas_writer()
     try:
-        for sql in ranges:
-            if arrow is None and frames is None:
-                select, sample = check_sql_derivation(con, sql, plan, params, scratch)
-                if select is not None:
-                    missing = [n for n in required if n not in sample.columns]
-                    if missing:
-                        raise RuntimeError(f"registered features not computed: {missing}")
-                    arrow = ArrowSnapshotWriter(con, folder, select, sample, last, batch_rows)
-                else:
-                    frames = SnapshotWriter(
-                        folder,
-                        lambda df: df["label"].notna(),
-                        lambda df: df["cutoff"] == last,
-                        required,
-                    )
-            if arrow is not None:
-                arrow.write_range(sql)
+        for kind, sql in ranges:
+            if kind == "sample":
+                select, sample = check_sql_derivation(con, sql, plan, scratch)
+                if select is None:
+                    writer = pandas_writer()
+                    continue
+                missing = [n for n in required if n not in sample.columns]
+                if missing:
+                    raise RuntimeError(f"registered features not computed: {missing}")
+                writer = ArrowSnapshotWriter(con, folder, select, sample, last, batch_rows)
+            elif isinstance(writer, ArrowSnapshotWriter):
+                writer.write_range(sql)
             else:
-                assert frames is not None
+                assert writer is not None
                 for agg in aggregate_batches(con, sql, batch_rows):
-                    frames.write(plan.finish(agg))
+                    writer.write(plan.finish(agg))
     finally:
-        ranges.close()
-        for writer in (arrow, frames):
+        try:
             if writer is not None:
                 writer.close()
-    writer = arrow or frames
+        finally:
+            ranges.close()
     assert writer is not None
     counts = writer.summary()
     log.info(
         "aggregated, derived (%s) and wrote %d labelled + %d scoring rows over %d cutoffs, "
         "%d customer ranges, in %.1f s; peak RSS so far %.2f GiB",
-        "DuckDB" if arrow is not None else "pandas",
+        "DuckDB" if isinstance(writer, ArrowSnapshotWriter) else "pandas",
         counts["labelled_rows"],
         counts["scoring_rows"],
         len(plan.cutoffs),
@@ -291,14 +305,14 @@ def write_event_features(
 
 
 def check_sql_derivation(
-    con: duckdb.DuckDBPyConnection, sql: str, plan: EventPlan, params: dict, scratch: Path
+    con: duckdb.DuckDBPyConnection, sql: str, plan: EventPlan, scratch: Path
 ) -> tuple[str | None, pd.DataFrame]:
-    """The checked SQL derivation for the range `sql` and the pandas rows it was checked on,
-    or (None, empty) when the pandas derivation must do."""
-    if not params.get("derive_in_sql", True):
-        return None, pd.DataFrame()
-    sample = plan.finish(sample_aggregates(con, sql, int(params.get("check_customers", 5000))))
+    """(the SQL derivation, the pandas rows of the sample `sql` it was checked on), or
+    (None, those rows) when the pandas derivation must do: the two differ, or there is
+    nothing to check on."""
+    sample = plan.finish(sample_aggregates(con, sql))
     if sample.empty:
+        log.warning("deriving in pandas: the check sample has no rows to compare the SQL on")
         return None, sample
     types = aggregate_types(con, sql)
     select = snapshot_select(types, plan.cfg, plan.tables, plan.profile, sample.dtypes)
@@ -419,7 +433,7 @@ def run(interim: Path, out: Path, params: dict) -> dict:
                     counts = writer.summary()
                 else:
                     counts = write_event_features(
-                        con, present, report, fparams, Path(scratch), tmp, list(reg["name"]), plan
+                        con, present, fparams, Path(scratch), tmp, list(reg["name"]), plan
                     )
                 summary = {
                     "mode": report["mode"],

@@ -96,3 +96,64 @@ def test_a_sql_derivation_that_differs_falls_back_to_pandas(
     assert "deriving in pandas" in caplog.text and "rule_score" in caplog.text
     for f in FILES:
         pd.testing.assert_frame_equal(got[f], whole_table[f], check_exact=True)
+
+
+def _cancel_first_customers(world, folder: Path, share: float) -> Path:
+    """A copy of the interim tables where the lowest customer ids left before any cutoff, so
+    that the first customer range has no rows."""
+    interim, _ = world
+    folder.mkdir()
+    for path in interim.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    customers = pd.read_parquet(interim / "customers.parquet")
+    first = customers["customer_id"].rank(method="first") <= share * len(customers)
+    customers.loc[first, "cancel_date"] = pd.Timestamp("2000-01-01")
+    customers.loc[first, "signup_date"] = pd.Timestamp("1999-01-01")
+    customers.to_parquet(folder / "customers.parquet", index=False)
+    return folder
+
+
+def test_an_empty_first_range_still_derives_in_sql(world, tmp_path, caplog):
+    # the SQL check draws its sample from all customers, not from the first range
+    interim = _cancel_first_customers(world, tmp_path / "interim", share=0.4)
+    params = copy.deepcopy(world[1])
+    got = {}
+    for parts in (1, 3):
+        params["features"].update(derive_in_sql=True, partitions=parts)
+        with caplog.at_level(logging.INFO, logger="churnlight.features"):
+            stage.run(interim, tmp_path / f"out{parts}", params)
+        assert "derived (DuckDB)" in caplog.text and "deriving in pandas" not in caplog.text
+        caplog.clear()
+        got[parts] = {f: pd.read_parquet(tmp_path / f"out{parts}" / f) for f in FILES}
+    for f in FILES:
+        assert len(got[3][f]) > 0
+        pd.testing.assert_frame_equal(got[3][f], got[1][f], check_exact=True)
+
+
+def test_a_failure_while_writing_leaves_no_output(world, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = stage.snapshot_batches
+
+    def fails_on_the_second_range(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "snapshot_batches", fails_on_the_second_range)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        _run(world, out, derive_in_sql=True, partitions=3)
+    assert calls["n"] == 2
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no half-written temporary folder either
+
+
+def test_the_parquet_pandas_metadata_matches_each_files_columns(world, tmp_path):
+    import pyarrow.parquet as pq
+
+    _run(world, tmp_path / "out", derive_in_sql=True, partitions=2)
+    for f in FILES:
+        schema = pq.read_schema(tmp_path / "out" / f)
+        described = [c["name"] for c in schema.pandas_metadata["columns"]]
+        assert described == schema.names, f

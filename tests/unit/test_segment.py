@@ -383,7 +383,7 @@ def _params() -> dict:
 
 def _fit_champion(processed: Path, models: Path, params: dict) -> None:
     """What the train stage leaves behind, without its tuning: a calibrated LightGBM."""
-    df = pd.read_parquet(processed / "features.parquet")
+    df = common.read_snapshots(processed / "features.parquet")
     names = pd.read_csv(processed / "feature_registry.csv")["name"].tolist()
     seed = params["base"]["seed"]
     split = time_split(df, int(params["features"]["label_window_days"]), 1, seed=seed)
