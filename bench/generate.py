@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import resource
 import shutil
 import sys
 import tempfile
@@ -29,14 +28,10 @@ from pathlib import Path
 import yaml
 
 from churnlight.features.synthetic import WorldConfig, generate_world
+from churnlight.pipelines.common import peak_rss_gb
 from churnlight.pipelines.generate import write_world
 
 log = logging.getLogger("churnlight.bench.generate")
-
-
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process so far, in GiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def bench(customers: int, months: int, seed: int, out: Path) -> str:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -68,15 +67,11 @@ from churnlight.pipelines.common import (
     load_model,
     load_params,
     load_train_report,
+    peak_rss_gb,
     read_snapshots,
 )
 
 log = logging.getLogger("churnlight.bench.score")
-
-
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process so far, in GiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def load_avg() -> str:

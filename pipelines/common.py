@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -116,6 +117,11 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(target)
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far, in GiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def read_snapshots(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import math
-import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,6 +54,7 @@ from churnlight.pipelines.common import (
     ParquetAppender,
     atomic_dir,
     load_params,
+    peak_rss_gb,
     setup_logging,
     write_json,
 )
@@ -126,7 +126,9 @@ class EventPlan:
         return finish_rows(agg, self.cfg, self.tables, customers, self.profile)
 
 
-def plan_events(con: duckdb.DuckDBPyConnection, present: set[str], report: dict, params: dict):
+def plan_events(
+    con: duckdb.DuckDBPyConnection, present: set[str], report: dict, params: dict
+) -> EventPlan:
     cfg = FeatureConfig.from_params(params)
     as_of = pd.Timestamp(report["as_of"])
     data_end = as_of + pd.Timedelta(days=1)
@@ -246,7 +248,9 @@ def write_event_features(
     t0 = time.perf_counter()
     parts = partitions_for(con, present, params)
     batch_rows = int(params.get("batch_rows", 100_000))
-    check = int(params.get("check_customers", 5000)) if params.get("derive_in_sql", True) else 0
+    check = (
+        max(0, int(params.get("check_customers", 5000))) if params.get("derive_in_sql", True) else 0
+    )
     last = plan.last
 
     def pandas_writer() -> SnapshotWriter:
@@ -262,7 +266,7 @@ def write_event_features(
         load_lexicon(params.get("lexicon")),
         parts,
         tuple(plan.profile),
-        sample=max(check, 0),
+        sample=check,
     )
     writer: ArrowSnapshotWriter | SnapshotWriter | None = None if check > 0 else pandas_writer()
     try:
@@ -299,7 +303,7 @@ def write_event_features(
         len(plan.cutoffs),
         parts,
         time.perf_counter() - t0,
-        peak_rss_gib(),
+        peak_rss_gb(),
     )
     return counts
 
@@ -321,11 +325,6 @@ def check_sql_derivation(
         log.warning("deriving in pandas: the SQL derivation %s", problem)
         return None, sample
     return select, sample
-
-
-def peak_rss_gib() -> float:
-    """This process's peak resident memory so far (ru_maxrss is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def snapshot_summary(
