@@ -696,8 +696,11 @@ def aggregate_ranges(
     finally:
         scratch = ("f_external", "spine", "first_seen", "tickets", "text_hits", "agg_sample")
         parts = tuple(f"part_{t}" for t in ("transactions", "activity", "feedback"))
+        temporary = "SELECT table_name FROM duckdb_tables() WHERE temporary"
+        tables = {name for (name,) in con.execute(temporary).fetchall()}
         for name in (*AGGREGATE_TABLES, *scratch, *parts, "sample_ids"):
-            con.execute(f"DROP TABLE IF EXISTS {name}")
+            if name in tables:  # the part_ relations are views when not materialized
+                con.execute(f"DROP TABLE {name}")
 
 
 def _ident(name: str) -> str:

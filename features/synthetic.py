@@ -94,6 +94,7 @@ class WorldConfig:
     intent_activity_factor: float = 0.3
     fading_decay: float = 0.5
     trace_noise: float = 1.0
+    logins_per_month: float = 3.0
     competitor_launch_rate: float = 0.07
     policy_shock_rate: float = 0.02
     downturn_rate: float = 0.04
@@ -251,7 +252,7 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     policy_exposed = rng.random(n) < 0.3
     yearly_value = np.exp(rng.normal(np.log(9000.0), 0.9, n))
     buys_per_year = np.clip(np.exp(rng.normal(np.log(10.0), 0.6, n)), 0.5, 48)
-    login_rate = np.exp(rng.normal(np.log(3.0), 0.5, n))
+    login_rate = np.exp(rng.normal(np.log(cfg.logins_per_month), 0.5, n))
     visit_rate = np.exp(rng.normal(np.log(0.6), 0.5, n))
     zh = rng.random(n) < 0.4
     plan = rng.choice(np.array(["basic", "plus", "premium"]), n, p=[0.5, 0.35, 0.15])

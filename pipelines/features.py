@@ -89,13 +89,18 @@ def connect(interim: Path, present: set[str], params: dict, temp_dir: Path):
 
 
 def partitions_for(con: duckdb.DuckDBPyConnection, present: set[str], params: dict) -> int:
-    """`features.partitions`, or when null one customer range per `events_per_partition` events."""
+    """`features.partitions`, or when null enough customer ranges that none holds more than
+    `events_per_partition` events (the joins) or `customers_per_partition` customers (the
+    sorted feature rows of a range)."""
     if params.get("partitions"):
         return int(params["partitions"])
     events = sum(
         con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in EVENT_TABLES if t in present
     )
-    return max(1, math.ceil(events / int(params.get("events_per_partition", 5_000_000))))
+    customers = con.execute("SELECT count(*) FROM customers").fetchone()[0]
+    by_events = math.ceil(events / int(params["events_per_partition"]))
+    by_customers = math.ceil(customers / int(params["customers_per_partition"]))
+    return max(1, by_events, by_customers)
 
 
 @dataclass
