@@ -253,8 +253,8 @@ def test_single_leaf_trees():
     np.testing.assert_allclose(tables["base"], ref[:, -1], rtol=0, atol=ATOL)
 
 
-def test_categorical_splits_fall_back_to_pred_contrib():
-    """LightGBM's own categorical splits are not in the tables: refused, then pred_contrib."""
+def _categorical_split_pipeline() -> tuple[pd.DataFrame, Pipeline]:
+    """A small LightGBM pipeline with LightGBM's own categorical splits on column `c`."""
     rng = np.random.default_rng(3)
     n = 2000
     x = pd.DataFrame({"a": rng.normal(size=n), "c": rng.integers(0, 6, n).astype(float)})
@@ -263,8 +263,14 @@ def test_categorical_splits_fall_back_to_pred_contrib():
     pre.set_output(transform="pandas")
     model = lgb.LGBMClassifier(n_estimators=10, num_leaves=7, n_jobs=1, verbose=-1)
     pipe = Pipeline([("pre", pre), ("model", model)]).fit(x, y, model__categorical_feature=[1])
+    return x, pipe
+
+
+def test_categorical_splits_fall_back_to_pred_contrib():
+    """LightGBM's own categorical splits are not in the tables: refused, then pred_contrib."""
+    x, pipe = _categorical_split_pipeline()
     with pytest.raises(ValueError, match="categorical"):
-        treeshap_tables(model.booster_)
+        treeshap_tables(pipe.named_steps["model"].booster_)
     fast, fast_base = exact_contributions(pipe, x.iloc[:200])
     ref, ref_base = contributions(pipe, x.iloc[:200])
     pd.testing.assert_frame_equal(fast, ref)
@@ -384,14 +390,7 @@ def test_customer_reasons_for_no_rows(kind, table):
 
 
 def test_customer_reasons_fall_back_to_pred_contrib_for_categorical_splits(caplog):
-    rng = np.random.default_rng(3)
-    n = 2000
-    x = pd.DataFrame({"a": rng.normal(size=n), "c": rng.integers(0, 6, n).astype(float)})
-    y = ((x["a"] + np.isin(x["c"], [1, 4]) * 1.5 + rng.normal(size=n)) > 0.7).astype(int)
-    pre = ColumnTransformer([("all", "passthrough", ["a", "c"])], verbose_feature_names_out=False)
-    pre.set_output(transform="pandas")
-    model = lgb.LGBMClassifier(n_estimators=10, num_leaves=7, n_jobs=1, verbose=-1)
-    pipe = Pipeline([("pre", pre), ("model", model)]).fit(x, y, model__categorical_feature=[1])
+    x, pipe = _categorical_split_pipeline()
     reg = registry_frame(build_registry([], {}, {"a": True, "c": True}))
     got = customer_reasons(pipe, x.iloc[:100], reg, 2)
     assert got.method == "LightGBM pred_contrib"
