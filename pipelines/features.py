@@ -5,10 +5,10 @@ cutoff, no label), feature_registry.csv and features_report.json; from event tab
 Parquet files are in (customer_id, cutoff) order.
 
 One range of customers at a time (`features.partitions`), DuckDB aggregates the event tables
-within `features.duckdb_memory_limit`, derives the features (checked first against the pandas
-derivation on a sample of customers) and hands them over in batches of `features.batch_rows`
-rows to be written: nothing is kept between ranges, so memory stays bounded whatever the number
-of customers.
+within `features.duckdb_memory_limit` and derives the features (checked first against the pandas
+derivation on a sample of customers); a second thread writes a range's rows while DuckDB works
+on the next. Nothing is kept beyond that, so memory stays bounded whatever the number of
+customers.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import logging
 import math
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,9 +45,9 @@ from churnlight.features.build import (
     needed_cutoffs,
     profile_columns,
     sample_aggregates,
-    snapshot_batches,
     snapshot_schema,
     snapshot_select,
+    snapshot_table,
 )
 from churnlight.features.contract import parse_label
 from churnlight.features.registry import build_registry, registry_frame
@@ -164,8 +165,9 @@ class ArrowSnapshotWriter:
     """features.parquet (labelled rows) and scoring.parquet (the newest cutoff, no label) from
     DuckDB's derived rows, a customer range at a time, keeping what the summary needs.
 
-    DuckDB derives and sorts the next batch while a second thread encodes the previous one to
-    Parquet (pyarrow lets go of the GIL), so the two cores stay busy; one batch in flight.
+    DuckDB aggregates the next range while a second thread splits and encodes the previous
+    one to Parquet (pyarrow lets go of the GIL), so the two cores stay busy; one range in
+    flight, as one row group per file.
     """
 
     def __init__(
@@ -175,9 +177,8 @@ class ArrowSnapshotWriter:
         select: str,
         like: pd.DataFrame,
         last: pd.Timestamp | None,
-        batch_rows: int,
     ) -> None:
-        self.con, self.select, self.last, self.batch_rows = con, select, last, batch_rows
+        self.con, self.select, self.last = con, select, last
         self.schema = snapshot_schema(con, select, like)
         scoring = self.schema.remove(self.schema.get_field_index("label"))
         # with the pandas metadata of the scoring rows, which have no label
@@ -195,24 +196,34 @@ class ArrowSnapshotWriter:
         )
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.pending: Future | None = None
-        self.rows, self.label_sum, self.cutoffs, self.colours = 0, 0, set(), []
+        self.rows, self.label_sum, self.cutoffs = 0, 0, set()
+        self.colours: Counter[str] = Counter()
 
     def write_range(self, sql: str) -> None:
-        cutoff_type = self.schema.field("cutoff").type
-        for table in snapshot_batches(self.con, self.select, sql, self.schema, self.batch_rows):
-            labelled = table.filter(pc.is_valid(table["label"]))
-            newest = pc.equal(table["cutoff"], pa.scalar(self.last, cutoff_type))
-            scoring = table.filter(newest).drop_columns("label")
-            self.rows += labelled.num_rows
-            self.label_sum += pc.sum(labelled["label"]).as_py() or 0
-            self.cutoffs.update(pc.unique(labelled["cutoff"]).to_pylist())
-            self.colours.append(scoring["rule_colour"].to_pandas())
-            self._wait()
-            self.pending = self.pool.submit(self._write, labelled, scoring)
+        table = snapshot_table(self.con, self.select, sql, self.schema)
+        self._wait()  # a failure of the previous range's write surfaces here
+        self.pending = self.pool.submit(self._write, table)
 
-    def _write(self, labelled: pa.Table, scoring: pa.Table) -> None:
+    def _write(self, table: pa.Table) -> None:
+        labelled = table.slice(0, table.num_rows - table["label"].null_count)  # labelled first
+        newest = pc.equal(table["cutoff"], pa.scalar(self.last, self.schema.field("cutoff").type))
+        rest = table.slice(labelled.num_rows)
+        if (
+            pc.sum(newest).as_py() == rest.num_rows
+            and pc.all(newest.slice(labelled.num_rows)).as_py()
+        ):
+            scoring = rest  # as by default: the rows without a label are the newest cutoff's
+        else:  # the newest cutoff's label window is observed (features.last_cutoff set early)
+            scoring = table.filter(newest)
+        scoring = scoring.drop_columns("label")
         self.labelled.write_table(labelled)
         self.scoring.write_table(scoring)
+        self.rows += labelled.num_rows
+        self.label_sum += pc.sum(labelled["label"]).as_py() or 0
+        self.cutoffs.update(pc.unique(labelled["cutoff"]).to_pylist())
+        # counts, not the column: a slice would keep the whole range's Arrow buffers alive
+        for item in pc.value_counts(scoring["rule_colour"]).to_pylist():
+            self.colours[item["values"]] += item["counts"]
 
     def _wait(self) -> None:
         if self.pending is not None:
@@ -230,7 +241,7 @@ class ArrowSnapshotWriter:
                 self.scoring.close()
 
     def summary(self) -> dict:
-        colours = pd.concat(self.colours) if self.colours else pd.Series([], dtype="str")
+        colours = pd.Series(list(self.colours.elements()), dtype="str")
         cutoffs = [pd.Timestamp(c) for c in self.cutoffs]
         return snapshot_summary(self.rows, int(self.label_sum), cutoffs, self.last, colours)
 
@@ -284,7 +295,7 @@ def write_event_features(
                 missing = [n for n in required if n not in sample.columns]
                 if missing:
                     raise RuntimeError(f"registered features not computed: {missing}")
-                writer = ArrowSnapshotWriter(con, folder, select, sample, last, batch_rows)
+                writer = ArrowSnapshotWriter(con, folder, select, sample, last)
             elif isinstance(writer, ArrowSnapshotWriter):
                 writer.write_range(sql)
             else:

@@ -130,23 +130,62 @@ def test_an_empty_first_range_still_derives_in_sql(world, tmp_path, caplog):
         pd.testing.assert_frame_equal(got[3][f], got[1][f], check_exact=True)
 
 
+def test_a_newest_cutoff_with_its_label_window_observed_is_in_both_files(world, tmp_path):
+    """features.last_cutoff early enough that the scoring snapshot has labels too: its rows go
+    to both files, and the SQL derivation writes what the pandas one writes."""
+    interim, _ = world
+    as_of = pd.Timestamp(json.loads((interim / "contract_report.json").read_text())["as_of"])
+    last = (as_of - pd.DateOffset(months=5)).normalize().replace(day=1)
+    got = {
+        sql: _run(
+            world,
+            tmp_path / f"out{sql}",
+            derive_in_sql=sql,
+            partitions=2,
+            last_cutoff=str(last.date()),
+        )
+        for sql in (True, False)
+    }
+    labelled, scoring = got[True]["features.parquet"], got[True]["scoring.parquet"]
+    assert len(scoring) > 0 and (scoring["cutoff"] == last).all()
+    assert labelled["label"].notna().all()
+    newest = labelled[labelled["cutoff"] == last]
+    assert list(newest["customer_id"]) == list(scoring["customer_id"])
+    for f in FILES:
+        keys = got[True][f][["customer_id", "cutoff"]]
+        assert keys.equals(keys.sort_values(["customer_id", "cutoff"], ignore_index=True))
+        pd.testing.assert_frame_equal(got[True][f], got[False][f], check_exact=True)
+
+
 def test_a_failure_while_writing_leaves_no_output(world, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = stage.snapshot_batches
+    real = stage.snapshot_table
 
     def fails_on_the_second_range(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError("disk full")
-        yield from real(*args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(stage, "snapshot_batches", fails_on_the_second_range)
+    monkeypatch.setattr(stage, "snapshot_table", fails_on_the_second_range)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
         _run(world, out, derive_in_sql=True, partitions=3)
     assert calls["n"] == 2
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no half-written temporary folder either
+
+
+def test_a_failure_in_the_writing_thread_leaves_no_output(world, tmp_path, monkeypatch):
+    def disk_full(self, table):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(stage.ArrowSnapshotWriter, "_write", disk_full)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        _run(world, out, derive_in_sql=True, partitions=3)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_parquet_pandas_metadata_matches_each_files_columns(world, tmp_path):
