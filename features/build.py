@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -683,7 +686,7 @@ def aggregate_ranges(
     writing them.
     """
     has_geo = _prepare(con, present, cutoffs, data_end, lexicon)
-    edges = [None, *_partition_bounds(con, partitions), None]
+    bounds = range_bounds(con, partitions)
     try:
         if sample > 0:
             con.execute(f"""
@@ -693,11 +696,11 @@ def aggregate_ranges(
             """)
             src = _partition_views(con, None, None, ids="sample_ids")
             yield "sample", _aggregate(con, cfg, has_geo, src, profile)
-        for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        for i, (lo, hi) in enumerate(bounds):
             t0 = time.perf_counter()
-            src = _partition_views(con, lo, hi) if len(edges) > 2 else FULL
+            src = _partition_views(con, lo, hi) if len(bounds) > 1 else FULL
             yield "range", _aggregate(con, cfg, has_geo, src, profile)
-            log.debug("range %d/%d in %.1f s", i + 1, len(edges) - 1, time.perf_counter() - t0)
+            log.debug("range %d/%d in %.1f s", i + 1, len(bounds), time.perf_counter() - t0)
     finally:
         scratch = ("spine", "first_seen", "tickets", "text_hits", "agg_sample")
         parts = tuple(f"part_{t}" for t in ("transactions", "activity", "feedback"))
@@ -706,6 +709,86 @@ def aggregate_ranges(
         for name in (*AGGREGATE_TABLES, *scratch, *parts, "sample_ids"):
             if name in tables:  # the part_ relations are views when not materialized
                 con.execute(f"DROP TABLE {name}")
+
+
+def range_bounds(
+    con: duckdb.DuckDBPyConnection, partitions: int
+) -> list[tuple[str | None, str | None]]:
+    """The customer id ranges [lo, hi) of `partitions` ranges of about equal size, in order
+    (None: unbounded)."""
+    return list(itertools.pairwise([None, *_partition_bounds(con, partitions), None]))
+
+
+def snapshot_tables(
+    con: duckdb.DuckDBPyConnection,
+    present: set[str],
+    cutoffs: list[pd.Timestamp],
+    data_end: pd.Timestamp,
+    cfg: FeatureConfig,
+    lexicon: pd.DataFrame,
+    partitions: int,
+    profile: tuple[str, ...],
+    select: str,
+    schema: pa.Schema,
+    workers: int = 1,
+) -> Iterator[pa.Table]:
+    """Every customer range's feature rows (`snapshot_table` of `aggregate_ranges`' ranges),
+    in range order.
+
+    With `workers` > 1, that many ranges are aggregated and derived at once, each on a cursor
+    of its own (its own temporary tables) with DuckDB on one thread. A range's statements have
+    serial stretches and its hash tables cost merging across threads; ranges share nothing,
+    so two of them side by side kept two cores busier, for less CPU, than one range on both
+    (the stage at 1M customers: 46 -> 36 s, 80 -> 69 CPU seconds). At most `workers` ranges
+    are in work while the caller holds the last one handed out.
+    """
+    bounds = range_bounds(con, partitions)
+    if workers <= 1 or len(bounds) <= 1:
+        args = (con, present, cutoffs, data_end, cfg, lexicon, partitions, profile)
+        ranges = aggregate_ranges(*args)
+        try:
+            for _, sql in ranges:
+                yield snapshot_table(con, select, sql, schema)
+        finally:
+            ranges.close()
+        return
+
+    local = threading.local()
+    cursors: list[duckdb.DuckDBPyConnection] = []
+    lock = threading.Lock()
+
+    def derive(lo: str | None, hi: str | None) -> pa.Table:
+        if not hasattr(local, "cursor"):
+            cursor = con.cursor()
+            with lock:
+                cursors.append(cursor)
+            local.has_geo = _prepare(cursor, present, cutoffs, data_end, lexicon)
+            local.cursor = cursor
+        src = _partition_views(local.cursor, lo, hi)
+        sql = _aggregate(local.cursor, cfg, local.has_geo, src, profile)
+        return snapshot_table(local.cursor, select, sql, schema)
+
+    (threads,) = con.execute("SELECT current_setting('threads')").fetchone()
+    con.execute("SET threads = 1")  # for the whole database: every cursor's queries
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="churnlight-range")
+    todo = iter(bounds)
+    pending = deque(pool.submit(derive, lo, hi) for lo, hi in itertools.islice(todo, workers))
+    try:
+        while pending:
+            table = pending.popleft().result()
+            if (bound := next(todo, None)) is not None:
+                pending.append(pool.submit(derive, *bound))
+            yield table
+    finally:
+        for future in pending:
+            future.cancel()
+        with lock:
+            for cursor in cursors:
+                cursor.interrupt()  # a failed or abandoned run need not finish its ranges
+        pool.shutdown(wait=True)
+        for cursor in cursors:
+            cursor.close()  # and with it its temporary tables
+        con.execute(f"SET threads = {int(threads)}")
 
 
 def _ident(name: str) -> str:

@@ -4,11 +4,12 @@ Writes data/processed/features.parquet (labelled snapshots), scoring.parquet (th
 cutoff, no label), feature_registry.csv and features_report.json; from event tables both
 Parquet files are in (customer_id, cutoff) order.
 
-One range of customers at a time (`features.partitions`), DuckDB aggregates the event tables
-within `features.duckdb_memory_limit` and derives the features (checked first against the pandas
-derivation on a sample of customers); a second thread writes a range's rows while DuckDB works
-on the next. Nothing is kept beyond that, so memory stays bounded whatever the number of
-customers.
+A range of customers at a time (`features.partitions`; `features.range_workers` ranges side
+by side, each on one DuckDB thread), DuckDB aggregates the event tables within
+`features.duckdb_memory_limit` and derives the features (checked first against the pandas
+derivation on a sample of customers); another thread writes each range's rows, in range order,
+while the next ones are worked on. Nothing is kept beyond that, so memory stays bounded
+whatever the number of customers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -47,7 +48,7 @@ from churnlight.features.build import (
     sample_aggregates,
     snapshot_schema,
     snapshot_select,
-    snapshot_table,
+    snapshot_tables,
 )
 from churnlight.features.contract import parse_label
 from churnlight.features.registry import build_registry, registry_frame
@@ -165,21 +166,15 @@ class ArrowSnapshotWriter:
     """features.parquet (labelled rows) and scoring.parquet (the newest cutoff, no label) from
     DuckDB's derived rows, a customer range at a time, keeping what the summary needs.
 
-    DuckDB aggregates the next range while a second thread splits and encodes the previous
-    one to Parquet (pyarrow lets go of the GIL), so the two cores stay busy; one range in
-    flight, as one row group per file.
+    DuckDB aggregates the next ranges while a thread of this writer splits and encodes the
+    previous one to Parquet (pyarrow lets go of the GIL); one range in flight, as one row
+    group per file.
     """
 
     def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        folder: Path,
-        select: str,
-        like: pd.DataFrame,
-        last: pd.Timestamp | None,
+        self, folder: Path, schema: pa.Schema, like: pd.DataFrame, last: pd.Timestamp | None
     ) -> None:
-        self.con, self.select, self.last = con, select, last
-        self.schema = snapshot_schema(con, select, like)
+        self.schema, self.last = schema, last
         scoring = self.schema.remove(self.schema.get_field_index("label"))
         # with the pandas metadata of the scoring rows, which have no label
         meta = pa.Schema.from_pandas(like.drop(columns="label").iloc[:0], preserve_index=False)
@@ -199,8 +194,9 @@ class ArrowSnapshotWriter:
         self.rows, self.label_sum, self.cutoffs = 0, 0, set()
         self.colours: Counter[str] = Counter()
 
-    def write_range(self, sql: str) -> None:
-        table = snapshot_table(self.con, self.select, sql, self.schema)
+    def write(self, table: pa.Table) -> None:
+        """Queue a range's rows (`snapshot_table`) for writing, once the previous range's are
+        written."""
         self._wait()  # a failure of the previous range's write surfaces here
         self.pending = self.pool.submit(self._write, table)
 
@@ -255,7 +251,8 @@ def write_event_features(
     required: list[str],
     plan: EventPlan,
 ) -> dict:
-    """Aggregate, derive and write one customer range at a time; the summary's numbers.
+    """Aggregate, derive and write one customer range at a time (`range_workers` at once);
+    the summary's numbers.
 
     Before the first range, the SQL derivation is checked against the pandas one on a sample
     of customers drawn from all ranges; if they differ (or the sample has no rows to check
@@ -263,65 +260,71 @@ def write_event_features(
     """
     t0 = time.perf_counter()
     parts = partitions_for(con, present, params)
-    batch_rows = int(params.get("batch_rows", 100_000))
     check = (
         max(0, int(params.get("check_customers", 5000))) if params.get("derive_in_sql", True) else 0
     )
-    last = plan.last
-
-    def pandas_writer() -> SnapshotWriter:
-        labelled = lambda df: df["label"].notna()  # noqa: E731
-        return SnapshotWriter(folder, labelled, lambda df: df["cutoff"] == last, required)
-
-    ranges = aggregate_ranges(
-        con,
-        present,
-        plan.cutoffs,
-        plan.data_end,
-        plan.cfg,
-        load_lexicon(params.get("lexicon")),
-        parts,
-        tuple(plan.profile),
-        sample=check,
-    )
-    writer: ArrowSnapshotWriter | SnapshotWriter | None = None if check > 0 else pandas_writer()
-    try:
-        for kind, sql in ranges:
-            if kind == "sample":
-                select, sample = check_sql_derivation(con, sql, plan, scratch)
-                if select is None:
-                    writer = pandas_writer()
-                    continue
+    workers = max(1, int(params.get("range_workers") or 1))
+    lexicon = load_lexicon(params.get("lexicon"))
+    args = (con, present, plan.cutoffs, plan.data_end, plan.cfg, lexicon)
+    select = None
+    if check > 0:
+        sample_run = aggregate_ranges(*args, 0, tuple(plan.profile), sample=check)
+        try:
+            _, sql = next(sample_run)
+            select, sample = check_sql_derivation(con, sql, plan, scratch)
+            if select is not None:
                 missing = [n for n in required if n not in sample.columns]
                 if missing:
                     raise RuntimeError(f"registered features not computed: {missing}")
-                writer = ArrowSnapshotWriter(con, folder, select, sample, last)
-            elif isinstance(writer, ArrowSnapshotWriter):
-                writer.write_range(sql)
-            else:
-                assert writer is not None
-                for agg in aggregate_batches(con, sql, batch_rows):
-                    writer.write(plan.finish(agg))
+                schema = snapshot_schema(con, select, sample)
+        finally:
+            sample_run.close()
+    writer: ArrowSnapshotWriter | SnapshotWriter
+    if select is not None:
+        writer = ArrowSnapshotWriter(folder, schema, sample, plan.last)
+        batches = snapshot_tables(*args, parts, tuple(plan.profile), select, schema, workers)
+    else:
+        workers, last = 1, plan.last
+        labelled = lambda df: df["label"].notna()  # noqa: E731
+        writer = SnapshotWriter(folder, labelled, lambda df: df["cutoff"] == last, required)
+        batches = pandas_batches(args, parts, plan, int(params.get("batch_rows", 100_000)))
+    try:
+        for batch in batches:
+            writer.write(batch)
     finally:
         try:
-            if writer is not None:
-                writer.close()
+            batches.close()
         finally:
-            ranges.close()
-    assert writer is not None
+            writer.close()
     counts = writer.summary()
     log.info(
         "aggregated, derived (%s) and wrote %d labelled + %d scoring rows over %d cutoffs, "
-        "%d customer ranges, in %.1f s; peak RSS so far %.2f GiB",
+        "%d customer ranges (%d at a time), in %.1f s; peak RSS so far %.2f GiB",
         "DuckDB" if isinstance(writer, ArrowSnapshotWriter) else "pandas",
         counts["labelled_rows"],
         counts["scoring_rows"],
         len(plan.cutoffs),
         parts,
+        workers,
         time.perf_counter() - t0,
         peak_rss_gb(),
     )
     return counts
+
+
+def pandas_batches(
+    args: tuple, parts: int, plan: EventPlan, batch_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The feature rows derived in pandas, `batch_rows` aggregate rows at a time, range by
+    range (`args`: the connection and the aggregation inputs of `aggregate_ranges`)."""
+    con = args[0]
+    ranges = aggregate_ranges(*args, parts, tuple(plan.profile))
+    try:
+        for _, sql in ranges:
+            for agg in aggregate_batches(con, sql, batch_rows):
+                yield plan.finish(agg)
+    finally:
+        ranges.close()
 
 
 def check_sql_derivation(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 from pathlib import Path
 
 import duckdb
@@ -70,10 +71,12 @@ def _run(world, out: Path, **settings) -> dict[str, pd.DataFrame]:
     "settings",
     [
         {"derive_in_sql": True, "partitions": 1},
-        {"derive_in_sql": True, "partitions": 3},
+        {"derive_in_sql": True, "partitions": 3, "range_workers": 1},
+        {"derive_in_sql": True, "partitions": 5, "range_workers": 2},
+        {"derive_in_sql": True, "partitions": 4, "range_workers": 3},
         {"derive_in_sql": False, "partitions": 3, "batch_rows": 2048},
     ],
-    ids=["sql", "sql-partitioned", "pandas-partitioned-batches"],
+    ids=["sql", "sql-partitioned", "sql-2-workers", "sql-3-workers", "pandas-partitioned-batches"],
 )
 def test_every_way_writes_the_whole_table_result(world, whole_table, tmp_path, settings):
     got = _run(world, tmp_path / "out", **settings)
@@ -157,21 +160,25 @@ def test_a_newest_cutoff_with_its_label_window_observed_is_in_both_files(world, 
         pd.testing.assert_frame_equal(got[True][f], got[False][f], check_exact=True)
 
 
-def test_a_failure_while_writing_leaves_no_output(world, tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failure_in_a_range_leaves_no_output(world, tmp_path, monkeypatch, workers):
     calls = {"n": 0}
-    real = stage.snapshot_table
+    real = build.snapshot_table
+    lock = threading.Lock()
 
     def fails_on_the_second_range(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
+        with lock:
+            calls["n"] += 1
+            n = calls["n"]
+        if n == 2:
             raise OSError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stage, "snapshot_table", fails_on_the_second_range)
+    monkeypatch.setattr(build, "snapshot_table", fails_on_the_second_range)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
-        _run(world, out, derive_in_sql=True, partitions=3)
-    assert calls["n"] == 2
+        _run(world, out, derive_in_sql=True, partitions=4, range_workers=workers)
+    assert 2 <= calls["n"] < 4  # it stopped at the failure
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no half-written temporary folder either
 
