@@ -5,7 +5,7 @@ cutoff, no label), feature_registry.csv and features_report.json; from event tab
 Parquet files are in (customer_id, cutoff) order.
 
 A range of customers at a time (`features.partitions`; `features.range_workers` ranges side
-by side, each on one DuckDB thread), DuckDB aggregates the event tables within
+by side, sharing DuckDB's threads), DuckDB aggregates the event tables within
 `features.duckdb_memory_limit` and derives the features (checked first against the pandas
 derivation on a sample of customers); another thread writes each range's rows, in range order,
 while the next ones are worked on. Nothing is kept beyond that, so memory stays bounded
@@ -167,8 +167,8 @@ class ArrowSnapshotWriter:
     DuckDB's derived rows, a customer range at a time, keeping what the summary needs.
 
     DuckDB aggregates the next ranges while a thread of this writer splits and encodes the
-    previous one to Parquet (pyarrow lets go of the GIL); one range in flight, as one row
-    group per file.
+    previous one to Parquet (pyarrow lets go of the GIL); one range in flight, each a row
+    group of each file (while under pyarrow's row-group size: 25,000 customers are).
     """
 
     def __init__(
@@ -202,6 +202,8 @@ class ArrowSnapshotWriter:
 
     def _write(self, table: pa.Table) -> None:
         labelled = table.slice(0, table.num_rows - table["label"].null_count)  # labelled first
+        if labelled["label"].null_count:
+            raise RuntimeError("a range's rows came without the labelled ones first")
         newest = pc.equal(table["cutoff"], pa.scalar(self.last, self.schema.field("cutoff").type))
         rest = table.slice(labelled.num_rows)
         if (
@@ -210,6 +212,7 @@ class ArrowSnapshotWriter:
         ):
             scoring = rest  # as by default: the rows without a label are the newest cutoff's
         else:  # the newest cutoff's label window is observed (features.last_cutoff set early)
+            # a cutoff's rows are all labelled or none, so this keeps (customer_id) order
             scoring = table.filter(newest)
         scoring = scoring.drop_columns("label")
         self.labelled.write_table(labelled)
@@ -237,8 +240,8 @@ class ArrowSnapshotWriter:
                 self.scoring.close()
 
     def summary(self) -> dict:
-        colours = pd.Series(list(self.colours.elements()), dtype="str")
         cutoffs = [pd.Timestamp(c) for c in self.cutoffs]
+        colours = pd.Series(self.colours, dtype="int64")
         return snapshot_summary(self.rows, int(self.label_sum), cutoffs, self.last, colours)
 
 
@@ -305,7 +308,7 @@ def write_event_features(
         counts["scoring_rows"],
         len(plan.cutoffs),
         parts,
-        workers,
+        min(workers, parts),
         time.perf_counter() - t0,
         peak_rss_gb(),
     )
@@ -349,14 +352,17 @@ def check_sql_derivation(
 def snapshot_summary(
     n: int, label_sum: int, cutoffs: list, last: pd.Timestamp | None, colours: pd.Series
 ) -> dict:
-    """The row counts and shares of features_report.json."""
+    """The row counts and shares of features_report.json; `colours`: the scoring rows per
+    rule colour."""
+    scoring = int(colours.sum())
+    shares = (colours[colours > 0] / scoring).sort_values(ascending=False, kind="stable")
     return {
         "labelled_rows": n,
-        "scoring_rows": len(colours),
+        "scoring_rows": scoring,
         "cutoffs": sorted(str(c.date()) for c in cutoffs),
-        "scoring_cutoff": str(last.date()) if len(colours) and last is not None else None,
+        "scoring_cutoff": str(last.date()) if scoring and last is not None else None,
         "churn_rate": label_sum / n if n else None,
-        "rule_colours": colours.value_counts(normalize=True).round(4).to_dict(),
+        "rule_colours": shares.round(4).to_dict(),
     }
 
 
@@ -420,7 +426,7 @@ class SnapshotWriter:
             self.label_sum,
             list(self.cutoffs),
             self.scoring_cutoff,
-            pd.concat(self.colours),
+            pd.concat(self.colours).value_counts(),
         )
 
 

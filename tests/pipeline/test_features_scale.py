@@ -183,6 +183,28 @@ def test_a_failure_in_a_range_leaves_no_output(world, tmp_path, monkeypatch, wor
     assert list(tmp_path.iterdir()) == []  # no half-written temporary folder either
 
 
+def test_abandoned_parallel_ranges_stop_and_give_the_threads_back(world, tmp_path):
+    interim, params = world
+    fp = dict(params["features"], duckdb_threads=2)
+    report = json.loads((interim / "contract_report.json").read_text())
+    present = {p.stem for p in interim.glob("*.parquet")}
+    con = stage.connect(interim, present, fp, tmp_path)
+    plan = stage.plan_events(con, present, report, fp)
+    args = (con, present, plan.cutoffs, plan.data_end, plan.cfg, stage.load_lexicon())
+    sample_run = build.aggregate_ranges(*args, 0, tuple(plan.profile), sample=500)
+    _, sql = next(sample_run)
+    select, sample = stage.check_sql_derivation(con, sql, plan, tmp_path)
+    assert select is not None
+    schema = build.snapshot_schema(con, select, sample)
+    sample_run.close()
+    tables = build.snapshot_tables(*args, 6, tuple(plan.profile), select, schema, workers=2)
+    first = next(tables)
+    assert first.num_rows > 0 and first.schema.equals(schema)
+    tables.close()  # the caller stops after one range
+    assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 2
+    con.close()
+
+
 def test_a_failure_in_the_writing_thread_leaves_no_output(world, tmp_path, monkeypatch):
     def disk_full(self, table):
         raise OSError("disk full")
