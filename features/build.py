@@ -281,7 +281,7 @@ def _activity_sql(
     per event instead of a filter per output, and small integer keys (spine row, type code)
     instead of strings: hashing and comparing those dominates both steps. The second step
     picks a type's count with max() over the one row it has per spine row: DuckDB sums
-    integers into 128 bits, which made the pick 20% slower.
+    integers into 128 bits, which made the pick about 15% slower.
     """
     src = src or FULL
     spans = sorted({*windows, 30, 90, 120} - {lookback})  # the lookback: every joined event
