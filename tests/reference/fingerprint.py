@@ -43,8 +43,12 @@ OUTPUTS = (
     "reports/segments/summary.csv",
     "reports/model_card.md",
 )
-# lines of the card that name the run rather than its results
-_VOLATILE = re.compile(r"[0-9a-f]{7,40}|\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?")
+# lines of the card that name the run (when, which commit, params file, MLflow run and version)
+# rather than its results
+_VOLATILE = re.compile(
+    r"^.*(generated|git commit|params hash|data hash|MLflow run|registered model).*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def _digest(values: pd.Series) -> str:
