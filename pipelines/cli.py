@@ -1,4 +1,5 @@
-"""The `churnlight` command: generate a world, validate a folder, run the pipeline.
+"""The `churnlight` command: run a stage (what dvc.yaml calls), generate a world, validate a
+folder, run the pipeline.
 
 The commands call the same library functions as the DVC stages.
 """
@@ -24,26 +25,73 @@ log = logging.getLogger("churnlight")
 
 
 @app.command(
+    help="Run one pipeline stage (generate, validate, features, train, evaluate, explain, "
+    "segment, report) in a project folder: what each stage of dvc.yaml calls. Bad input or "
+    "params: every problem is printed, nothing is written, exit code 2."
+)
+def stage(
+    name: Annotated[str, typer.Argument(help="The stage: its module is pipelines/NAME.py.")],
+    root: Annotated[
+        Path, typer.Option(help="Project folder: params.yaml, data/ and reports/ are in it.")
+    ] = Path(),
+) -> None:
+    import numpy as np
+
+    from churnlight.features.contract import ContractError
+    from churnlight.features.params import ParamsError
+    from churnlight.pipelines.common import (
+        InputError,
+        Layout,
+        load_params,
+        run_stage,
+        setup_logging,
+    )
+
+    paths = Layout(root)
+    try:
+        params = load_params(paths.params)
+    except ParamsError as err:
+        setup_logging()
+        log.error("%s", err)
+        raise typer.Exit(code=2) from err
+    setup_logging(params.base.log_level)
+    np.seterr(all="ignore")  # NaN ratios are features (no baseline), not errors
+    try:
+        run_stage(name, paths, params)
+    except (ContractError, ParamsError, InputError) as err:
+        log.error("%s", err)
+        raise typer.Exit(code=2) from err
+
+
+@app.command(
     help="Write a synthetic customer world (customers, transactions, activity, feedback, market) "
     "as Parquet, with the ground truth apart in OUT/_truth."
 )
 def generate(
     out: Annotated[Path, typer.Option(help="Folder to write the raw tables to (created).")],
-    customers: Annotated[int, typer.Option(help="Number of customers.")] = 20_000,
-    months: Annotated[int, typer.Option(help="Months of history.")] = 24,
+    customers: Annotated[
+        int | None, typer.Option(help="Number of customers (default: generate.n_customers).")
+    ] = None,
+    months: Annotated[
+        int | None, typer.Option(help="Months of history (default: generate.months).")
+    ] = None,
     seed: Annotated[
-        int, typer.Option(help="Random seed; the same seed gives identical files.")
-    ] = 42,
+        int | None,
+        typer.Option(help="Random seed; the same seed gives identical files (default: base.seed)."),
+    ] = None,
     params: Annotated[
-        Path, typer.Option(help="params.yaml whose `generate` section sets the world's knobs.")
+        Path, typer.Option(help="params.yaml: its `generate` section sets the world's knobs.")
     ] = Path("params.yaml"),
 ) -> None:
-    from churnlight.pipelines import generate as stage
+    from churnlight.features.synthetic import WorldConfig, generate_world
     from churnlight.pipelines.common import load_params, setup_logging
+    from churnlight.pipelines.generate import write_world
 
     setup_logging()
-    gen = load_params(params)["generate"] if params.exists() else {}
-    stage.run(out, {**gen, "n_customers": customers, "months": months}, seed=seed)
+    prm = load_params(params)
+    knobs = prm.generate.model_dump()
+    knobs.update({k: v for k, v in (("n_customers", customers), ("months", months)) if v})
+    write_world(generate_world(WorldConfig.from_params(knobs), seed=seed or prm.base.seed), out)
 
 
 @app.command(
@@ -61,17 +109,25 @@ def validate(
         str | None, typer.Option(help="Last day the data covers (YYYY-MM-DD); later events fail.")
     ] = None,
     label_column: Annotated[
-        str, typer.Option(help="Label column for a flat labelled table.")
-    ] = "churn",
+        str | None,
+        typer.Option(help="Label column for a flat labelled table (default: data.label_column)."),
+    ] = None,
+    params: Annotated[
+        Path, typer.Option(help="params.yaml: data.label_column and validate.max_examples.")
+    ] = Path("params.yaml"),
 ) -> None:
     from churnlight.features.contract import ContractError
-    from churnlight.pipelines import validate as stage
-    from churnlight.pipelines.common import setup_logging
+    from churnlight.pipelines.common import InputError, load_params, setup_logging
+    from churnlight.pipelines.validate import resolve_as_of, validate_folder
 
     setup_logging()
+    prm = load_params(params)
+    label = label_column or prm.data.label_column
     try:
-        stage.run(raw_dir, out, as_of or stage.resolve_as_of({}, raw_dir), label_column)
-    except (ContractError, FileNotFoundError, ValueError) as err:
+        validate_folder(
+            raw_dir, out, resolve_as_of(as_of, raw_dir), label, prm.validate_.max_examples
+        )
+    except (ContractError, InputError) as err:
         log.error("%s", err)
         raise typer.Exit(code=2) from err
 

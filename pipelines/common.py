@@ -1,13 +1,15 @@
-"""Plumbing shared by the stage modules: params, logging, reading raw folders, atomic writes.
+"""Plumbing shared by the stage modules: the project layout, typed params, the one entry point
+every stage runs through, logging, reading raw folders and atomic writes.
 
-Stages stay thin: they parse paths, read their own params section, call library functions in
-`churnlight.features` / `churnlight.models`, and write outputs through the helpers below so that
-a failed run never leaves half-written files behind.
+Stages stay thin: each `pipelines/<stage>.py` has `run(paths, params)` that reads its inputs,
+calls library functions in `churnlight.features` / `churnlight.models`, and writes outputs
+through the helpers below, so that a failed run never leaves half-written files behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -15,6 +17,7 @@ import resource
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +26,82 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from churnlight.features.params import DataParams, Params, parse_params
+
 log = logging.getLogger("churnlight")
 
 RAW_FORMATS = (".parquet", ".csv", ".csv.gz")
-
-
+# the stages in the order dvc.yaml runs them: each is a module pipelines/<stage>.py with
+# `run(paths: Layout, params: Params)`, and a section of params.yaml
+STAGES = ("generate", "validate", "features", "train", "evaluate", "explain", "segment", "report")
 GENERATED_RAW = Path("data/raw")
 
 
-def is_synthetic(data_params: dict) -> bool:
+def is_synthetic(data: DataParams) -> bool:
     """The pipeline runs on the embedded world when `data.source` is the generate stage's folder."""
-    return Path(str(data_params.get("source", GENERATED_RAW))) == GENERATED_RAW
+    return Path(data.source) == GENERATED_RAW
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the stages read and write, under one project root (the folder of dvc.yaml)."""
+
+    root: Path = Path()
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / GENERATED_RAW
+
+    @property
+    def truth(self) -> Path:
+        return self.raw / "_truth"
+
+    @property
+    def interim(self) -> Path:
+        return self.root / "data" / "interim"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "data" / "artifacts" / "models"
+
+    @property
+    def tuning(self) -> Path:
+        return self.root / "data" / "artifacts" / "tuning"
+
+    @property
+    def explanations(self) -> Path:
+        return self.root / "data" / "artifacts" / "explanations.parquet"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def segments(self) -> Path:
+        return self.reports / "segments"
+
+    def source(self, data: DataParams) -> Path:
+        """The raw folder validate reads: `data.source`, relative to the root unless absolute."""
+        return self.root / data.source
+
+
+def run_stage(name: str, paths: Layout | None = None, params: Params | None = None):
+    """Run one stage (what `churnlight stage NAME` and so `dvc repro` call): its module's
+    `run(paths, params)`, with params.yaml under the root unless given."""
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}")
+    paths = paths or Layout()
+    params = params or load_params(paths.params)
+    module = importlib.import_module(f"churnlight.pipelines.{name}")
+    return module.run(paths, params)
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -49,16 +117,22 @@ def setup_logging(level: str = "INFO") -> None:
     )
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """params.yaml as typed sections; a ParamsError naming every unknown, missing or wrong key."""
     with Path(path).open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return parse_params(yaml.safe_load(fh) or {}, source=str(path))
+
+
+class InputError(ValueError):
+    """Input a person must fix (a missing folder, a file that cannot be read): the entry point
+    prints it and exits with code 2, like a contract violation."""
 
 
 def read_raw_folder(folder: str | Path) -> dict[str, pd.DataFrame]:
     """Read every `<table>.parquet|.csv|.csv.gz` in a folder (names starting with `_` skipped)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"raw data folder not found: {folder}")
+        raise InputError(f"raw data folder not found: {folder}")
     tables: dict[str, pd.DataFrame] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(("_", ".")) or not path.is_file():
@@ -67,17 +141,23 @@ def read_raw_folder(folder: str | Path) -> dict[str, pd.DataFrame]:
         if name is None:
             continue
         if name in tables:
-            raise ValueError(f"table '{name}' given twice in {folder} (pick CSV or Parquet)")
-        if path.stat().st_size == 0:
-            tables[name] = pd.DataFrame()  # the contract reports it as an empty table
-        elif path.suffix == ".parquet":
-            tables[name] = pd.read_parquet(path)
-        else:
-            # only empty cells are missing: an id such as "NA" stays a value
-            tables[name] = pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
-            )
+            raise InputError(f"table '{name}' given twice in {folder} (pick CSV or Parquet)")
+        tables[name] = _read_table(path, name)
     return tables
+
+
+def _read_table(path: Path, name: str) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        return pd.DataFrame()  # the contract reports it as an empty table
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        # only empty cells are missing: an id such as "NA" stays a value
+        return pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
+        )
+    except (ValueError, OSError) as err:  # pandas' parser errors and Arrow's are ValueErrors
+        raise InputError(f"table '{name}' ({path}) cannot be read: {err}") from err
 
 
 @contextlib.contextmanager

@@ -7,13 +7,16 @@ The world is generated once (about half a second); tests that change tables work
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from churnlight.features.params import record_reads
 from churnlight.features.synthetic import World, WorldConfig, generate_world
+from churnlight.pipelines.common import STAGES, Layout, load_params, run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = WorldConfig(n_customers=400, months=18, start="2025-01-01")
@@ -84,6 +87,18 @@ def make_pipeline_params():
     return lambda: copy.deepcopy(base)
 
 
+@pytest.fixture(autouse=True)
+def _keep_root_logging():
+    """The `churnlight` entry point configures the root logger (force=True); put pytest's
+    handlers and level back after each test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _mlflow_in_tmp(tmp_path_factory):
     """MLflow runs made by tests go to a throwaway store, never the project's mlflow.db."""
@@ -98,3 +113,51 @@ def _mlflow_in_tmp(tmp_path_factory):
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+# --- running stages through the one entry point ------------------------------------------------
+
+
+def layout(root: Path) -> dict[str, Path]:
+    """Where each stage reads and writes inside `root` (the project layout, relocated)."""
+    paths = Layout(root)
+    names = (
+        "params",
+        "raw",
+        "truth",
+        "interim",
+        "processed",
+        "models",
+        "tuning",
+        "explanations",
+        "reports",
+        "segments",
+    )
+    return {name: getattr(paths, name) for name in names}
+
+
+RunStages = Callable[..., dict[str, Path]]
+
+
+@pytest.fixture(scope="session")
+def run_stages() -> RunStages:
+    """`run_stages(root, params, stages)`: write `params` to `root/params.yaml`, run each stage in
+    order with paths under `root`; returns the layout, plus under "reads" the params keys each
+    stage read (`record_reads`). `data.source` names the raw folder validate reads (relative
+    to `root`: `data/raw` is what generate writes there)."""
+
+    def run(root: Path, params: dict, stages: tuple[str, ...] = STAGES) -> dict:
+        paths = Layout(root)
+        root.mkdir(parents=True, exist_ok=True)
+        paths.params.write_text(
+            yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8"
+        )
+        typed = load_params(paths.params)
+        reads: dict[str, set[str]] = {}
+        for stage in stages:
+            with record_reads() as seen:
+                run_stage(stage, paths, typed)
+            reads[stage] = seen
+        return {**layout(root), "reads": reads}
+
+    return run

@@ -120,7 +120,15 @@ def test_repro_runs_caches_and_reruns_on_param_change(project: Path, tmp_path: P
     second = _repro(project, env)
     assert "Running stage" not in second, second
 
+    # settings that cannot change results are no dependency: changing them re-runs nothing
     params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    params["features"]["range_workers"] = 1
+    params["features"]["duckdb_threads"] = 1
+    params["base"]["log_level"] = "DEBUG"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), "utf-8")
+    unchanged = _repro(project, env)
+    assert "Running stage" not in unchanged, unchanged
+
     params["evaluate"]["capacity"] = 0.15
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), "utf-8")
     third = _repro(project, env)

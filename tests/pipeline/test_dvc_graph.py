@@ -53,8 +53,9 @@ def _stages() -> dict:
 @pytest.mark.parametrize("stage", list(_stages()))
 def test_every_imported_module_is_a_dependency(stage):
     spec = _stages()[stage]
-    module = spec["cmd"].split()[-1]
-    entry = _module_file(module)
+    # `churnlight stage NAME` runs pipelines/NAME.py through pipelines/common.py's run_stage
+    assert spec["cmd"] == f"churnlight stage {stage}", spec["cmd"]
+    entry = _module_file(f"churnlight.pipelines.{stage}")
     assert entry is not None, spec["cmd"]
     deps = [ROOT / d for d in spec.get("deps", [])]
 
@@ -63,7 +64,7 @@ def test_every_imported_module_is_a_dependency(stage):
 
     missing = sorted(
         str(f.relative_to(ROOT))
-        for f in _closure(entry)
+        for f in _closure(entry) | _closure(ROOT / "pipelines" / "common.py")
         if f.name != "__init__.py" and not covered(f)
     )
     assert not missing, f"stage {stage!r} imports these but dvc.yaml does not list them: {missing}"
@@ -73,3 +74,46 @@ def test_the_check_finds_imports():
     """Guards the test above against passing vacuously."""
     files = {str(f.relative_to(ROOT)) for f in _closure(ROOT / "pipelines" / "explain.py")}
     assert {"pipelines/explain.py", "models/explain.py", "pipelines/common.py"} <= files
+
+
+# --- params: exact keys, none that cannot change a result ---------------------------------------
+
+
+def _params_yaml() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+
+
+def _has_key(tree: dict, key: str) -> bool:
+    node = tree
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@pytest.mark.parametrize("stage", list(_stages()))
+def test_params_dependencies_exist_and_exclude_runtime_settings(stage):
+    """Every params key a stage depends on is in params.yaml, and none is (or holds) a setting
+    that cannot change results: changing those must re-run nothing."""
+    from churnlight.features.params import runtime_keys
+
+    declared = _stages()[stage].get("params", [])
+    tree = _params_yaml()
+    assert [k for k in declared if not _has_key(tree, k)] == []
+    runtime = runtime_keys()
+    holding = sorted(r for r in runtime for k in declared if r == k or r.startswith(k + "."))
+    assert holding == [], f"stage {stage!r} depends on settings that cannot change results"
+
+
+def test_runtime_settings_are_known():
+    """Guards the test above: the settings the issue names are marked runtime."""
+    from churnlight.features.params import runtime_keys
+
+    assert {
+        "features.range_workers",
+        "features.duckdb_threads",
+        "features.duckdb_memory_limit",
+        "base.log_level",
+        "explain.threads",
+    } <= runtime_keys()

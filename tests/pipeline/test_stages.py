@@ -291,3 +291,27 @@ def test_model_card_names_the_champion(chain):
     lines = [line for line in card.splitlines() if "champion" in line.lower()]
     assert any(re.search(rf"\b{champion}\b", line) for line in lines), lines
     assert "the synthetic world" in card
+
+
+def test_each_stage_depends_on_every_params_key_it_reads(chain):
+    """What a stage reads from params (recorded while the chain ran) is in its dvc.yaml params,
+    unless it cannot change a result: else an edit to it would leave stale outputs."""
+    import yaml
+
+    from churnlight.features.params import runtime_keys
+
+    dvc_yaml = Path(__file__).resolve().parents[2] / "dvc.yaml"
+    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
+    runtime = runtime_keys()
+    assert chain["reads"]["features"], "nothing recorded: the check would pass vacuously"
+    missing = {}
+    for stage, reads in chain["reads"].items():
+        declared = stages[stage].get("params", [])
+        undeclared = sorted(
+            k
+            for k in reads
+            if k not in runtime and not any(k == d or k.startswith(d + ".") for d in declared)
+        )
+        if undeclared:
+            missing[stage] = undeclared
+    assert missing == {}

@@ -1,0 +1,390 @@
+"""params.yaml as typed, frozen sections: a typo, a missing key or a wrong type fails at once,
+naming the key, instead of silently falling back to a default in code.
+
+params.yaml is the one place that holds defaults: no field here has one. The models live in the
+base layer (`churnlight.features`) so that every layer can take them as arguments; reading the
+file is the stages' job (`churnlight.pipelines.common.load_params`).
+
+Fields marked `runtime()` cannot change any result (threads, workers, memory caps, logging):
+`dvc.yaml` leaves them out of the stages' dependencies, so changing one re-runs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+# --- reading ---------------------------------------------------------------------------------
+
+_READS: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("reads", default=None)
+
+
+class Section(BaseModel):
+    """A params.yaml section: unknown keys are errors, every key is required, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    _path: str = ""
+
+    def __getattribute__(self, name: str) -> Any:
+        seen = _READS.get()
+        if seen is not None and not name.startswith("_") and name in type(self).model_fields:
+            private = object.__getattribute__(self, "__pydantic_private__") or {}
+            prefix = private.get("_path", "")
+            alias = type(self).model_fields[name].alias or name
+            if prefix:  # the top level's reads are sections, not keys
+                seen.add(f"{prefix}.{alias}")
+        return super().__getattribute__(name)
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """As pydantic's, and a read of every field for `record_reads`."""
+        if _READS.get() is not None:
+            for name in type(self).model_fields:
+                getattr(self, name)
+        return super().model_dump(**kwargs)
+
+    def model_post_init(self, context: Any, /) -> None:
+        private = object.__getattribute__(self, "__pydantic_private__") or {}
+        self._set_paths(private.get("_path", ""))
+
+    def _set_paths(self, prefix: str) -> None:
+        """Name each nested section by its key path, for `record_reads`."""
+        object.__setattr__(self, "__pydantic_private__", {"_path": prefix})
+        for name, info in type(self).model_fields.items():
+            value = object.__getattribute__(self, name)
+            if isinstance(value, Section):
+                key = info.alias or name
+                value._set_paths(f"{prefix}.{key}" if prefix else key)
+
+
+@contextlib.contextmanager
+def record_reads() -> Iterator[set[str]]:
+    """Collect the key paths (`features.signals.gap_ratio`) read inside the block: the DVC test
+    checks that every key a stage reads is one of its dependencies in dvc.yaml."""
+    seen: set[str] = set()
+    token = _READS.set(seen)
+    try:
+        yield seen
+    finally:
+        _READS.reset(token)
+
+
+def runtime(**kwargs: Any) -> Any:
+    """A field that cannot change results: kept out of dvc.yaml's dependencies."""
+    return Field(json_schema_extra={"runtime": True}, **kwargs)
+
+
+def _iso_date(value: Any) -> Any:
+    """YAML reads an unquoted 2026-10-31 as a date; keep dates as ISO strings."""
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+IsoDate = Annotated[str, BeforeValidator(_iso_date)]
+Number = int | float  # as written: a threshold of 2 stays the integer 2
+Share = Annotated[float, Field(ge=0, le=1)]
+Positive = Annotated[int, Field(gt=0)]
+
+
+# --- the sections ----------------------------------------------------------------------------
+
+
+class BaseParams(Section):
+    seed: int
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = runtime()
+
+
+class DataParams(Section):
+    source: str
+    as_of: IsoDate | None
+    label_column: str
+
+
+class GenerateParams(Section):
+    n_customers: Positive
+    months: Positive
+    start: IsoDate
+    regions: tuple[str, ...]
+    industries: tuple[str, ...]
+    existing_share: Share
+    hazard_intent_base: float
+    hazard_intent_satisfaction: float
+    hazard_intent_engagement: float
+    hazard_intent_competitor: float
+    hazard_intent_downturn: float
+    hazard_intent_policy: float
+    hazard_intent_new_customer: float
+    hazard_intent_basic_plan: float
+    hazard_passive: Share
+    hazard_fading: Share
+    intent_churn_per_month: Share
+    fading_churn_per_month: Share
+    intent_activity_factor: float
+    fading_decay: float
+    trace_noise: float
+    logins_per_month: float
+    competitor_launch_rate: Share
+    policy_shock_rate: Share
+    downturn_rate: Share
+
+
+class ValidateParams(Section):
+    max_examples: Positive = runtime()  # examples in error messages only
+
+
+class Signals(Section):
+    activity_drop: Number
+    months_without_purchase: Number
+    gap_ratio: Number
+    spend_drop: Number
+    reply_rate_drop: Number
+    booking_cancellations: Number
+    service_overdue_days: Number
+    nps_detractor_max: Number
+    nps_drop: Number
+    csat_low_max: Number
+    vague_replies: Number
+    competitor_mentions: Number
+    industry_decline_6m: Number
+
+
+class Rfm(Section):
+    recency_days: tuple[Number, Number, Number, Number]
+    frequency_per_year: tuple[Number, Number, Number, Number]
+    monetary_per_year: tuple[Number, Number, Number, Number]
+    tiers: dict[Literal["platinum", "gold", "silver"], int]
+
+
+class Care(Section):
+    core_spend: Number
+    core_interactions_per_month: Number
+    dormant_days: Number
+
+
+class FeaturesParams(Section):
+    first_cutoff: IsoDate | None
+    last_cutoff: IsoDate | None
+    step_months: Positive
+    label_window_days: Positive
+    churn_definition: Literal["cancellation", "inactivity"]
+    inactivity_days: Positive
+    windows_days: tuple[Positive, ...]
+    lexicon: str | None
+    partitions: Positive | None = runtime()
+    events_per_partition: Positive = runtime()
+    customers_per_partition: Positive = runtime()
+    range_workers: Positive = runtime()
+    duckdb_memory_limit: str | None = runtime()
+    duckdb_threads: Positive | None = runtime()
+    signals: Signals
+    rfm: Rfm
+    care: Care
+
+    @property
+    def label_horizon_days(self) -> int:
+        """Days after a cutoff that its label reads: the row is labelled only if they are seen."""
+        if self.churn_definition == "inactivity":
+            return self.inactivity_days
+        return self.label_window_days
+
+
+class LogregParams(Section):
+    C: float
+
+
+class TreeParams(Section):
+    max_depth: Positive
+    min_samples_leaf: Positive
+
+
+class LgbmParams(Section):
+    n_estimators: Positive
+    learning_rate: float
+    num_leaves: Positive
+    max_depth: int
+    min_child_samples: Positive
+    subsample: float
+    colsample_bytree: float
+    reg_lambda: float
+    n_jobs: Positive  # LightGBM's float sums follow its threads: it can change results
+
+
+ModelName = Literal["logreg", "tree", "lgbm"]
+# a search space entry: [low, high], [low, high, log] or {choices: [...]}
+# (integers stay integers: Optuna then suggests integers)
+SearchSpec = (
+    tuple[int, int]
+    | tuple[float, float]
+    | tuple[int, int, Literal["log"]]
+    | tuple[float, float, Literal["log"]]
+    | dict[Literal["choices"], list]
+)
+HYPERPARAMETERS: dict[str, type[Section]] = {
+    "logreg": LogregParams,
+    "tree": TreeParams,
+    "lgbm": LgbmParams,
+}
+
+
+class SearchSpace(Section):
+    logreg: dict[str, SearchSpec]
+    tree: dict[str, SearchSpec]
+    lgbm: dict[str, SearchSpec]
+
+    @model_validator(mode="after")
+    def _known_hyperparameters(self) -> SearchSpace:
+        for kind, model in HYPERPARAMETERS.items():
+            unknown = set(getattr(self, kind)) - set(model.model_fields)
+            if unknown:
+                raise ValueError(
+                    f"{kind}: not a hyperparameter: {sorted(unknown)} "
+                    f"(known: {sorted(model.model_fields)})"
+                )
+        return self
+
+
+class TrainParams(Section):
+    models: tuple[ModelName, ...]
+    test_months: Positive
+    folds: Annotated[int, Field(ge=2)]
+    calibration: Literal["isotonic", "sigmoid"]
+    n_trials: dict[ModelName, Positive]
+    timeout_s: float
+    early_stopping_rounds: Positive
+    mlflow_experiment: str
+    registered_model: str
+    logreg: LogregParams
+    tree: TreeParams
+    lgbm: LgbmParams
+    search_space: SearchSpace
+
+    def hyperparameters(self, kind: str) -> dict[str, Any]:
+        """The fixed hyperparameters of one candidate (the search overrides what it tunes)."""
+        return getattr(self, kind).model_dump()
+
+    def space(self, kind: str) -> dict[str, Any]:
+        """The search space of one candidate, as lists and dicts (what Optuna's suggest reads)."""
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in getattr(self.search_space, kind).items()
+        }
+
+
+Metric = Literal["pr_auc", "roc_auc", "recall_at_capacity", "log_loss", "brier"]
+
+
+class EvaluateParams(Section):
+    capacity: Share
+    primary_metric: Metric
+
+
+class ExplainParams(Section):
+    top_reasons: Positive
+    global_sample: Positive
+    dependence_plots: Annotated[int, Field(ge=0)]
+    figure_languages: tuple[Literal["en", "zh"], ...]
+    reason_tiers: tuple[Literal["high", "medium", "low"], ...]
+    threads: Positive | None = runtime()
+
+
+RiskTier = Literal["high", "medium", "low"]
+ValueTier = Literal["platinum", "gold", "silver", "regular"]
+
+
+class PlaybookRow(Section):
+    risk: RiskTier
+    value: tuple[ValueTier, ...]
+    care: tuple[Literal["core", "active", "dormant"], ...]
+    owner: str
+    due_within_hours: Annotated[int, Field(ge=0)]
+    cost: Annotated[float, Field(ge=0)]
+    action: str
+
+
+class SegmentParams(Section):
+    policy: Literal["capacity", "threshold"]
+    high_share: Share
+    medium_share: Share
+    high_threshold: Share
+    medium_threshold: Share
+    playbook: tuple[PlaybookRow, ...]
+    success_rate: dict[ValueTier, Share]
+    value_column: str
+    psi_threshold: float
+    psi_bins: Positive
+    angles: dict[Literal["attitude", "external", "behaviour", "profile"], str]
+
+
+class ExportParams(Section):
+    hash_ids: bool
+    hash_secret_env: str
+
+
+class ReportParams(Section):
+    language: Literal["en", "zh"]
+    screenshot: bool
+    weak_slice_auc_margin: float
+    max_trusted_ece: float
+
+
+class Params(Section):
+    """The whole of params.yaml."""
+
+    base: BaseParams
+    data: DataParams
+    generate: GenerateParams
+    validate_: ValidateParams = Field(alias="validate")
+    features: FeaturesParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    explain: ExplainParams
+    segment: SegmentParams
+    export: ExportParams
+    report: ReportParams
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ParamsError(ValueError):
+    """params.yaml does not fit the sections: every problem, each naming its key."""
+
+
+def _where(loc: tuple) -> str:
+    return ".".join("validate" if p == "validate_" else str(p) for p in loc)
+
+
+def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    """Typed params from the loaded YAML; a ParamsError naming every wrong key otherwise."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = _where(e["loc"]) or "(top level)"
+            if e["type"] == "extra_forbidden":
+                lines.append(f"{key}: unknown key (a typo? it is not one of the section's keys)")
+            elif e["type"] == "missing":
+                lines.append(f"{key}: missing key")
+            else:
+                got = repr(e.get("input"))
+                got = got if len(got) <= 60 else got[:57] + "..."
+                lines.append(f"{key}: {e['msg']} (got {got})")
+        raise ParamsError(f"{source}: {len(lines)} problem(s)\n  " + "\n  ".join(lines)) from None
+
+
+def runtime_keys(model: type[Section] = Params, prefix: str = "") -> set[str]:
+    """Key paths of the fields marked `runtime()`, e.g. `features.range_workers`."""
+    out: set[str] = set()
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{info.alias or name}"
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("runtime"):
+            out.add(key)
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, Section):
+            out |= runtime_keys(ann, f"{key}.")
+    return out
