@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlight.features.build import rule_signals, three_colour
+from churnlight.features.rules import apply_rules
 
 from .helpers import SIGNALS, build, by_customer, customers, days_before, transactions
 
@@ -83,6 +83,16 @@ SIGNAL_CASES = {
 
 def frame(*changes: dict, base: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame([{**(CALM if base is None else base), **c} for c in changes])
+
+
+def three_colour(df: pd.DataFrame, signals: dict) -> pd.DataFrame:
+    """The rule's outputs for feature rows, through the SQL the stage runs."""
+    return apply_rules(df, signals)[["rule_colour", "rule_families", "rule_score"]]
+
+
+def rule_signals(df: pd.DataFrame, signals: dict) -> pd.DataFrame:
+    """The signals counted per family, and spend drop, through the SQL the stage runs."""
+    return apply_rules(df, signals).filter(regex="^rule_(.*_signals|spend_drop)$")
 
 
 def colours(df: pd.DataFrame) -> list[str]:
