@@ -124,6 +124,17 @@ def test_each_signal_fires_at_its_threshold_in_its_own_family(name):
     assert colours(df) == ["yellow", "green"]
 
 
+@pytest.mark.parametrize("name", list(SIGNAL_CASES))
+def test_each_signal_is_one_named_step(name):
+    # the NPS detractor score and the NPS drop are two ways of one signal, nps_low
+    signal = "nps_low" if name.startswith("nps_") else name
+    _, fires, short = SIGNAL_CASES[name]
+    out = apply_rules(frame(fires, short), SIGNALS)
+    assert out[f"signal_{signal}"].tolist() == [True, False]
+    others = [c for c in out.columns if c.startswith("signal_") and c != f"signal_{signal}"]
+    assert not out[others].to_numpy().any()
+
+
 @pytest.mark.parametrize(
     ("a", "b"),
     [("activity_drop", "complaint_open"), ("vague", "policy"), ("gap", "competitor_launch")],
