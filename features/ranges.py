@@ -170,7 +170,7 @@ def snapshot_tables(
     hash tables cost merging across threads; ranges share nothing, so ranges side by side keep
     the cores busier, for less CPU, than one range on all of them. At most `workers` ranges are
     in work while the caller holds the last one handed out. The database's threads are shared
-    out: each worker's own thread plus `threads - workers` helpers, as many as the `threads` setting in all.
+    out: each worker's own thread plus `threads - workers` helpers, `threads` in all.
     """
     bounds = range_bounds(con, partitions) if workers > 1 else []
     if len(bounds) <= 1:
