@@ -10,8 +10,8 @@ customer: the 50 M events of the issue that asked for this benchmark), validates
 then runs, each in its own subprocess so that each one's peak RSS is measured alone
 (`os.wait4` on that child):
 
-1. the feature stage, `churnlight.pipelines.features.run(interim, out, params)`, with the
-   project's params (`--params`);
+1. the feature stage's work, `churnlight.features.build.build_snapshots` (what
+   `churnlight.pipelines.features.run` calls), with the project's params (`--params`);
 2. the reference: hand-written SQL, no churnlight code, that computes the core behaviour
    aggregates for every (customer, cutoff) active at the cutoffs whose rows the stage writes
    (those with a fully observed label window, and the newest): counts of each activity type and
@@ -28,7 +28,7 @@ gets the report and ends with exactly one line:
 `ratio` is feature_s / reference_s and `rss_gb` the feature stage's peak RSS in GiB. The goal:
 ratio <= 1.5 and rss_gb <= 2 on a 2-core, 24 GB machine.
 
-With `--workdir DIR` the world (DIR/raw, DIR/interim) is kept and reused by later runs of the
+With `--workdir DIR` the validated world (DIR/interim) is kept and reused by later runs of the
 same size, months, seed and logins, so before/after comparisons see identical input. The
 world's logins are `--logins-per-month` (default 0.25); `--logins-per-month 3.0` gives the
 project's default world (`generate.logins_per_month`), about 93 events a customer.
@@ -78,35 +78,47 @@ def cpu_seconds() -> float:
 def child_world(
     workdir: Path, customers: int, months: int, seed: int, logins: float, params_path: Path
 ) -> dict:
-    """Generate, write and validate the world into workdir/raw and workdir/interim."""
-    from churnlight.features.synthetic import WorldConfig, generate_world
-    from churnlight.pipelines import validate
-    from churnlight.pipelines.common import load_params
-    from churnlight.pipelines.generate import write_world
+    """Generate and validate the world into workdir/interim, as stages generate and validate
+    would (their library calls, without the raw files in between)."""
+    import yaml
 
-    params = load_params(params_path)
+    from churnlight.features.contract import validate_tables
+    from churnlight.features.synthetic import WorldConfig, generate_world
+
+    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
     gen = dict(params["generate"], n_customers=customers, months=months, logins_per_month=logins)
     t0 = time.perf_counter()
     world = generate_world(WorldConfig.from_params(gen), seed=seed)
     generate_s = time.perf_counter() - t0
-    raw = workdir / "raw"
-    write_world(world, raw)
-    as_of = str(world.as_of.date())
+    raw, as_of = world.raw_tables(), str(world.as_of.date())
     del world
     t0 = time.perf_counter()
-    data = validate.run(raw, workdir / "interim", as_of)
+    data = validate_tables(raw, as_of=as_of, label_column=params["data"]["label_column"])
+    del raw
+    interim = workdir / "interim"
+    shutil.rmtree(interim, ignore_errors=True)
+    interim.mkdir(parents=True)
+    for name, df in data.tables.items():
+        df.to_parquet(interim / f"{name}.parquet", index=False)
+    report = json.dumps(data.report, indent=2, ensure_ascii=False, default=str)
+    (interim / "contract_report.json").write_text(report + "\n", encoding="utf-8")
     validate_s = time.perf_counter() - t0
     return {"generate_s": generate_s, "validate_s": validate_s, "rows": data.report["rows"]}
 
 
 def child_features(interim: Path, out: Path, params_path: Path) -> dict:
-    """The feature stage exactly as `dvc repro` runs it, minus argument parsing."""
-    from churnlight.pipelines import features
-    from churnlight.pipelines.common import load_params
+    """The feature stage's work as `dvc repro` runs it, minus argument parsing and the
+    registry and report files."""
+    import yaml
 
-    params = load_params(params_path)
+    from churnlight.features.build import build_snapshots
+
+    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    report = json.loads((interim / "contract_report.json").read_text(encoding="utf-8"))
+    out.mkdir(parents=True)
+    label_column = params["data"]["label_column"]
     t0, c0 = time.perf_counter(), cpu_seconds()
-    summary = features.run(interim, out, params)
+    summary, _ = build_snapshots(interim, out, report, params["features"], label_column)
     seconds = time.perf_counter() - t0
     return {
         "seconds": seconds,

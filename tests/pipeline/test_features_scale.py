@@ -1,24 +1,28 @@
 """The feature stage's ways to its files give the same files.
 
-At scale the stage aggregates one range of customers at a time and derives the features in
-DuckDB (checked against `derive_features` on a sample first), or in pandas batches when that
-check fails. Every way must write what the whole-table pandas computation writes: same rows, in
-the same (customer_id, cutoff) order, same values, same dtypes.
+At scale the stage aggregates and derives one range of customers at a time, several ranges
+side by side. Every way must write what the whole-table computation of the pandas reference
+(tests/unit/reference_derivation.py) writes: same rows, in the same (customer_id, cutoff) order,
+same values, and the dtypes the column definitions declare.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import logging
 import threading
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
+from unit.reference_derivation import aggregate_frame, finish_rows
+from unit.reference_derivation import profile_columns as pandas_profile_columns
 
-from churnlight.features import build
+from churnlight.features import ranges
+from churnlight.features.aggregates import aggregate_select, prepare
+from churnlight.features.build import connect, plan_events
+from churnlight.features.config import FeatureConfig, load_lexicon, make_cutoffs
+from churnlight.features.snapshots import SnapshotWriter
 from churnlight.pipelines import features as stage
 
 FILES = ("features.parquet", "scoring.parquet")
@@ -34,25 +38,26 @@ def world(tmp_path_factory, make_pipeline_params, run_stages) -> tuple[Path, dic
 
 @pytest.fixture(scope="module")
 def whole_table(world, tmp_path_factory) -> dict[str, pd.DataFrame]:
-    """features / scoring as the stage wrote them before it scaled: everything in one frame."""
+    """features / scoring as the pandas reference computes them from the whole-table
+    aggregates, typed as the column definitions declare."""
     interim, params = world
     fp = params["features"]
     report = json.loads((interim / "contract_report.json").read_text())
     present = {p.stem for p in interim.glob("*.parquet")}
-    cfg = build.FeatureConfig.from_params(fp)
+    cfg = FeatureConfig.from_params(fp)
     as_of = pd.Timestamp(report["as_of"])
-    cutoffs = build.make_cutoffs(as_of, fp["first_cutoff"], fp["last_cutoff"], fp["step_months"])
-    con = duckdb.connect()
-    for name in present:
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{interim / name}.parquet')")
-    agg = build.compute_aggregates(
-        con, present, cutoffs, as_of + pd.Timedelta(days=1), cfg, stage.load_lexicon()
-    )
+    cutoffs = make_cutoffs(as_of, fp["first_cutoff"], fp["last_cutoff"], fp["step_months"])
+    out = tmp_path_factory.mktemp("whole")
+    con = connect(interim, present, out, None, None)
+    has_geo = prepare(con, present, cutoffs, as_of + pd.Timedelta(days=1), load_lexicon())
+    agg = aggregate_frame(con, aggregate_select(con, cfg, has_geo))
     customers = con.execute("SELECT * FROM customers").df()
+    plan, _ = plan_events(con, present, report, fp)
+    declared = {c.name: c.type.pandas for c in plan.columns if c.written}
     con.close()
     tables = {t: t in present for t in ("activity", "transactions", "feedback", "market")}
-    feats = build.finish_rows(agg, cfg, tables, customers, build.profile_columns(customers))
-    out = tmp_path_factory.mktemp("whole")
+    prof = pandas_profile_columns(customers)
+    feats = finish_rows(agg, cfg, tables, customers, prof).astype(declared)
     feats[feats["label"].notna()].to_parquet(out / FILES[0], index=False)
     last = feats["cutoff"].max()
     feats[feats["cutoff"] == last].drop(columns="label").to_parquet(out / FILES[1], index=False)
@@ -70,34 +75,17 @@ def _run(world, out: Path, **settings) -> dict[str, pd.DataFrame]:
 @pytest.mark.parametrize(
     "settings",
     [
-        {"derive_in_sql": True, "partitions": 1},
-        {"derive_in_sql": True, "partitions": 3, "range_workers": 1},
-        {"derive_in_sql": True, "partitions": 5, "range_workers": 2},
-        {"derive_in_sql": True, "partitions": 4, "range_workers": 3},
-        {"derive_in_sql": False, "partitions": 3, "batch_rows": 2048},
+        {"partitions": 1},
+        {"partitions": 3, "range_workers": 1},
+        {"partitions": 5, "range_workers": 2},
+        {"partitions": 4, "range_workers": 3},
     ],
-    ids=["sql", "sql-partitioned", "sql-2-workers", "sql-3-workers", "pandas-partitioned-batches"],
+    ids=["one-range", "partitioned", "2-workers", "3-workers"],
 )
 def test_every_way_writes_the_whole_table_result(world, whole_table, tmp_path, settings):
     got = _run(world, tmp_path / "out", **settings)
     for f in FILES:
         assert len(got[f]) > 0
-        pd.testing.assert_frame_equal(got[f], whole_table[f], check_exact=True)
-
-
-def test_a_sql_derivation_that_differs_falls_back_to_pandas(
-    world, whole_table, tmp_path, monkeypatch, caplog
-):
-    real = build.derived_sql
-
-    def off_by_one(*args, **kwargs):
-        return [(n, f"{e} + 1" if n == "rule_score" else e) for n, e in real(*args, **kwargs)]
-
-    monkeypatch.setattr(build, "derived_sql", off_by_one)
-    with caplog.at_level(logging.WARNING, logger="churnlight.features"):
-        got = _run(world, tmp_path / "out", derive_in_sql=True, partitions=2)
-    assert "deriving in pandas" in caplog.text and "rule_score" in caplog.text
-    for f in FILES:
         pd.testing.assert_frame_equal(got[f], whole_table[f], check_exact=True)
 
 
@@ -116,54 +104,63 @@ def _cancel_first_customers(world, folder: Path, share: float) -> Path:
     return folder
 
 
-def test_an_empty_first_range_still_derives_in_sql(world, tmp_path, caplog):
-    # the SQL check draws its sample from all customers, not from the first range
+def test_an_empty_first_range_writes_what_one_range_writes(world, tmp_path):
     interim = _cancel_first_customers(world, tmp_path / "interim", share=0.4)
     params = copy.deepcopy(world[1])
     got = {}
     for parts in (1, 3):
-        params["features"].update(derive_in_sql=True, partitions=parts)
-        with caplog.at_level(logging.INFO, logger="churnlight.features"):
-            stage.run(interim, tmp_path / f"out{parts}", params)
-        assert "derived (DuckDB)" in caplog.text and "deriving in pandas" not in caplog.text
-        caplog.clear()
+        params["features"].update(partitions=parts)
+        stage.run(interim, tmp_path / f"out{parts}", params)
         got[parts] = {f: pd.read_parquet(tmp_path / f"out{parts}" / f) for f in FILES}
     for f in FILES:
         assert len(got[3][f]) > 0
         pd.testing.assert_frame_equal(got[3][f], got[1][f], check_exact=True)
 
 
+def test_without_any_row_the_files_have_the_declared_schema(world, whole_table, tmp_path):
+    """Column names and types come from the definitions, not from rows: a run where every
+    customer left before the first cutoff writes empty files that pandas reads with the same
+    dtypes as a full run."""
+    interim = _cancel_first_customers(world, tmp_path / "interim", share=1.0)
+    got = stage.run(interim, tmp_path / "out", world[1])
+    assert (got["labelled_rows"], got["scoring_rows"]) == (0, 0)
+    for f in FILES:
+        empty = pd.read_parquet(tmp_path / "out" / f)
+        assert len(empty) == 0
+        pd.testing.assert_series_equal(empty.dtypes, whole_table[f].dtypes)
+
+
 def test_a_newest_cutoff_with_its_label_window_observed_is_in_both_files(world, tmp_path):
     """features.last_cutoff early enough that the scoring snapshot has labels too: its rows go
-    to both files, and the SQL derivation writes what the pandas one writes."""
+    to both files, whether ranges are worked on one at a time or side by side."""
     interim, _ = world
     as_of = pd.Timestamp(json.loads((interim / "contract_report.json").read_text())["as_of"])
     last = (as_of - pd.DateOffset(months=5)).normalize().replace(day=1)
     got = {
-        sql: _run(
+        workers: _run(
             world,
-            tmp_path / f"out{sql}",
-            derive_in_sql=sql,
-            partitions=2,
+            tmp_path / f"out{workers}",
+            partitions=3,
+            range_workers=workers,
             last_cutoff=str(last.date()),
         )
-        for sql in (True, False)
+        for workers in (1, 2)
     }
-    labelled, scoring = got[True]["features.parquet"], got[True]["scoring.parquet"]
+    labelled, scoring = got[2]["features.parquet"], got[2]["scoring.parquet"]
     assert len(scoring) > 0 and (scoring["cutoff"] == last).all()
     assert labelled["label"].notna().all()
     newest = labelled[labelled["cutoff"] == last]
     assert list(newest["customer_id"]) == list(scoring["customer_id"])
     for f in FILES:
-        keys = got[True][f][["customer_id", "cutoff"]]
+        keys = got[2][f][["customer_id", "cutoff"]]
         assert keys.equals(keys.sort_values(["customer_id", "cutoff"], ignore_index=True))
-        pd.testing.assert_frame_equal(got[True][f], got[False][f], check_exact=True)
+        pd.testing.assert_frame_equal(got[2][f], got[1][f], check_exact=True)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_failure_in_a_range_leaves_no_output(world, tmp_path, monkeypatch, workers):
     calls = {"n": 0}
-    real = build.snapshot_table
+    real = ranges.snapshot_table
     lock = threading.Lock()
 
     def fails_on_the_second_range(*args, **kwargs):
@@ -174,10 +171,10 @@ def test_a_failure_in_a_range_leaves_no_output(world, tmp_path, monkeypatch, wor
             raise OSError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(build, "snapshot_table", fails_on_the_second_range)
+    monkeypatch.setattr(ranges, "snapshot_table", fails_on_the_second_range)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
-        _run(world, out, derive_in_sql=True, partitions=4, range_workers=workers)
+        _run(world, out, partitions=4, range_workers=workers)
     assert 2 <= calls["n"] < 4  # it stopped at the failure
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no half-written temporary folder either
@@ -185,21 +182,13 @@ def test_a_failure_in_a_range_leaves_no_output(world, tmp_path, monkeypatch, wor
 
 def test_abandoned_parallel_ranges_stop_and_give_the_threads_back(world, tmp_path):
     interim, params = world
-    fp = dict(params["features"], duckdb_threads=2)
     report = json.loads((interim / "contract_report.json").read_text())
     present = {p.stem for p in interim.glob("*.parquet")}
-    con = stage.connect(interim, present, fp, tmp_path)
-    plan = stage.plan_events(con, present, report, fp)
-    args = (con, present, plan.cutoffs, plan.data_end, plan.cfg, stage.load_lexicon())
-    sample_run = build.aggregate_ranges(*args, 0, tuple(plan.profile), sample=500)
-    _, sql = next(sample_run)
-    select, sample = stage.check_sql_derivation(con, sql, plan, tmp_path)
-    assert select is not None
-    schema = build.snapshot_schema(con, select, sample)
-    sample_run.close()
-    tables = build.snapshot_tables(*args, 6, tuple(plan.profile), select, schema, workers=2)
+    con = connect(interim, present, tmp_path, None, 2)
+    plan, _ = plan_events(con, present, report, params["features"])
+    tables = ranges.snapshot_tables(con, plan, 6, workers=2)
     first = next(tables)
-    assert first.num_rows > 0 and first.schema.equals(schema)
+    assert first.num_rows > 0 and first.schema.equals(plan.schema)
     tables.close()  # the caller stops after one range
     assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 2
     con.close()
@@ -209,10 +198,10 @@ def test_a_failure_in_the_writing_thread_leaves_no_output(world, tmp_path, monke
     def disk_full(self, table):
         raise OSError("disk full")
 
-    monkeypatch.setattr(stage.ArrowSnapshotWriter, "_write", disk_full)
+    monkeypatch.setattr(SnapshotWriter, "_write", disk_full)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
-        _run(world, out, derive_in_sql=True, partitions=3)
+        _run(world, out, partitions=3)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -220,7 +209,7 @@ def test_a_failure_in_the_writing_thread_leaves_no_output(world, tmp_path, monke
 def test_the_parquet_pandas_metadata_matches_each_files_columns(world, tmp_path):
     import pyarrow.parquet as pq
 
-    _run(world, tmp_path / "out", derive_in_sql=True, partitions=2)
+    _run(world, tmp_path / "out", partitions=2)
     for f in FILES:
         schema = pq.read_schema(tmp_path / "out" / f)
         described = [c["name"] for c in schema.pandas_metadata["columns"]]

@@ -1,31 +1,30 @@
 """Tiny hand-made tables and one call that turns them into feature rows.
 
 Every unit test builds a handful of events relative to one cutoff (`CUTOFF`, 2026-01-01 00:00),
-registers them as DuckDB views on an in-memory connection and calls the public API
-(`compute_aggregates` -> `derive_features` -> `three_colour`), exactly as the features stage
-does over Parquet files.
+registers them as DuckDB views on an in-memory connection and runs the library's SQL on them
+(aggregates, then the column definitions and the rules, written to Parquet and read back),
+exactly as the features stage does over Parquet files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
-from churnlight.features.build import (
-    FeatureConfig,
-    add_profile,
-    compute_aggregates,
-    derive_features,
-    profile_columns,
-    three_colour,
-)
-from churnlight.pipelines.features import load_lexicon
+from churnlight.features.aggregates import aggregate_select, prepare, relation_types
+from churnlight.features.config import FeatureConfig, load_lexicon
+from churnlight.features.derived import event_columns, profile_columns
+from churnlight.features.ranges import EventPlan, snapshot_tables
+
+from .reference_derivation import aggregate_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 with (ROOT / "params.yaml").open(encoding="utf-8") as _fh:
@@ -146,11 +145,37 @@ def aggregates(
     data_end: pd.Timestamp = DATA_END,
     cfg: FeatureConfig = CFG,
 ) -> pd.DataFrame:
+    """The aggregates of every (customer, cutoff), typed as the pandas reference reads them."""
     con = connect(tables)
     try:
-        return compute_aggregates(con, set(tables), list(cutoffs), data_end, cfg, LEXICON)
+        has_geo = prepare(con, set(tables), list(cutoffs), data_end, LEXICON)
+        return aggregate_frame(con, aggregate_select(con, cfg, has_geo))
     finally:
         con.close()
+
+
+def plan(
+    con: duckdb.DuckDBPyConnection,
+    present: set[str],
+    cutoffs: Sequence[pd.Timestamp] = (CUTOFF,),
+    data_end: pd.Timestamp = DATA_END,
+    cfg: FeatureConfig = CFG,
+    profile: bool = False,
+) -> EventPlan:
+    """The stage's plan for these tables (every cutoff kept; the profile only if asked)."""
+    customer_types = relation_types(con, "customers") if "customers" in present else {}
+    prof = profile_columns(customer_types) if profile else {}
+    tables = {t: t in present for t in EVENT_TABLES}
+    tables["market"] &= {"region", "industry"} <= set(customer_types)
+    return EventPlan(
+        cfg=cfg,
+        present=frozenset(present),
+        cutoffs=tuple(cutoffs),
+        data_end=data_end,
+        lexicon=LEXICON,
+        profile=prof,
+        columns=tuple(event_columns(cfg, tables, prof)),
+    )
 
 
 def build(
@@ -160,13 +185,19 @@ def build(
     cfg: FeatureConfig = CFG,
     profile: bool = False,
 ) -> pd.DataFrame:
-    """Feature rows as the stage makes them: aggregates, derived features, (profile), rules."""
-    agg = aggregates(tables, cutoffs, data_end, cfg)
-    feats = derive_features(agg, cfg, {t: t in tables for t in EVENT_TABLES})
-    if profile and "customers" in tables:
-        cust = tables["customers"]
-        feats = add_profile(feats, cust, profile_columns(cust))
-    return pd.concat([feats, three_colour(feats, cfg.signals)], axis=1)
+    """Feature rows as the stage writes and pandas reads them back: aggregates, derived
+    features, (profile), rules; in (customer_id, cutoff) order."""
+    con = connect(tables)
+    try:
+        run = plan(con, set(tables), cutoffs, data_end, cfg, profile)
+        buf = io.BytesIO()
+        with pq.ParquetWriter(buf, run.schema) as writer:
+            for table in snapshot_tables(con, run, partitions=1):
+                writer.write_table(table)
+    finally:
+        con.close()
+    feats = pd.read_parquet(io.BytesIO(buf.getvalue()))
+    return feats.sort_values(["customer_id", "cutoff"], ignore_index=True)
 
 
 def by_customer(feats: pd.DataFrame, cutoff: pd.Timestamp = CUTOFF) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """The fast activity SQL equals its plain definition, as a property over random event tables.
 
 `activity_reference_sql` states every output of f_activity as one filter over the events of a
-(customer, cutoff); the stage runs `_activity_sql` (two steps, integer keys). Events are drawn
+(customer, cutoff); the stage runs `activity_sql` (two steps, integer keys). Events are drawn
 on and around the edges that matter: cutoffs, window starts (cutoff - w days, one microsecond
 either side), month starts and leap days; cutoffs are month starts or anywhere in a month, and
 windows are random (7, 45, 400 days ...), so the lookback is not always 365 days.
@@ -16,7 +16,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from churnlight.features import build
+from churnlight.features.activity import activity_reference_sql, activity_sql
+from churnlight.features.aggregates import aggregate_select, prepare
 
 from .helpers import CFG, DATA_END, LEXICON, activity, customers, transactions
 
@@ -76,10 +77,10 @@ def _f_activity(rows, cutoffs: list[pd.Timestamp], windows: tuple[int, ...], fas
         for name, df in tables.items():
             con.register(f"{name}_df", df)
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_df")
-        build.compute_aggregates(con, set(tables), cutoffs, DATA_END, cfg, LEXICON)
-        lookback = max(max(windows), 365)
-        sql = build._activity_sql if fast else build.activity_reference_sql
-        con.execute(sql(windows, lookback))
+        has_geo = prepare(con, set(tables), cutoffs, DATA_END, LEXICON)
+        aggregate_select(con, cfg, has_geo)
+        sql = activity_sql if fast else activity_reference_sql
+        con.execute(sql(windows, cfg.lookback_days))
         return con.execute("""
             SELECT s.customer_id, s.cutoff, f.* EXCLUDE (sid)
             FROM f_activity f JOIN spine s USING (sid) ORDER BY s.cutoff, s.customer_id

@@ -177,7 +177,7 @@ def test_inactivity_works_without_cancel_dates_and_waits_for_its_own_horizon():
     ],
 )
 def test_the_stage_skips_cutoffs_that_get_neither_a_label_nor_scored(definition, kept):
-    from churnlight.features.build import make_cutoffs, needed_cutoffs
+    from churnlight.features.config import make_cutoffs, needed_cutoffs
 
     data_end = pd.Timestamp("2026-04-01")
     cutoffs = make_cutoffs(data_end - pd.Timedelta(days=1), "2025-11-01", None, 1)

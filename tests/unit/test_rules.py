@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlight.features.build import rule_signals, three_colour
+from churnlight.features.rules import apply_rules
 
 from .helpers import SIGNALS, build, by_customer, customers, days_before, transactions
 
@@ -85,6 +85,16 @@ def frame(*changes: dict, base: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame([{**(CALM if base is None else base), **c} for c in changes])
 
 
+def three_colour(df: pd.DataFrame, signals: dict) -> pd.DataFrame:
+    """The rule's outputs for feature rows, through the SQL the stage runs."""
+    return apply_rules(df, signals)[["rule_colour", "rule_families", "rule_score"]]
+
+
+def rule_signals(df: pd.DataFrame, signals: dict) -> pd.DataFrame:
+    """The signals counted per family, and spend drop, through the SQL the stage runs."""
+    return apply_rules(df, signals).filter(regex="^rule_(.*_signals|spend_drop)$")
+
+
 def colours(df: pd.DataFrame) -> list[str]:
     return three_colour(df, SIGNALS)["rule_colour"].tolist()
 
@@ -112,6 +122,17 @@ def test_each_signal_fires_at_its_threshold_in_its_own_family(name):
     assert all(sig[f"rule_{f}_signals"].tolist() == [0, 0] for f in others)
     # one family -> yellow; just short of the threshold -> green
     assert colours(df) == ["yellow", "green"]
+
+
+@pytest.mark.parametrize("name", list(SIGNAL_CASES))
+def test_each_signal_is_one_named_step(name):
+    # the NPS detractor score and the NPS drop are two ways of one signal, nps_low
+    signal = "nps_low" if name.startswith("nps_") else name
+    _, fires, short = SIGNAL_CASES[name]
+    out = apply_rules(frame(fires, short), SIGNALS)
+    assert out[f"signal_{signal}"].tolist() == [True, False]
+    others = [c for c in out.columns if c.startswith("signal_") and c != f"signal_{signal}"]
+    assert not out[others].to_numpy().any()
 
 
 @pytest.mark.parametrize(

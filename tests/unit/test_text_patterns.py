@@ -15,7 +15,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from churnlight.features import build
+from churnlight.features import aggregates
 
 from .helpers import LEXICON
 
@@ -52,7 +52,7 @@ def pattern_hits(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         "CREATE OR REPLACE TEMP TABLE fb AS SELECT mid::VARCHAR AS customer_id, "
         "TIMESTAMP '2026-01-01' AS ts, 'message' AS kind, text FROM messages"
     )
-    sql = build._feedback_sql(build.text_patterns(con), {"feedback": "fb"})
+    sql = aggregates._feedback_sql(aggregates.text_patterns(con), {"feedback": "fb"})
     statement = next(s for s in sql.split(";\n") if "TABLE text_hits AS" in s)
     con.execute(statement)
     return con.execute("""
@@ -101,7 +101,7 @@ def test_a_category_without_phrases_matches_nothing():
     con = duckdb.connect()
     con.register("lex_df", LEXICON[LEXICON["category"] == "vague"])
     con.execute("CREATE TABLE lexicon AS SELECT * FROM lex_df")
-    patterns = build.text_patterns(con)
+    patterns = aggregates.text_patterns(con)
     assert patterns["competitor"] is None and patterns["vague"]
     con.register("msg_df", pd.DataFrame({"mid": [0, 1], "text": ["maybe later", "a rival"]}))
     con.execute("CREATE TABLE messages AS SELECT * FROM msg_df")
