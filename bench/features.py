@@ -83,17 +83,19 @@ def child_world(
     import yaml
 
     from churnlight.features.contract import validate_tables
+    from churnlight.features.params import parse_params
     from churnlight.features.synthetic import WorldConfig, generate_world
 
-    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
-    gen = dict(params["generate"], n_customers=customers, months=months, logins_per_month=logins)
+    params = parse_params(yaml.safe_load(params_path.read_text(encoding="utf-8")))
+    gen = params.generate.model_dump()
+    gen.update(n_customers=customers, months=months, logins_per_month=logins)
     t0 = time.perf_counter()
     world = generate_world(WorldConfig.from_params(gen), seed=seed)
     generate_s = time.perf_counter() - t0
     raw, as_of = world.raw_tables(), str(world.as_of.date())
     del world
     t0 = time.perf_counter()
-    data = validate_tables(raw, as_of=as_of, label_column=params["data"]["label_column"])
+    data = validate_tables(raw, as_of=as_of, label_column=params.data.label_column)
     del raw
     interim = workdir / "interim"
     shutil.rmtree(interim, ignore_errors=True)
@@ -112,13 +114,14 @@ def child_features(interim: Path, out: Path, params_path: Path) -> dict:
     import yaml
 
     from churnlight.features.build import build_snapshots
+    from churnlight.features.params import parse_params
 
-    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    params = parse_params(yaml.safe_load(params_path.read_text(encoding="utf-8")))
     report = json.loads((interim / "contract_report.json").read_text(encoding="utf-8"))
     out.mkdir(parents=True)
-    label_column = params["data"]["label_column"]
+    label_column = params.data.label_column
     t0, c0 = time.perf_counter(), cpu_seconds()
-    summary, _ = build_snapshots(interim, out, report, params["features"], label_column)
+    summary, _ = build_snapshots(interim, out, report, params.features, label_column)
     seconds = time.perf_counter() - t0
     return {
         "seconds": seconds,

@@ -23,6 +23,7 @@ from churnlight.features.columns import snapshot_select
 from churnlight.features.config import FeatureConfig, load_lexicon, make_cutoffs, needed_cutoffs
 from churnlight.features.derived import event_columns, flat_columns, flat_source_sql
 from churnlight.features.derived import profile_columns as profile_of
+from churnlight.features.params import FeaturesParams
 from churnlight.features.ranges import EventPlan, partitions_for, snapshot_tables
 from churnlight.features.registry import FeatureSpec, build_registry, registry_frame
 from churnlight.features.snapshots import SnapshotWriter, split_flat
@@ -49,15 +50,14 @@ def connect(
 
 
 def plan_events(
-    con: duckdb.DuckDBPyConnection, present: set[str], report: dict, params: dict
+    con: duckdb.DuckDBPyConnection, present: set[str], report: dict, params: FeaturesParams
 ) -> tuple[EventPlan, list[FeatureSpec]]:
     """The plan of an event-mode run (see `EventPlan`) and its feature registry, from the
     contract's `report` and the `features` settings."""
     cfg = FeatureConfig.from_params(params)
     as_of = pd.Timestamp(report["as_of"])
     data_end = as_of + pd.Timedelta(days=1)
-    first, last = params.get("first_cutoff"), params.get("last_cutoff")
-    cutoffs = make_cutoffs(as_of, first, last, int(params["step_months"]))
+    cutoffs = make_cutoffs(as_of, params.first_cutoff, params.last_cutoff, params.step_months)
     customer_types = relation_types(con, "customers")
     profile = profile_of(customer_types)
     families = dict(report["families"])
@@ -72,7 +72,7 @@ def plan_events(
         present=frozenset(present),
         cutoffs=tuple(needed_cutoffs(cutoffs, cfg, data_end)),
         data_end=data_end,
-        lexicon=load_lexicon(params.get("lexicon")),
+        lexicon=load_lexicon(params.lexicon),
         profile=profile,
         columns=tuple(event_columns(cfg, tables, profile)),
     )
@@ -110,13 +110,17 @@ def build_event_snapshots(
 
 
 def build_flat_snapshots(
-    con: duckdb.DuckDBPyConnection, folder: Path, report: dict, params: dict, label_column: str
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    report: dict,
+    params: FeaturesParams,
+    label_column: str,
 ) -> tuple[dict, list[FeatureSpec]]:
     """Flat labelled table: the customers' attributes, one snapshot at the data end, in the
     customers table's order; the summary's numbers and the registry (profile only)."""
     profile = profile_of(relation_types(con, "customers"), label_column)
     cutoff = pd.Timestamp(report["as_of"]) + pd.Timedelta(days=1)
-    columns = flat_columns(params["signals"], profile)
+    columns = flat_columns(params.signals.model_dump(), profile)
     rows = flat_source_sql("customers", label_column, str(cutoff.date()), profile)
     table = con.sql(snapshot_select(columns, f"({rows})")).to_arrow_table()
     writer = SnapshotWriter(folder, columns, cutoff, split_flat)
@@ -142,16 +146,17 @@ def features_report(report: dict, registry: pd.DataFrame, counts: dict) -> dict:
 
 
 def build_snapshots(
-    interim: Path, folder: Path, report: dict, params: dict, label_column: str = "churn"
+    interim: Path, folder: Path, report: dict, params: FeaturesParams, label_column: str
 ) -> tuple[dict, pd.DataFrame]:
     """Write features.parquet and scoring.parquet of the validated tables in `interim` (the
     contract's `report` says which) into `folder`; return features_report.json's content and
     the feature registry. `params`: the `features` settings; `label_column`: the label of a
     flat table."""
     present = {p.stem for p in interim.glob("*.parquet")}
-    memory, threads = params.get("duckdb_memory_limit"), params.get("duckdb_threads")
     with tempfile.TemporaryDirectory(prefix="churnlight-features-") as scratch:
-        con = connect(interim, present, Path(scratch), memory, threads)
+        con = connect(
+            interim, present, Path(scratch), params.duckdb_memory_limit, params.duckdb_threads
+        )
         try:
             if report["mode"] == "flat":
                 counts, specs = build_flat_snapshots(con, folder, report, params, label_column)
@@ -164,12 +169,11 @@ def build_snapshots(
                 parts = partitions_for(
                     con,
                     present,
-                    params.get("partitions"),
-                    params["events_per_partition"],
-                    params["customers_per_partition"],
+                    params.partitions,
+                    params.events_per_partition,
+                    params.customers_per_partition,
                 )
-                workers = max(1, int(params.get("range_workers") or 1))
-                counts = build_event_snapshots(con, folder, plan, parts, workers)
+                counts = build_event_snapshots(con, folder, plan, parts, params.range_workers)
         finally:
             con.close()
     registry = registry_frame(specs)

@@ -3,35 +3,38 @@ lexicon of the text signals."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
+from churnlight.features.params import FeaturesParams
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """The `features` section of params.yaml, as typed values."""
+    """What the feature definitions read of the `features` settings (no defaults: those are
+    params.yaml's), with the thresholds as plain dicts the SQL builders index."""
 
-    label_window_days: int = 90
-    churn_definition: str = "cancellation"
-    inactivity_days: int = 90
-    windows_days: tuple[int, ...] = (30, 90, 180, 365)
-    signals: dict = field(default_factory=dict)
-    rfm: dict = field(default_factory=dict)
-    care: dict = field(default_factory=dict)
+    label_window_days: int
+    churn_definition: str
+    inactivity_days: int
+    windows_days: tuple[int, ...]
+    signals: dict
+    rfm: dict
+    care: dict
 
     @classmethod
-    def from_params(cls, p: dict) -> FeatureConfig:
+    def from_params(cls, p: FeaturesParams) -> FeatureConfig:
         return cls(
-            label_window_days=int(p["label_window_days"]),
-            churn_definition=p["churn_definition"],
-            inactivity_days=int(p["inactivity_days"]),
-            windows_days=tuple(int(w) for w in p["windows_days"]),
-            signals=dict(p["signals"]),
-            rfm=dict(p["rfm"]),
-            care=dict(p["care"]),
+            label_window_days=p.label_window_days,
+            churn_definition=p.churn_definition,
+            inactivity_days=p.inactivity_days,
+            windows_days=tuple(p.windows_days),
+            signals=p.signals.model_dump(),
+            rfm=p.rfm.model_dump(),
+            care=p.care.model_dump(),
         )
 
     @property

@@ -7,28 +7,23 @@ Parquet files are in (customer_id, cutoff) order. The work is `churnlight.featur
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-from pathlib import Path
 
 from churnlight.features.build import build_snapshots
-from churnlight.pipelines.common import (
-    atomic_dir,
-    load_params,
-    peak_rss_gb,
-    setup_logging,
-    write_json,
-)
+from churnlight.features.params import Params
+from churnlight.pipelines.common import Layout, atomic_dir, peak_rss_gb, write_json
 
 log = logging.getLogger("churnlight.features")
 
 
-def run(interim: Path, out: Path, params: dict) -> dict:
-    report = json.loads((interim / "contract_report.json").read_text())
-    label_column = params["data"].get("label_column", "churn")
-    with atomic_dir(out) as tmp:
-        summary, registry = build_snapshots(interim, tmp, report, params["features"], label_column)
+def run(paths: Layout, params: Params) -> dict:
+    report = json.loads((paths.interim / "contract_report.json").read_text())
+    label_column = params.data.label_column
+    with atomic_dir(paths.processed) as tmp:
+        summary, registry = build_snapshots(
+            paths.interim, tmp, report, params.features, label_column
+        )
         registry.to_csv(tmp / "feature_registry.csv", index=False, encoding="utf-8")
         write_json(summary, tmp / "features_report.json")
     log.info(
@@ -42,18 +37,3 @@ def run(interim: Path, out: Path, params: dict) -> dict:
         peak_rss_gb(),
     )
     return summary
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--interim", default="data/interim")
-    ap.add_argument("--out", default="data/processed")
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    setup_logging(params["base"].get("log_level", "INFO"))
-    run(Path(args.interim), Path(args.out), params)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,6 @@ same values, and the dtypes the column definitions declare.
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from pathlib import Path
@@ -22,8 +21,9 @@ from churnlight.features import ranges
 from churnlight.features.aggregates import aggregate_select, prepare
 from churnlight.features.build import connect, plan_events
 from churnlight.features.config import FeatureConfig, load_lexicon, make_cutoffs
+from churnlight.features.params import parse_params
 from churnlight.features.snapshots import SnapshotWriter
-from churnlight.pipelines import features as stage
+from churnlight.pipelines.common import Layout, run_stage
 
 FILES = ("features.parquet", "scoring.parquet")
 
@@ -41,12 +41,12 @@ def whole_table(world, tmp_path_factory) -> dict[str, pd.DataFrame]:
     """features / scoring as the pandas reference computes them from the whole-table
     aggregates, typed as the column definitions declare."""
     interim, params = world
-    fp = params["features"]
+    fp = parse_params(params).features
     report = json.loads((interim / "contract_report.json").read_text())
     present = {p.stem for p in interim.glob("*.parquet")}
     cfg = FeatureConfig.from_params(fp)
     as_of = pd.Timestamp(report["as_of"])
-    cutoffs = make_cutoffs(as_of, fp["first_cutoff"], fp["last_cutoff"], fp["step_months"])
+    cutoffs = make_cutoffs(as_of, fp.first_cutoff, fp.last_cutoff, fp.step_months)
     out = tmp_path_factory.mktemp("whole")
     con = connect(interim, present, out, None, None)
     has_geo = prepare(con, present, cutoffs, as_of + pd.Timedelta(days=1), load_lexicon())
@@ -64,12 +64,29 @@ def whole_table(world, tmp_path_factory) -> dict[str, pd.DataFrame]:
     return {f: pd.read_parquet(out / f) for f in FILES}
 
 
-def _run(world, out: Path, **settings) -> dict[str, pd.DataFrame]:
+def _stage(interim: Path, root: Path, params: dict, **settings) -> dict:
+    """The features stage in a project folder `root` whose data/interim is `interim`, with
+    `settings` replacing those of params' `features`; its summary. Writes root/data/processed."""
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "interim").symlink_to(interim.resolve())
+    typed = parse_params(params)
+    typed = typed.model_copy(update={"features": typed.features.model_copy(update=settings)})
+    return run_stage("features", Layout(root), typed)
+
+
+def _processed(root: Path) -> Path:
+    return root / "data" / "processed"
+
+
+def _left_behind(root: Path) -> list[str]:
+    """What a failed run left beside data/interim (nothing: no output, no temporary folder)."""
+    return sorted(p.name for p in (root / "data").iterdir() if p.name != "interim")
+
+
+def _run(world, root: Path, **settings) -> dict[str, pd.DataFrame]:
     interim, params = world
-    params = copy.deepcopy(params)
-    params["features"].update(settings)
-    stage.run(interim, out, params)
-    return {f: pd.read_parquet(out / f) for f in FILES}
+    _stage(interim, root, params, **settings)
+    return {f: pd.read_parquet(_processed(root) / f) for f in FILES}
 
 
 @pytest.mark.parametrize(
@@ -106,12 +123,10 @@ def _cancel_first_customers(world, folder: Path, share: float) -> Path:
 
 def test_an_empty_first_range_writes_what_one_range_writes(world, tmp_path):
     interim = _cancel_first_customers(world, tmp_path / "interim", share=0.4)
-    params = copy.deepcopy(world[1])
     got = {}
     for parts in (1, 3):
-        params["features"].update(partitions=parts)
-        stage.run(interim, tmp_path / f"out{parts}", params)
-        got[parts] = {f: pd.read_parquet(tmp_path / f"out{parts}" / f) for f in FILES}
+        _stage(interim, tmp_path / f"out{parts}", world[1], partitions=parts)
+        got[parts] = {f: pd.read_parquet(_processed(tmp_path / f"out{parts}") / f) for f in FILES}
     for f in FILES:
         assert len(got[3][f]) > 0
         pd.testing.assert_frame_equal(got[3][f], got[1][f], check_exact=True)
@@ -122,10 +137,10 @@ def test_without_any_row_the_files_have_the_declared_schema(world, whole_table, 
     customer left before the first cutoff writes empty files that pandas reads with the same
     dtypes as a full run."""
     interim = _cancel_first_customers(world, tmp_path / "interim", share=1.0)
-    got = stage.run(interim, tmp_path / "out", world[1])
+    got = _stage(interim, tmp_path / "out", world[1])
     assert (got["labelled_rows"], got["scoring_rows"]) == (0, 0)
     for f in FILES:
-        empty = pd.read_parquet(tmp_path / "out" / f)
+        empty = pd.read_parquet(_processed(tmp_path / "out") / f)
         assert len(empty) == 0
         pd.testing.assert_series_equal(empty.dtypes, whole_table[f].dtypes)
 
@@ -176,8 +191,7 @@ def test_a_failure_in_a_range_leaves_no_output(world, tmp_path, monkeypatch, wor
     with pytest.raises(OSError, match="disk full"):
         _run(world, out, partitions=4, range_workers=workers)
     assert 2 <= calls["n"] < 4  # it stopped at the failure
-    assert not out.exists()
-    assert list(tmp_path.iterdir()) == []  # no half-written temporary folder either
+    assert _left_behind(out) == []  # no output, no half-written temporary folder either
 
 
 def test_abandoned_parallel_ranges_stop_and_give_the_threads_back(world, tmp_path):
@@ -185,7 +199,7 @@ def test_abandoned_parallel_ranges_stop_and_give_the_threads_back(world, tmp_pat
     report = json.loads((interim / "contract_report.json").read_text())
     present = {p.stem for p in interim.glob("*.parquet")}
     con = connect(interim, present, tmp_path, None, 2)
-    plan, _ = plan_events(con, present, report, params["features"])
+    plan, _ = plan_events(con, present, report, parse_params(params).features)
     tables = ranges.snapshot_tables(con, plan, 6, workers=2)
     first = next(tables)
     assert first.num_rows > 0 and first.schema.equals(plan.schema)
@@ -202,8 +216,7 @@ def test_a_failure_in_the_writing_thread_leaves_no_output(world, tmp_path, monke
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
         _run(world, out, partitions=3)
-    assert not out.exists()
-    assert list(tmp_path.iterdir()) == []
+    assert _left_behind(out) == []
 
 
 def test_the_parquet_pandas_metadata_matches_each_files_columns(world, tmp_path):
@@ -211,6 +224,6 @@ def test_the_parquet_pandas_metadata_matches_each_files_columns(world, tmp_path)
 
     _run(world, tmp_path / "out", partitions=2)
     for f in FILES:
-        schema = pq.read_schema(tmp_path / "out" / f)
+        schema = pq.read_schema(_processed(tmp_path / "out") / f)
         described = [c["name"] for c in schema.pandas_metadata["columns"]]
         assert described == schema.names, f

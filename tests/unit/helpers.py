@@ -22,6 +22,7 @@ import yaml
 from churnlight.features.aggregates import aggregate_select, prepare, relation_types
 from churnlight.features.config import FeatureConfig, load_lexicon
 from churnlight.features.derived import event_columns, profile_columns
+from churnlight.features.params import parse_params
 from churnlight.features.ranges import EventPlan, snapshot_tables
 
 from .reference_derivation import aggregate_frame
@@ -29,7 +30,7 @@ from .reference_derivation import aggregate_frame
 ROOT = Path(__file__).resolve().parents[2]
 with (ROOT / "params.yaml").open(encoding="utf-8") as _fh:
     PARAMS: dict = yaml.safe_load(_fh)
-FEATURE_PARAMS: dict = PARAMS["features"]
+FEATURE_PARAMS = parse_params(PARAMS).features
 CFG = FeatureConfig.from_params(FEATURE_PARAMS)
 SIGNALS: dict = dict(CFG.signals)
 LEXICON = load_lexicon()

@@ -209,10 +209,8 @@ def derive_features(
             [
                 last_seen >= care["dormant_days"],
                 (spend >= care["core_spend"]) & (per_month >= care["core_interactions_per_month"]),
-                (spend >= care["active_spend"])
-                & (per_month >= care["active_interactions_per_month"]),
             ],
-            ["dormant", "core", "active"],
+            ["dormant", "core"],
             "active",
         )
     return out

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from churnlight.features.contract import validate_tables
+from churnlight.features.params import parse_params
 from churnlight.features.registry import (
     FAMILIES,
     FAMILY_NAMES,
@@ -27,6 +28,7 @@ from churnlight.features.registry import (
 )
 from churnlight.features.synthetic import WorldConfig, generate_world
 from churnlight.pipelines import features as stage
+from churnlight.pipelines.common import Layout
 
 from .helpers import PARAMS
 
@@ -94,13 +96,13 @@ def run_stage(tmp_path_factory, world_tables):
             if customers is not None:
                 tables["customers"] = customers(tables["customers"])
             data = validate_tables(tables, as_of=str(WORLD.as_of.date()))
-            interim = root / "interim"
-            interim.mkdir()
+            interim = root / "data" / "interim"
+            interim.mkdir(parents=True)
             for name, df in data.tables.items():
                 df.to_parquet(interim / f"{name}.parquet", index=False)
             (interim / "contract_report.json").write_text(json.dumps(data.report), "utf-8")
-            summary = stage.run(interim, root / "processed", params)
-            cache[key] = (root / "processed", summary)
+            summary = stage.run(Layout(root), parse_params(params))
+            cache[key] = (root / "data" / "processed", summary)
         return cache[key]
 
     return _run
