@@ -21,8 +21,10 @@ from importlib import resources
 
 import jinja2
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
 
 from churnlight.models.report.format import cell, dec, lcfirst, num, pct
 
@@ -130,11 +132,11 @@ def _galleries(state: StateCore) -> None:
             continue
         children = tokens[i + 1].children or []
         images = [c for c in children if c.type == "image"]
-        rest = [c for c in children if c.type != "image"]
-        if not images or any(
-            c.type not in ("softbreak", "text") or (c.type == "text" and c.content.strip())
-            for c in rest
-        ):
+        only_images = all(
+            c.type in ("image", "softbreak") or (c.type == "text" and not c.content.strip())
+            for c in children
+        )
+        if not images or not only_images:
             continue
         for image in images:
             image.meta["figure"] = True
@@ -151,7 +153,9 @@ def _number_cells(state: StateCore) -> None:
             token.attrJoin("class", "num")
 
 
-def _figure(self, tokens: Sequence[Token], idx: int, options, env) -> str:
+def _figure(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
     """An image; inside a gallery a <figure> with its alt text as the caption."""
     img = self.image(tokens, idx, options, env)
     token = tokens[idx]
