@@ -55,12 +55,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churnlight.models.explain import (
-    contributions,
-    customer_reasons,
-    top_reasons,
-    top_reasons_fast,
-)
+from churnlight.models.explain.contributions import contributions
+from churnlight.models.explain.reasons import top_reasons, top_reasons_fast
+from churnlight.models.explain.workflow import customer_reasons
 from churnlight.models.segment import risk_tiers
 from churnlight.pipelines.common import (
     load_champion,

@@ -26,10 +26,12 @@ from PIL import Image
 
 from churnlight.features.registry import FAMILY_NAMES, PROFILE_WORDS_ZH
 from churnlight.models import fonts
-from churnlight.models import report as card_lib
-from churnlight.models.report import markdown_to_html, tree_rules_summary
+from churnlight.models.report import browser, charts, context
+from churnlight.models.report.browser import find_chromium, probe_page
+from churnlight.models.report.format import data_uri
+from churnlight.models.report.render import markdown_to_html
+from churnlight.models.report.tree_rules import tree_rules_summary
 from churnlight.pipelines import report
-from churnlight.pipelines.report import find_chromium, probe_page
 
 TITLES_EN = [
     "1. This week in five lines",
@@ -252,8 +254,8 @@ def test_chinese_card_has_every_section_in_chinese(card_zh):
 def test_chinese_card_names_families_from_the_feature_registry(card, tmp_path, monkeypatch):
     """One table of family names (features/registry.py) for figures, reasons and the card:
     a word changed there shows on the card."""
-    assert card_lib.registry_words("en") == FAMILY_NAMES["en"]
-    zh = card_lib.registry_words("zh")
+    assert context.registry_words("en") == FAMILY_NAMES["en"]
+    zh = context.registry_words("zh")
     assert zh["region"] == PROFILE_WORDS_ZH["region"] and zh["industry"] == "行业"
     monkeypatch.setitem(FAMILY_NAMES["zh"], "external", "外部环境")
     monkeypatch.setitem(FAMILY_NAMES["zh"], "behaviour", "消费与活跃行为")
@@ -287,7 +289,7 @@ def test_chinese_card_uses_chinese_shap_figures_where_explain_wrote_them(card, t
     buf = io.BytesIO()
     Image.new("RGB", (320, 200), (200, 30, 30)).save(buf, format="PNG")
     (shap / "zh" / "shap_bar.png").write_bytes(buf.getvalue())
-    zh_uri = card_lib.data_uri(buf.getvalue())
+    zh_uri = data_uri(buf.getvalue())
     params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
     params["report"].update(language="zh", screenshot=False)
     with caplog.at_level(logging.WARNING, logger="churnlight.report"):
@@ -323,6 +325,47 @@ def test_markdown_subset_converts_and_escapes():
     assert "<li><strong>x</strong> &lt;y&gt; &amp; z</li>" in out
     assert "<td>p|q</td>" in out and '<td class="num">1,234</td>' in out
     assert '<img src="data:image/png;base64,AAAA" alt="cap">' in out
+
+
+def test_markdown_layout_sections_galleries_and_number_cells():
+    """The card's layout rules on top of markdown-it: a paragraph of images is a gallery (side
+    by side; one image alone at full width), images amid text stay inline, raw HTML is text."""
+    img = "![a *b*](data:image/png;base64,AAAA)"
+    out = markdown_to_html(
+        f"# T\n\n## 1. A\n\n{img}\n{img}\n\n## 2. B\n\n{img}\n\ntext {img}\n\n<b>x</b>\n\n"
+        "| n | v |\n|---|---|\n| **12.5%** | 0.789 [0.776–0.802] |\n| a1 | 3x |\n"
+    )
+    assert out.count('<section id="s') == 2 and out.count("</section>") == 2
+    assert out.index('<section id="s2">') > out.index("</section>")
+    assert out.count('<div class="figures">') == 1 and out.count('<div class="figures one">') == 1
+    assert out.count("<figure>") == 3
+    assert "<figcaption>a <em>b</em></figcaption>" in out
+    assert '<p>text <img src="data:image/png;base64,AAAA" alt="a b"></p>' in out
+    assert "&lt;b&gt;x&lt;/b&gt;" in out
+    assert '<td class="num"><strong>12.5%</strong></td>' in out
+    assert '<td class="num">0.789 [0.776–0.802]</td>' in out
+    assert "<td>a1</td>" in out and '<td class="num">3x</td>' in out
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_bold_run_of_the_template_renders_bold(card, tmp_path, lang):
+    """The warning branches too (the model does not beat the rules, probabilities not to be
+    quoted): no Markdown asterisks left in the HTML card's text, in either language (CommonMark
+    does not close bold between full-width punctuation and Chinese text)."""
+    reports = tmp_path / "reports"
+    shutil.copytree(card["reports"], reports)
+    metrics = json.loads((reports / "metrics.json").read_text(encoding="utf-8"))
+    metrics["champion_beats_rules"] = False
+    (reports / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params["report"].update(language=lang, screenshot=False, max_trusted_ece=0.0)
+    report.run(card["interim"], card["processed"], card["models"], reports, params, card["params"])
+    page = (reports / "model_card.html").read_text(encoding="utf-8")
+    text = re.sub(r"<[^>]+>", "", page.split("<main>", 1)[1])
+    assert "*" not in text
+    warning = "模型没有超过三色规则" if lang == "zh" else "Warning: the model does NOT beat"
+    assert re.search(f"<strong>{warning}", page)
+    assert ("<strong>还不行</strong>" if lang == "zh" else "<strong>Not yet:</strong>") in page
 
 
 def test_tree_rules_keep_paths_that_end_in_churn():
@@ -398,7 +441,7 @@ def test_without_a_screenshot_the_cards_are_written_and_the_card_folder_is_empty
     warning that says how to get it, not an error."""
     params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
     params["report"]["screenshot"] = why != "screenshot off"
-    monkeypatch.setattr(report, "find_chromium", lambda: None)
+    monkeypatch.setattr(browser, "find_chromium", lambda: None)
     reports = tmp_path / "reports"
     shutil.copytree(card["reports"], reports)  # with the run's screenshot in figures/card
     (reports / "model_card.html").unlink()
@@ -420,10 +463,10 @@ def test_without_a_screenshot_the_cards_are_written_and_the_card_folder_is_empty
 
 def test_charts_fall_back_to_english_labels_without_a_cjk_font(card, monkeypatch, caplog):
     calibration = pd.read_csv(card["reports"] / "plots" / "calibration.csv")
-    english = card_lib.calibration_chart(calibration, 0.1, 0.3, "en")
+    english = charts.calibration_chart(calibration, 0.1, 0.3, "en")
     monkeypatch.setattr(fonts, "cjk_font", lambda: None)
     with caplog.at_level(logging.WARNING, logger="churnlight.report"):
-        assert card_lib.chart_language("zh") == "en"
-        fallback = card_lib.calibration_chart(calibration, 0.1, 0.3, "zh")
+        assert charts.chart_language("zh") == "en"
+        fallback = charts.calibration_chart(calibration, 0.1, 0.3, "zh")
     assert fallback == english
     assert "no CJK font" in caplog.text and "fonts-noto-cjk" in caplog.text

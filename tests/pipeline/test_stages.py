@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlight.models.explain import figure_font
+from churnlight.models.explain import workflow as explain_workflow
+from churnlight.models.explain.figures import figure_font
 from churnlight.pipelines import explain as explain_stage
 
 TABLES = ("customers", "transactions", "activity", "feedback", "market")
@@ -218,13 +219,13 @@ def test_explain_with_nobody_in_the_reason_tiers(chain, tmp_path, champion, monk
     """`reason_tiers: []` (or tiers nobody lands in): an empty reasons table with every column,
     whichever model is the champion; the beeswarm's jitter is drawn from base.seed."""
     seeds = []
-    figures = explain_stage.figures
+    figures = explain_workflow.figures
 
     def spy(*args, **kwargs):
         seeds.append(kwargs.get("seed"))
         return figures(*args, **kwargs)
 
-    monkeypatch.setattr(explain_stage, "figures", spy)
+    monkeypatch.setattr(explain_workflow, "figures", spy)
     out = _explain_again(
         chain, tmp_path, champion, reason_tiers=[], figure_languages=["en"], dependence_plots=0
     )

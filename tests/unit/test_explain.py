@@ -15,21 +15,21 @@ import pytest
 
 from churnlight.features.registry import FAMILIES, FAMILY_NAMES, build_registry, registry_frame
 from churnlight.models import fonts
-from churnlight.models.explain import (
-    TEMPLATES,
+from churnlight.models.explain.contributions import (
     contributions,
     exact_contributions,
+    importance,
+    raw_score,
+)
+from churnlight.models.explain.figures import (
     figure_font,
     figure_rc,
     figure_set,
     figures,
-    importance,
-    raw_score,
-    reason_sentence,
-    top_reasons,
+    save_figures,
 )
+from churnlight.models.explain.reasons import TEMPLATES, reason_sentence, top_reasons
 from churnlight.models.train import fit_candidate
-from churnlight.pipelines.explain import save_figures
 
 WINDOWS = [30, 90, 180, 365]
 FEATURES = ["spend_90d", "tenure_days", "nps_last", "plan", "region"]
@@ -350,7 +350,7 @@ def test_profile_reasons_read_as_statements_about_the_customer(
 
 
 def test_profile_reasons_of_the_fast_path_are_the_same(telecom_registry):
-    from churnlight.models.explain import top_reasons_fast
+    from churnlight.models.explain.reasons import top_reasons_fast
 
     x = pd.DataFrame(
         {
@@ -665,7 +665,7 @@ def test_without_a_cjk_font_chinese_figures_are_skipped_with_one_warning(
 
     monkeypatch.setattr(fonts, "cjk_font", lambda: None)
     contrib, x, feat_imp, fam_imp, registry = figure_case
-    with caplog.at_level(logging.WARNING, logger="churnlight.models.explain"):
+    with caplog.at_level(logging.WARNING, logger="churnlight.models.explain.figures"):
         figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en", "zh"], n_dependence=1)
     assert list(figs) == ["en"]
     assert "shap_bar" in figs["en"]
@@ -674,10 +674,10 @@ def test_without_a_cjk_font_chinese_figures_are_skipped_with_one_warning(
 
 
 def test_figures_reject_an_unknown_language_before_drawing(figure_case, monkeypatch):
-    import churnlight.models.explain as explain
+    import churnlight.models.explain.figures as explain_figures
 
     drawn = []
-    monkeypatch.setattr(explain, "figure_set", lambda *a, **k: drawn.append(a) or {})
+    monkeypatch.setattr(explain_figures, "figure_set", lambda *a, **k: drawn.append(a) or {})
     contrib, x, feat_imp, fam_imp, registry = figure_case
     with pytest.raises(ValueError, match="'fr'"):
         figures(contrib, x, feat_imp, fam_imp, registry, ["en", "fr"])

@@ -16,16 +16,14 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from churnlight.features.registry import FAMILIES, build_registry, registry_frame
-from churnlight.models.explain import (
+from churnlight.models.explain.contributions import (
     contributions,
-    customer_reasons,
     exact_contributions,
     raw_score,
-    top_reasons,
-    top_reasons_fast,
-    treeshap_tables,
-    treeshap_values,
 )
+from churnlight.models.explain.reasons import top_reasons, top_reasons_fast
+from churnlight.models.explain.treeshap import treeshap_tables, treeshap_values
+from churnlight.models.explain.workflow import customer_reasons
 from churnlight.models.train import fit_candidate
 
 FEATURES = ["spend_90d", "tenure_days", "nps_last", "complaints_open", "plan", "region"]
