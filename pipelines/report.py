@@ -13,7 +13,6 @@ shap/zh/<name>.png where explain wrote one (it does when a CJK font is installed
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import json
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from churnlight.features.params import Params
 from churnlight.models.report.browser import write_screenshot
 from churnlight.models.report.context import (
     CardInputs,
@@ -32,13 +32,7 @@ from churnlight.models.report.context import (
 )
 from churnlight.models.report.format import content_hash
 from churnlight.models.report.render import render_card
-from churnlight.pipelines.common import (
-    atomic_dir,
-    is_synthetic,
-    load_params,
-    setup_logging,
-    write_text,
-)
+from churnlight.pipelines.common import Layout, atomic_dir, is_synthetic, write_text
 
 log = logging.getLogger("churnlight.report")
 
@@ -98,10 +92,14 @@ def read_figures(reports: Path, lang: str) -> tuple[dict[str, bytes], dict[str, 
     return {n: (reports / f).read_bytes() for n, f in files.items()}, files
 
 
-def read_inputs(
-    interim: Path, processed: Path, models: Path, reports: Path, params: dict, params_path: Path
-) -> CardInputs:
+def read_inputs(paths: Layout, params: Params) -> CardInputs:
     """Everything the card needs, read from the pipeline's files."""
+    interim, processed, models, reports = (
+        paths.interim,
+        paths.processed,
+        paths.models,
+        paths.reports,
+    )
     figures, figure_files = read_figures(reports, card_language(params))
     tree_path = models / "tree_rules.txt"
     data_files = [
@@ -126,13 +124,13 @@ def read_inputs(
         tree_rules=tree_path.read_text(encoding="utf-8") if tree_path.is_file() else None,
         figures=figures,
         version={
-            "commit": _git_commit(params_path.resolve().parent),
-            "params_hash": content_hash([params_path.read_bytes()]),
+            "commit": _git_commit(paths.params.resolve().parent),
+            "params_hash": content_hash([paths.params.read_bytes()]),
             "data_hash": content_hash(_file_digest(p) for p in data_files),
         },
         generated=str(dt.date.today()),
-        synthetic=is_synthetic(params["data"]),
-        source=str(params["data"]["source"]),
+        synthetic=is_synthetic(params.data),
+        source=params.data.source,
         figure_files=figure_files,
     )
 
@@ -140,46 +138,22 @@ def read_inputs(
 # --- the stage ---------------------------------------------------------------------------------
 
 
-def run(
-    interim: Path, processed: Path, models: Path, reports: Path, params: dict, params_path: Path
-) -> str:
-    """Write reports/model_card.md, model_card.html and (report.screenshot, on by default)
-    figures/card/model_card.png; returns the Markdown card."""
-    context = build_context(read_inputs(interim, processed, models, reports, params, params_path))
+def run(paths: Layout, params: Params) -> str:
+    """Write reports/model_card.md, model_card.html and (report.screenshot) the card's PNG in
+    reports/figures/card; returns the Markdown card."""
+    reports = paths.reports
+    context = build_context(read_inputs(paths, params))
     card_md = render_card(context, "md")
     write_text(card_md, reports / "model_card.md")
     write_text(render_card(context, "html"), reports / "model_card.html")
     log.info("model card: %s, %s", reports / "model_card.md", reports / "model_card.html")
     # a DVC out: always written, empty without a screenshot
-    enabled = bool((params.get("report") or {}).get("screenshot", True))
     with atomic_dir(reports / CARD_DIR) as tmp:
-        shot = write_screenshot(reports / "model_card.html", tmp / SCREENSHOT, enabled)
+        shot = write_screenshot(
+            reports / "model_card.html", tmp / SCREENSHOT, params.report.screenshot
+        )
     if shot is None:
         log.info("model card screenshot: none, %s left empty", reports / CARD_DIR)
     else:
         log.info("model card screenshot: %s", reports / CARD_DIR / SCREENSHOT)
     return card_md
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--interim", default="data/interim")
-    ap.add_argument("--processed", default="data/processed")
-    ap.add_argument("--models", default="data/artifacts/models")
-    ap.add_argument("--reports", default="reports")
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    setup_logging(params["base"].get("log_level", "INFO"))
-    run(
-        Path(args.interim),
-        Path(args.processed),
-        Path(args.models),
-        Path(args.reports),
-        params,
-        Path(args.params),
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from churnlight.features.params import Params
 from churnlight.features.registry import FAMILY_NAMES, PROFILE_WORDS_ZH
 from churnlight.models.report.charts import calibration_chart, chart_language, gains_chart
 from churnlight.models.report.format import data_uri, descriptions
@@ -29,7 +30,7 @@ CHARTS = ("calibration", "gains")
 class CardInputs:
     """Everything the card is built from, already read by the stage (no paths in here)."""
 
-    params: dict
+    params: Params
     contract: dict  # data/interim/contract_report.json
     features_report: dict  # data/processed/features_report.json
     metrics: dict  # reports/metrics.json
@@ -231,12 +232,9 @@ def figure_groups(names: Iterable[str]) -> list[list[str]]:
     return [g for g in [*alone, small, rest] if g]
 
 
-def card_language(params: dict) -> str:
-    """`report.language`, checked: the card is written in English or Chinese."""
-    lang = str((params.get("report") or {}).get("language", "en"))
-    if lang not in LANGUAGES:
-        raise ValueError(f"report.language must be one of {LANGUAGES}, not {lang!r}")
-    return lang
+def card_language(params: Params) -> str:
+    """`report.language`: the card is written in English or Chinese."""
+    return params.report.language
 
 
 def figure_sources(
@@ -315,7 +313,6 @@ def _version(inp: CardInputs, champion: str) -> dict:
 def build_context(inp: CardInputs) -> dict:
     """The template's context: plain numbers, words and lists (no DataFrames)."""
     params = inp.params
-    report_params = params.get("report") or {}
     lang = card_language(params)
     m, registry, summary, scored = inp.metrics, inp.registry, inp.summary.copy(), inp.scored
     champion, capacity = m["champion"], float(m["capacity"])
@@ -326,10 +323,10 @@ def build_context(inp: CardInputs) -> dict:
     if len(scored) and "churn_probability" in scored:
         cutoff_p = float(np.quantile(scored["churn_probability"].to_numpy(float), 1 - capacity))
     images_html, images_md = _images(inp, lang, cutoff_p)
-    weak_margin = float(report_params.get("weak_slice_auc_margin", 0.03))
+    weak_margin = params.report.weak_slice_auc_margin
     slices_all, slices_weak = weak_slices(inp.slices, m[champion]["roc_auc"], weak_margin)
-    psi_threshold = float(params["segment"]["psi_threshold"])
-    models = [n for n in params["train"]["models"] if n in m]
+    psi_threshold = params.segment.psi_threshold
+    models = [n for n in params.train.models if n in m]
     models += [n for n in ("rules", "oracle") if n in m]
     families_on = dict(inp.contract.get("families") or inp.features_report.get("families") or {})
     test_rows = int(m.get("test_rows", 0))
@@ -361,14 +358,14 @@ def build_context(inp: CardInputs) -> dict:
         "slices": slices_all,
         "weak_slices": slices_weak,
         "weak_margin": weak_margin,
-        "ece_max": float(report_params.get("max_trusted_ece", 0.05)),
+        "ece_max": params.report.max_trusted_ece,
         "drifted": drifted_features(inp.drift, registry, psi_threshold, lang),
         "drift_checked": 0 if inp.drift is None else len(inp.drift),
         "psi_threshold": psi_threshold,
-        "label_window": params["features"]["label_window_days"],
-        "churn_definition": params["features"]["churn_definition"],
-        "label_column": params["data"].get("label_column", "churn"),
-        "inactivity_days": params["features"].get("inactivity_days"),
+        "label_window": params.features.label_window_days,
+        "churn_definition": params.features.churn_definition,
+        "label_column": params.data.label_column,
+        "inactivity_days": params.features.inactivity_days,
         "cutoff_probability": cutoff_p,
         "chart_names": [n for n in CHARTS if n in images_html],
         "figure_groups": figure_groups(inp.figures),
