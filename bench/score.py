@@ -48,13 +48,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from churnlight.models.artifacts import (
+    load_champion,
+    load_model,
+    load_train_report,
+    read_snapshots,
+)
 from churnlight.models.explain import (
     contributions,
     customer_reasons,
@@ -62,16 +70,13 @@ from churnlight.models.explain import (
     top_reasons_fast,
 )
 from churnlight.models.segment import risk_tiers
-from churnlight.pipelines.common import (
-    load_champion,
-    load_model,
-    load_params,
-    load_train_report,
-    peak_rss_gb,
-    read_snapshots,
-)
 
 log = logging.getLogger("churnlight.bench.score")
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far, in GiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def load_avg() -> str:
@@ -151,7 +156,7 @@ def bench(args: argparse.Namespace) -> str:
             "benchmark needs the pipeline's outputs, run `dvc repro` (or `bash scripts/run.sh`) "
             "first"
         )
-    params = load_params(args.params)
+    params = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
     seg, ep = params["segment"], params["explain"]
     k = int(ep["top_reasons"])
     seed = params["base"]["seed"] if args.seed is None else args.seed

@@ -1,10 +1,18 @@
 """From probabilities to action lists: risk tiers, the likely kind of churn, the playbook,
-expected retained value, the summary marketing reads first, drift, pseudonymous ids."""
+expected retained value, the summary marketing reads first, drift, pseudonymous ids.
+
+`segment_customers` puts them together into the table marketing works from (one row per
+customer, the columns in `COLUMN_DOCS`) and its summary; `models.export` writes them out.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+TIERS = ("high", "medium", "low")
+# the features behind the three reasons: for the summary, never exported
+REASON_FEATURES = [f"_reason_{j}_feature" for j in (1, 2, 3)]
 
 
 def share_count(share: float, n: int) -> int:
@@ -184,3 +192,96 @@ COLUMN_DOCS = {
     "reason_2_zh": "第二原因（中文）",
     "reason_3_zh": "第三原因（中文）",
 }
+
+COLUMNS = list(COLUMN_DOCS)
+
+
+def build_segments(
+    scoring: pd.DataFrame, p: np.ndarray, reasons: pd.DataFrame, sp: dict
+) -> pd.DataFrame:
+    """One row per scored customer with every documented column (plus `REASON_FEATURES`),
+    ranked by risk tier, then expected retained value, then probability.
+
+    `reasons` holds the explain stage's top reasons per customer_id; `sp` is the segment
+    policy (params.yaml `segment`)."""
+    df = scoring[["customer_id"]].copy()
+    df["churn_probability"] = np.round(p, 4)
+    df["risk_tier"] = risk_tiers(p, sp["policy"], sp)
+    df["value_tier"] = scoring["value_tier"].to_numpy() if "value_tier" in scoring else "regular"
+    df["care_layer"] = scoring["care_layer"].to_numpy() if "care_layer" in scoring else "active"
+    r = reasons.set_index("customer_id").reindex(df["customer_id"])
+    r.index = df.index
+    fams = r[[c for c in r.columns if c.endswith("_family")]]
+    df["churn_kind"] = churn_kind(fams, scoring.get("complaints_open"))
+    for j in (1, 2, 3):
+        df[f"_reason_{j}_feature"] = r.get(f"reason_{j}_feature", pd.Series(None, index=df.index))
+        df[f"reason_{j}"] = r.get(f"reason_{j}_en", pd.Series("", index=df.index)).fillna("")
+        df[f"reason_{j}_zh"] = r.get(f"reason_{j}_zh", pd.Series("", index=df.index)).fillna("")
+    plan = apply_playbook(
+        df["risk_tier"].to_numpy(),
+        df["value_tier"].to_numpy(),
+        df["care_layer"].to_numpy(),
+        sp["playbook"],
+    )
+    for c in plan.columns:
+        df[c] = plan[c].to_numpy()
+    family = r.get("reason_1_family", pd.Series(None, index=df.index))
+    df["angle"] = family.map(sp["angles"]).fillna("").to_numpy()
+    df.loc[df["risk_tier"] == "low", "angle"] = ""
+    _add_value(df, scoring, p, sp)
+    df["rule_colour"] = scoring["rule_colour"].to_numpy()
+    tier = pd.Categorical(df["risk_tier"], list(TIERS), ordered=True)
+    df = df.assign(_t=tier).sort_values(
+        ["_t", "expected_retained_value", "churn_probability"],
+        ascending=[True, False, False],
+        kind="stable",
+    )
+    return df.drop(columns="_t")[COLUMNS + REASON_FEATURES].reset_index(drop=True)
+
+
+def _add_value(df: pd.DataFrame, scoring: pd.DataFrame, p: np.ndarray, sp: dict) -> None:
+    """customer_value and expected_retained_value columns (0 value without the column)."""
+    value_col = sp["value_column"]
+    value = scoring[value_col].to_numpy(dtype=float) if value_col in scoring else np.zeros(len(df))
+    df["customer_value"] = np.round(np.nan_to_num(value), 2)
+    df["expected_retained_value"] = np.round(
+        expected_retained_value(
+            p, value, df["value_tier"].to_numpy(), sp["success_rate"], df["action_cost"].to_numpy()
+        ),
+        2,
+    )
+
+
+def segment_customers(
+    scoring: pd.DataFrame,
+    p: np.ndarray,
+    reasons: pd.DataFrame,
+    descriptions: pd.Series,
+    sp: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The segment table (the columns in `COLUMN_DOCS`) and its summary by risk and value tier,
+    whose top reasons are named by `descriptions` (feature name -> plain text)."""
+    seg = build_segments(scoring, p, reasons, sp)
+    summary = summarise(seg, seg[REASON_FEATURES].fillna(""), descriptions)
+    return seg.drop(columns=REASON_FEATURES), summary
+
+
+def pseudonymise(seg: pd.DataFrame, secret: str) -> pd.DataFrame:
+    """The same table with customer_id replaced by its HMAC under `secret` (see `hash_ids`)."""
+    return seg.assign(customer_id=hash_ids(seg["customer_id"], secret))
+
+
+def feature_drift(
+    snapshots: pd.DataFrame,
+    train_cutoffs: list[str],
+    scoring: pd.DataFrame,
+    features: list[str],
+    bins: int,
+    threshold: float,
+) -> pd.DataFrame:
+    """PSI of each feature, the training window's rows (`snapshots` at `train_cutoffs`)
+    against the scoring snapshot, with `drifted` where it exceeds `threshold`."""
+    train = snapshots[snapshots["cutoff"].isin(pd.to_datetime(train_cutoffs))]
+    psi = population_stability(train, scoring, features, bins)
+    psi["drifted"] = psi["psi"] > threshold
+    return psi
