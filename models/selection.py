@@ -175,8 +175,14 @@ def train_tracked(
             storage=storage,
             callbacks=[tracking.trial_logger(kind)],
         )
+        how = {
+            "calibration": spec.calibration,
+            "folds": len(folds),
+            "n_trials": cand.n_trials,
+            "study": cand.study,
+        }
         model_uri = tracking.log_trained_candidate(
-            cand, spec.calibration, len(folds), train[features]
+            cand.model, kind, cand.best_params, how, cand.cv, cand.cv_log_loss, train[features]
         )
         seconds = round(time.perf_counter() - t0, 1)
     return replace(cand, run_id=run_id, model_uri=model_uri, seconds=seconds)

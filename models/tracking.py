@@ -14,12 +14,8 @@ import warnings
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
-
-if TYPE_CHECKING:
-    from churnlight.models.selection import Candidate
 
 log = logging.getLogger(__name__)
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -75,24 +71,24 @@ def candidate_run(kind: str) -> Iterator[str]:
 
 
 def log_trained_candidate(
-    cand: Candidate, calibration: str, n_folds: int, example: pd.DataFrame
+    model,
+    kind: str,
+    params: dict,
+    how: dict,
+    cv: dict[str, float],
+    tuned_log_loss: float,
+    example: pd.DataFrame,
 ) -> str:
-    """Into the active run: the best parameters, how they were found, the out-of-fold
-    metrics and the model itself; returns the model URI."""
+    """Into the active run: the final hyperparameters, how they were found (`how`), the
+    out-of-fold metrics (as cv_<name>), the tuned objective and the model itself; returns the
+    model URI."""
     import mlflow
 
-    mlflow.log_params(dict(cand.best_params))
-    mlflow.log_params(
-        {
-            "calibration": calibration,
-            "folds": n_folds,
-            "n_trials": cand.n_trials,
-            "study": cand.study,
-        }
-    )
-    mlflow.log_metrics({f"cv_{k}": float(v) for k, v in cand.cv.items()})
-    mlflow.log_metric("cv_log_loss_tuned", cand.cv_log_loss)
-    return log_candidate(cand.model, cand.kind, example)
+    mlflow.log_params(dict(params))
+    mlflow.log_params(how)
+    mlflow.log_metrics({f"cv_{k}": float(v) for k, v in cv.items()})
+    mlflow.log_metric("cv_log_loss_tuned", tuned_log_loss)
+    return log_candidate(model, kind, example)
 
 
 def log_test_metrics(train_report: dict, metrics: dict, plots: Path) -> None:
