@@ -48,27 +48,33 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from churnlight.features.params import parse_params
+from churnlight.models.artifacts import (
+    load_champion,
+    load_model,
+    load_train_report,
+    read_snapshots,
+)
 from churnlight.models.explain.contributions import contributions
 from churnlight.models.explain.reasons import top_reasons, top_reasons_fast
 from churnlight.models.explain.workflow import customer_reasons
 from churnlight.models.segment import risk_tiers
-from churnlight.pipelines.common import (
-    load_champion,
-    load_model,
-    load_params,
-    load_train_report,
-    peak_rss_gb,
-    read_snapshots,
-)
 
 log = logging.getLogger("churnlight.bench.score")
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far, in GiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def load_avg() -> str:
@@ -148,10 +154,10 @@ def bench(args: argparse.Namespace) -> str:
             "benchmark needs the pipeline's outputs, run `dvc repro` (or `bash scripts/run.sh`) "
             "first"
         )
-    params = load_params(args.params)
-    seg, ep = params["segment"], params["explain"]
-    k = int(ep["top_reasons"])
-    seed = params["base"]["seed"] if args.seed is None else args.seed
+    params = parse_params(yaml.safe_load(Path(args.params).read_text(encoding="utf-8")))
+    seg, ep = params.segment, params.explain
+    k = ep.top_reasons
+    seed = params.base.seed if args.seed is None else args.seed
     champion, model, features = load_champion(models)
     name = champion
     if args.model != "champion" and args.model != champion:
@@ -188,8 +194,8 @@ def bench(args: argparse.Namespace) -> str:
     t0 = time.perf_counter()
     p = model.predict_proba(x)[:, 1]
     t1 = time.perf_counter()
-    tiers = risk_tiers(p, seg["policy"], seg)
-    act = np.isin(tiers, ep.get("reason_tiers", ["high", "medium"]))
+    tiers = risk_tiers(p, seg.policy, **seg.tier_policy())
+    act = np.isin(tiers, list(ep.reason_tiers))
     t2 = time.perf_counter()
     score_cpu = time.process_time() - c0
     predict_s, tiers_s = t1 - t0, t2 - t1
@@ -204,13 +210,13 @@ def bench(args: argparse.Namespace) -> str:
         threads,
         score_cpu,
         int(act.sum()),
-        "+".join(ep.get("reason_tiers", [])),
+        "+".join(ep.reason_tiers),
     )
 
     # 2. reasons for the tiers someone acts on, as the stage gives them (customer_reasons);
     # logistic regression is centred on a sample of everyone, as in the stage (its attribution
     # depends on the reference, the trees' do not)
-    background = x.sample(n=min(int(ep.get("global_sample", 2000)), len(x)), random_state=seed)
+    background = x.sample(n=min(ep.global_sample, len(x)), random_state=seed)
     xa = x[act]
     found = customer_reasons(
         model.pipeline,

@@ -318,6 +318,16 @@ class SegmentParams(Section):
     psi_bins: Positive
     angles: dict[Literal["attitude", "external", "behaviour", "profile"], str]
 
+    def tier_policy(self) -> dict[str, float]:
+        """The numbers that cut risk tiers (`risk_tiers`' keywords): all that the explain
+        stage reads of this section."""
+        return {
+            "high_share": self.high_share,
+            "medium_share": self.medium_share,
+            "high_threshold": self.high_threshold,
+            "medium_threshold": self.medium_threshold,
+        }
+
 
 class ExportParams(Section):
     hash_ids: bool

@@ -1,10 +1,22 @@
 """From probabilities to action lists: risk tiers, the likely kind of churn, the playbook,
-expected retained value, the summary marketing reads first, drift, pseudonymous ids."""
+expected retained value, the summary marketing reads first, drift, pseudonymous ids.
+
+`segment_customers` puts them together into the table marketing works from (one row per
+customer, the columns in `COLUMN_DOCS`) and its summary; `models.export` writes them out.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+
+from churnlight.features.params import PlaybookRow, SegmentParams
+
+TIERS = ("high", "medium", "low")
+# the features behind the three reasons: for the summary, never exported
+REASON_FEATURES = [f"_reason_{j}_feature" for j in (1, 2, 3)]
 
 
 def share_count(share: float, n: int) -> int:
@@ -12,18 +24,31 @@ def share_count(share: float, n: int) -> int:
     return int(np.ceil(round(share * n, 9)))
 
 
-def risk_tiers(p: np.ndarray, policy: str, params: dict) -> np.ndarray:
-    """high/medium/low by capacity (top shares of the ranking) or by probability thresholds."""
+def risk_tiers(
+    p: np.ndarray,
+    policy: str,
+    *,
+    high_share: float | None = None,
+    medium_share: float | None = None,
+    high_threshold: float | None = None,
+    medium_threshold: float | None = None,
+) -> np.ndarray:
+    """high/medium/low by capacity (top shares of the ranking) or by probability thresholds;
+    the policy's own two numbers are required (`SegmentParams.tier_policy()` gives all four)."""
     p = np.asarray(p, dtype=float)
     if policy == "capacity":
+        if high_share is None or medium_share is None:
+            raise ValueError("the capacity policy needs high_share and medium_share")
         order = np.argsort(-p, kind="stable")
         rank = np.empty(len(p), dtype=np.int64)
         rank[order] = np.arange(len(p))
-        n_high = share_count(float(params["high_share"]), len(p))
-        n_med = share_count(float(params["medium_share"]), len(p))
+        n_high = share_count(float(high_share), len(p))
+        n_med = share_count(float(medium_share), len(p))
         return np.where(rank < n_high, "high", np.where(rank < n_high + n_med, "medium", "low"))
     if policy == "threshold":
-        hi, med = float(params["high_threshold"]), float(params["medium_threshold"])
+        if high_threshold is None or medium_threshold is None:
+            raise ValueError("the threshold policy needs high_threshold and medium_threshold")
+        hi, med = float(high_threshold), float(medium_threshold)
         if med > hi:
             raise ValueError("segment.medium_threshold must not exceed segment.high_threshold")
         return np.where(p >= hi, "high", np.where(p >= med, "medium", "low"))
@@ -49,7 +74,7 @@ def churn_kind(reason_families: pd.DataFrame, complaints_open: pd.Series | None)
 
 
 def apply_playbook(
-    risk: np.ndarray, value: np.ndarray, care: np.ndarray, playbook: list[dict]
+    risk: np.ndarray, value: np.ndarray, care: np.ndarray, playbook: Sequence[PlaybookRow]
 ) -> pd.DataFrame:
     """First matching playbook row per customer: action, owner, deadline in hours and cost."""
     n = len(risk)
@@ -59,12 +84,12 @@ def apply_playbook(
     cost = np.zeros(n, dtype=float)
     done = np.zeros(n, dtype=bool)
     for row in playbook:
-        m = ~done & (risk == row["risk"])
-        vals, cares = row.get("value") or [], row.get("care") or []
+        m = ~done & (risk == row.risk)
+        vals, cares = list(row.value), list(row.care)
         if vals or cares:
             m &= np.isin(value, vals) | np.isin(care, cares)
-        action[m], owner[m], hours[m] = row["action"], row["owner"], int(row["due_within_hours"])
-        cost[m] = float(row.get("cost", 0.0))
+        action[m], owner[m], hours[m] = row.action, row.owner, row.due_within_hours
+        cost[m] = row.cost
         done |= m
     if not done.all():
         missing = sorted(
@@ -184,3 +209,100 @@ COLUMN_DOCS = {
     "reason_2_zh": "第二原因（中文）",
     "reason_3_zh": "第三原因（中文）",
 }
+
+COLUMNS = list(COLUMN_DOCS)
+
+
+def build_segments(
+    scoring: pd.DataFrame, p: np.ndarray, reasons: pd.DataFrame, sp: SegmentParams
+) -> pd.DataFrame:
+    """One row per scored customer with every documented column (plus `REASON_FEATURES`),
+    ranked by risk tier, then expected retained value, then probability.
+
+    `reasons` holds the explain stage's top reasons per customer_id; `sp` is the segment
+    policy (params.yaml `segment`)."""
+    df = scoring[["customer_id"]].copy()
+    df["churn_probability"] = np.round(p, 4)
+    df["risk_tier"] = risk_tiers(p, sp.policy, **sp.tier_policy())
+    df["value_tier"] = scoring["value_tier"].to_numpy() if "value_tier" in scoring else "regular"
+    df["care_layer"] = scoring["care_layer"].to_numpy() if "care_layer" in scoring else "active"
+    r = reasons.set_index("customer_id").reindex(df["customer_id"])
+    r.index = df.index
+    fams = r[[c for c in r.columns if c.endswith("_family")]]
+    df["churn_kind"] = churn_kind(fams, scoring.get("complaints_open"))
+    for j in (1, 2, 3):
+        df[f"_reason_{j}_feature"] = r.get(f"reason_{j}_feature", pd.Series(None, index=df.index))
+        df[f"reason_{j}"] = r.get(f"reason_{j}_en", pd.Series("", index=df.index)).fillna("")
+        df[f"reason_{j}_zh"] = r.get(f"reason_{j}_zh", pd.Series("", index=df.index)).fillna("")
+    plan = apply_playbook(
+        df["risk_tier"].to_numpy(),
+        df["value_tier"].to_numpy(),
+        df["care_layer"].to_numpy(),
+        sp.playbook,
+    )
+    for c in plan.columns:
+        df[c] = plan[c].to_numpy()
+    family = r.get("reason_1_family", pd.Series(None, index=df.index))
+    df["angle"] = family.map(dict(sp.angles)).fillna("").to_numpy()
+    df.loc[df["risk_tier"] == "low", "angle"] = ""
+    _add_value(df, scoring, p, sp)
+    df["rule_colour"] = scoring["rule_colour"].to_numpy()
+    tier = pd.Categorical(df["risk_tier"], list(TIERS), ordered=True)
+    df = df.assign(_t=tier).sort_values(
+        ["_t", "expected_retained_value", "churn_probability"],
+        ascending=[True, False, False],
+        kind="stable",
+    )
+    return df.drop(columns="_t")[COLUMNS + REASON_FEATURES].reset_index(drop=True)
+
+
+def _add_value(df: pd.DataFrame, scoring: pd.DataFrame, p: np.ndarray, sp: SegmentParams) -> None:
+    """customer_value and expected_retained_value columns (0 value without the column)."""
+    value_col = sp.value_column
+    value = scoring[value_col].to_numpy(dtype=float) if value_col in scoring else np.zeros(len(df))
+    df["customer_value"] = np.round(np.nan_to_num(value), 2)
+    df["expected_retained_value"] = np.round(
+        expected_retained_value(
+            p,
+            value,
+            df["value_tier"].to_numpy(),
+            dict(sp.success_rate),
+            df["action_cost"].to_numpy(),
+        ),
+        2,
+    )
+
+
+def segment_customers(
+    scoring: pd.DataFrame,
+    p: np.ndarray,
+    reasons: pd.DataFrame,
+    descriptions: pd.Series,
+    sp: SegmentParams,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The segment table (the columns in `COLUMN_DOCS`) and its summary by risk and value tier,
+    whose top reasons are named by `descriptions` (feature name -> plain text)."""
+    seg = build_segments(scoring, p, reasons, sp)
+    summary = summarise(seg, seg[REASON_FEATURES].fillna(""), descriptions)
+    return seg.drop(columns=REASON_FEATURES), summary
+
+
+def pseudonymise(seg: pd.DataFrame, secret: str) -> pd.DataFrame:
+    """The same table with customer_id replaced by its HMAC under `secret` (see `hash_ids`)."""
+    return seg.assign(customer_id=hash_ids(seg["customer_id"], secret))
+
+
+def feature_drift(
+    snapshots: pd.DataFrame,
+    train_cutoffs: list[str],
+    scoring: pd.DataFrame,
+    features: list[str],
+    bins: int,
+    threshold: float,
+) -> pd.DataFrame:
+    """PSI of each feature, the training window's rows (`snapshots` at `train_cutoffs`)
+    against the scoring snapshot, with `drifted` where it exceeds `threshold`."""
+    train = snapshots[snapshots["cutoff"].isin(pd.to_datetime(train_cutoffs))]
+    psi = population_stability(train, scoring, features, bins)
+    psi["drifted"] = psi["psi"] > threshold
+    return psi

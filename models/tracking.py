@@ -1,4 +1,5 @@
-"""MLflow bookkeeping: where runs go, how a candidate is logged, how the champion is registered.
+"""MLflow bookkeeping: where runs go, how a candidate and its test metrics are logged, how the
+champion is registered.
 
 Nothing happens at import; `configure` is called by the stages. The store is a local SQLite file
 in the project unless MLFLOW_TRACKING_URI says otherwise.
@@ -6,10 +7,13 @@ in the project unless MLFLOW_TRACKING_URI says otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from importlib import metadata
+from pathlib import Path
 
 import pandas as pd
 
@@ -19,6 +23,7 @@ PINNED = ("scikit-learn", "lightgbm", "pandas", "numpy", "pyarrow")
 
 
 def configure(experiment: str, uri: str | None = None) -> str:
+    """Point MLflow at the store and the experiment; returns the tracking URI."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -54,6 +59,53 @@ def log_candidate(model, name: str, example: pd.DataFrame) -> str:
             serialization_format="cloudpickle",
         )
     return info.model_uri
+
+
+@contextlib.contextmanager
+def candidate_run(kind: str) -> Iterator[str]:
+    """A top-level run named after the model family; yields its run id."""
+    import mlflow
+
+    with mlflow.start_run(run_name=kind) as run:
+        yield run.info.run_id
+
+
+def log_trained_candidate(
+    model,
+    kind: str,
+    params: dict,
+    how: dict,
+    cv: dict[str, float],
+    tuned_log_loss: float,
+    example: pd.DataFrame,
+) -> str:
+    """Into the active run: the final hyperparameters, how they were found (`how`), the
+    out-of-fold metrics (as cv_<name>), the tuned objective and the model itself; returns the
+    model URI."""
+    import mlflow
+
+    mlflow.log_params(dict(params))
+    mlflow.log_params(how)
+    mlflow.log_metrics({f"cv_{k}": float(v) for k, v in cv.items()})
+    mlflow.log_metric("cv_log_loss_tuned", tuned_log_loss)
+    return log_candidate(model, kind, example)
+
+
+def log_test_metrics(train_report: dict, metrics: dict, plots: Path) -> None:
+    """Test metrics go into each candidate's own run (from train_report.json); the curve
+    tables in `plots` into the champion's."""
+    import mlflow
+
+    for kind, info in train_report["models"].items():
+        with mlflow.start_run(run_id=info["run_id"]):
+            mlflow.log_metrics({f"test_{k}": float(v) for k, v in metrics[kind].items()})
+            mlflow.log_metric(
+                "test_rules_recall_at_capacity", metrics["rules"]["recall_at_capacity"]
+            )
+            if "oracle" in metrics:
+                mlflow.log_metric("test_oracle_roc_auc", metrics["oracle"]["roc_auc"])
+            if kind == metrics["champion"]:
+                mlflow.log_artifacts(str(plots), artifact_path="plots")
 
 
 def register_champion(model_uri: str, registered_name: str, alias: str = "champion") -> str:

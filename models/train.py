@@ -16,10 +16,31 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+)
 from sklearn.tree import DecisionTreeClassifier
 
 MODEL_NAMES = ("logreg", "tree", "lgbm")
+# the hyperparameters each kind reads; params.yaml's `train.<kind>` gives each a value
+HYPERPARAMETERS = {
+    "logreg": ("C",),
+    "tree": ("max_depth", "min_samples_leaf"),
+    "lgbm": (
+        "n_estimators",
+        "learning_rate",
+        "num_leaves",
+        "max_depth",
+        "min_child_samples",
+        "subsample",
+        "colsample_bytree",
+        "reg_lambda",
+        "n_jobs",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -86,91 +107,72 @@ def _onehot(to_obj) -> Pipeline:
 def build_pipeline(
     kind: str, numeric: list[str], categorical: list[str], params: dict, seed: int
 ) -> Pipeline:
-    """One candidate: preprocessing plus estimator, with its hyperparameters from `params`."""
-    from sklearn.preprocessing import FunctionTransformer
+    """One candidate: preprocessing plus estimator, with its hyperparameters from `params`
+    (`train.<kind>` in params.yaml with the tuned values over it): every key in
+    `HYPERPARAMETERS[kind]` must be there, so that no value hides in code."""
+    if kind not in MODEL_NAMES:
+        raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_NAMES}")
+    missing = [k for k in HYPERPARAMETERS[kind] if k not in params]
+    if missing:
+        raise KeyError(f"train.{kind} has no {', '.join(missing)}")
+    pre = _preprocessing(kind, numeric, categorical)
+    pre.set_output(transform="pandas")
+    return Pipeline([("pre", pre), ("model", _estimator(kind, params, seed))])
 
+
+def _preprocessing(kind: str, numeric: list[str], categorical: list[str]) -> ColumnTransformer:
+    """Scaled numbers and one-hot categories for logistic regression, unscaled for the tree;
+    LightGBM handles missing numbers natively and gets categories as integer codes."""
     to_obj = FunctionTransformer(_as_object, feature_names_out="one-to-one")
     if kind == "logreg":
-        pre = ColumnTransformer(
+        num = Pipeline(
             [
-                (
-                    "num",
-                    Pipeline(
-                        [
-                            ("impute", SimpleImputer(strategy="median", add_indicator=True)),
-                            ("scale", StandardScaler()),
-                        ]
-                    ),
-                    numeric,
-                ),
-                ("cat", _onehot(to_obj), categorical),
-            ],
-            verbose_feature_names_out=False,
+                ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                ("scale", StandardScaler()),
+            ]
         )
-        est = LogisticRegression(C=float(params.get("C", 1.0)), max_iter=2000, random_state=seed)
+        parts = [("num", num, numeric), ("cat", _onehot(to_obj), categorical)]
     elif kind == "tree":
-        pre = ColumnTransformer(
-            [
-                ("num", SimpleImputer(strategy="median", add_indicator=True), numeric),
-                ("cat", _onehot(to_obj), categorical),
-            ],
-            verbose_feature_names_out=False,
-        )
-        est = DecisionTreeClassifier(
-            max_depth=int(params.get("max_depth", 4)),
-            min_samples_leaf=int(params.get("min_samples_leaf", 200)),
-            random_state=seed,
-        )
-    elif kind == "lgbm":
-        # LightGBM handles missing numbers natively; categories become integer codes
-        pre = ColumnTransformer(
-            [
-                ("num", "passthrough", numeric),
-                (
-                    "cat",
-                    Pipeline(
-                        [
-                            ("obj", to_obj),
-                            (
-                                "ord",
-                                OrdinalEncoder(
-                                    handle_unknown="use_encoded_value",
-                                    unknown_value=-1,
-                                    encoded_missing_value=-1,
-                                ),
-                            ),
-                        ]
-                    ),
-                    categorical,
-                ),
-            ],
-            verbose_feature_names_out=False,
-        )
-        est = lgb.LGBMClassifier(
-            n_estimators=int(params.get("n_estimators", 300)),
-            learning_rate=float(params.get("learning_rate", 0.05)),
-            num_leaves=int(params.get("num_leaves", 31)),
-            # -1: no limit (LightGBM's default); the search space bounds it, since exact TreeSHAP
-            # for reasons costs leaves x distinct features per path per row
-            max_depth=int(params.get("max_depth", -1)),
-            min_child_samples=int(params.get("min_child_samples", 50)),
-            subsample=float(params.get("subsample", 1.0)),
-            subsample_freq=1 if float(params.get("subsample", 1.0)) < 1 else 0,
-            colsample_bytree=float(params.get("colsample_bytree", 1.0)),
-            reg_lambda=float(params.get("reg_lambda", 0.0)),
-            random_state=seed,
-            n_jobs=int(params.get("n_jobs", 2)),
-            verbose=-1,
-        )
+        num = SimpleImputer(strategy="median", add_indicator=True)
+        parts = [("num", num, numeric), ("cat", _onehot(to_obj), categorical)]
     else:
-        raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_NAMES}")
-    pre.set_output(transform="pandas")
-    return Pipeline([("pre", pre), ("model", est)])
+        codes = OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1
+        )
+        cat = Pipeline([("obj", to_obj), ("ord", codes)])
+        parts = [("num", "passthrough", numeric), ("cat", cat, categorical)]
+    return ColumnTransformer(parts, verbose_feature_names_out=False)
+
+
+def _estimator(kind: str, params: dict, seed: int):
+    if kind == "logreg":
+        return LogisticRegression(C=float(params["C"]), max_iter=2000, random_state=seed)
+    if kind == "tree":
+        return DecisionTreeClassifier(
+            max_depth=int(params["max_depth"]),
+            min_samples_leaf=int(params["min_samples_leaf"]),
+            random_state=seed,
+        )
+    return lgb.LGBMClassifier(
+        n_estimators=int(params["n_estimators"]),
+        learning_rate=float(params["learning_rate"]),
+        num_leaves=int(params["num_leaves"]),
+        max_depth=int(params["max_depth"]),  # -1: no limit
+        min_child_samples=int(params["min_child_samples"]),
+        subsample=float(params["subsample"]),
+        subsample_freq=1 if float(params["subsample"]) < 1 else 0,  # 0: no row subsampling
+        colsample_bytree=float(params["colsample_bytree"]),
+        reg_lambda=float(params["reg_lambda"]),
+        random_state=seed,
+        n_jobs=int(params["n_jobs"]),
+        verbose=-1,
+    )
 
 
 def fit_candidate(
     kind: str, train: pd.DataFrame, features: list[str], params: dict, seed: int
 ) -> Pipeline:
+    """Build and fit one candidate on all of `train` (no early stopping)."""
     numeric, categorical = feature_columns(train, features)
     pipe = build_pipeline(kind, numeric, categorical, params, seed)
     pipe.fit(train[features], train["label"].astype(int).to_numpy())

@@ -83,15 +83,19 @@ def fit_fold(
     valid: pd.DataFrame | None,
     features: list[str],
     seed: int,
-    early_stopping_rounds: int = 50,
+    early_stopping_rounds: int | None = None,
 ) -> tuple[Pipeline, int | None]:
-    """Fit one candidate; LightGBM stops early on the validation fold with its own callback."""
+    """Fit one candidate; with a validation fold, LightGBM stops early on it after
+    `early_stopping_rounds` rounds without improvement (its own callback) and the best
+    iteration is returned."""
     numeric, categorical = feature_columns(train, features)
     pipe = build_pipeline(kind, numeric, categorical, params, seed)
     y = train["label"].to_numpy(int)
     if kind != "lgbm" or valid is None:
         pipe.fit(train[features], y)
         return pipe, None
+    if early_stopping_rounds is None:
+        raise ValueError("early stopping on a validation fold needs early_stopping_rounds")
     pre, model = pipe.named_steps["pre"], pipe.named_steps["model"]
     xt = pre.fit_transform(train[features], y)
     xv = pre.transform(valid[features])
@@ -127,30 +131,20 @@ def tune(
     n_trials: int,
     timeout_s: float | None,
     seed: int,
+    *,
+    early_stopping_rounds: int,
     storage: str | None = None,
     study_name: str | None = None,
     callbacks: Sequence[Callable] = (),
 ) -> TuneResult:
-    """Optuna study (seeded TPE, median pruning across folds), resumable from `storage`."""
+    """Optuna study (seeded TPE, median pruning across folds), resumable from `storage`.
 
-    def objective(trial: optuna.Trial) -> float:
-        params = {**base_params, **suggest(trial, space)}
-        losses, iters = [], []
-        for step, fold in enumerate(folds):
-            tr, va = df.iloc[fold.train_idx], df.iloc[fold.valid_idx]
-            pipe, best_iter = fit_fold(kind, params, tr, va, features, seed)
-            p = pipe.predict_proba(va[features])[:, 1]
-            losses.append(log_loss(va["label"].to_numpy(int), p, labels=[0, 1]))
-            if best_iter is not None:
-                iters.append(best_iter)
-            trial.report(float(np.mean(losses)), step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        if iters:
-            trial.set_user_attr("best_iteration", int(np.median(iters)))
-        trial.set_user_attr("fold_losses", [float(x) for x in losses])
-        return float(np.mean(losses))
-
+    LightGBM trials stop early on each validation fold (`early_stopping_rounds`); the median
+    best iteration over the folds of the best trial becomes its `n_estimators`.
+    """
+    objective = _cv_objective(
+        kind, df, folds, features, base_params, space, seed, early_stopping_rounds
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="minimize",
@@ -180,6 +174,40 @@ def tune(
         oof,
         list(best.user_attrs.get("fold_losses", [])),
     )
+
+
+def _cv_objective(
+    kind: str,
+    df: pd.DataFrame,
+    folds: Sequence[Fold],
+    features: list[str],
+    base_params: dict,
+    space: dict,
+    seed: int,
+    early_stopping_rounds: int,
+) -> Callable[[optuna.Trial], float]:
+    """The trial objective: mean validation log loss over the folds, reported fold by fold so
+    that the pruner can stop a poor trial early."""
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**base_params, **suggest(trial, space)}
+        losses, iters = [], []
+        for step, fold in enumerate(folds):
+            tr, va = df.iloc[fold.train_idx], df.iloc[fold.valid_idx]
+            pipe, best_iter = fit_fold(kind, params, tr, va, features, seed, early_stopping_rounds)
+            p = pipe.predict_proba(va[features])[:, 1]
+            losses.append(log_loss(va["label"].to_numpy(int), p, labels=[0, 1]))
+            if best_iter is not None:
+                iters.append(best_iter)
+            trial.report(float(np.mean(losses)), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        if iters:
+            trial.set_user_attr("best_iteration", int(np.median(iters)))
+        trial.set_user_attr("fold_losses", [float(x) for x in losses])
+        return float(np.mean(losses))
+
+    return objective
 
 
 def out_of_fold(

@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from churnlight.features.params import DataParams, Params, parse_params
@@ -204,67 +202,6 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def read_snapshots(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """features.parquet (its `columns`, default all) in (cutoff, customer_id) order, whatever
-    order the file holds.
-
-    The models are fitted and scored in this one order, so that they do not depend on how the
-    features stage lays its rows out: LightGBM's row subsampling, for one, picks rows by
-    position, and the same rows in another order give another model.
-    """
-    keys = ["cutoff", "customer_id"]
-    read = None if columns is None else [*dict.fromkeys([*keys, *columns])]
-    df = pd.read_parquet(path, columns=read)
-    df = df.sort_values(keys, kind="stable", ignore_index=True)
-    return df if columns is None else df[columns]
-
-
-class ParquetAppender:
-    """Write a table to one Parquet file in batches, as `DataFrame.to_parquet(index=False)` would
-    write the concatenated batches (same schema and pandas metadata), holding one batch at a time.
-
-    The schema is the first non-empty batch's; a later batch with other columns or dtypes is an
-    error, not a silent cast. With no rows at all, `close()` writes the first (empty) batch.
-    """
-
-    def __init__(self, path: str | Path, compression: str = "snappy") -> None:
-        self.path, self.compression = Path(path), compression
-        self.rows = 0
-        self._writer: pq.ParquetWriter | None = None
-        self._dtypes: pd.Series | None = None
-        self._empty: pd.DataFrame | None = None
-
-    def write(self, df: pd.DataFrame) -> None:
-        if self._writer is None:
-            if df.empty:
-                if self._empty is None:
-                    self._empty = df
-                return
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            self._dtypes = df.dtypes
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression=self.compression)
-        else:
-            if not df.dtypes.equals(self._dtypes):
-                old = self._dtypes.astype(str).to_dict() if self._dtypes is not None else {}
-                new = df.dtypes.astype(str).to_dict()
-                diff = {
-                    c: (old.get(c), new.get(c)) for c in {*old, *new} if old.get(c) != new.get(c)
-                }
-                raise TypeError(f"{self.path.name}: batch columns differ from the first: {diff}")
-            if df.empty:
-                return
-            table = pa.Table.from_pandas(df, schema=self._writer.schema, preserve_index=False)
-        self._writer.write_table(table)
-        self.rows += len(df)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        else:
-            empty = self._empty if self._empty is not None else pd.DataFrame()
-            empty.to_parquet(self.path, index=False)
-
-
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     with atomic_file(path) as tmp:
         df.to_parquet(tmp, index=False)
@@ -283,23 +220,3 @@ def write_json(obj: Any, path: str | Path) -> None:
 def write_text(text: str, path: str | Path) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-def load_train_report(models_dir: str | Path) -> dict:
-    return json.loads((Path(models_dir) / "train_report.json").read_text(encoding="utf-8"))
-
-
-def load_model(models_dir: str | Path, name: str):
-    """A fitted candidate (a CalibratedModel: `.pipeline` is the raw model behind it)."""
-    import joblib
-
-    return joblib.load(Path(models_dir) / f"{name}.joblib")
-
-
-def load_champion(models_dir: str | Path):
-    """The one place later stages get the champion from: (name, model, feature names).
-
-    It is the artifact DVC tracks; the same model is registered in MLflow as
-    `models:/<train.registered_model>@champion` (see train_report.json)."""
-    report = load_train_report(models_dir)
-    return report["champion"], load_model(models_dir, report["champion"]), report["features"]

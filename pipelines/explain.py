@@ -49,7 +49,7 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     with atomic_dir(reports / "figures" / "shap") as tmp:
         save_figures(figs, tmp)
 
-    tiers = risk_tiers(model.predict_proba(x)[:, 1], sp)
+    tiers = risk_tiers(model.predict_proba(x)[:, 1], sp.policy, **sp.tier_policy())
     ids, k, acted = scoring["customer_id"], ep.top_reasons, list(ep.reason_tiers)
     found = reasons_for_tiers(
         model.pipeline, x, ids, tiers, acted, registry, k, ep.threads, background=sample

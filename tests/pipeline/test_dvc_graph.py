@@ -20,7 +20,10 @@ def _module_file(name: str) -> Path | None:
     parts = name.split(".")
     if len(parts) < 3 or parts[0] != "churnlight" or parts[1] not in PACKAGES:
         return None
-    path = ROOT.joinpath(*parts[1:]).with_suffix(".py")
+    path = ROOT.joinpath(*parts[1:])
+    if (path / "__init__.py").is_file():  # a subpackage: followed through its __init__
+        return path / "__init__.py"
+    path = path.with_suffix(".py")
     return path if path.is_file() else None
 
 

@@ -33,10 +33,19 @@ from churnlight.models.train import fit_candidate
 
 WINDOWS = [30, 90, 180, 365]
 FEATURES = ["spend_90d", "tenure_days", "nps_last", "plan", "region"]
+# build_pipeline takes every hyperparameter explicitly: neutral values for those not under test
+LGBM_BASE = {
+    "learning_rate": 0.05,
+    "max_depth": -1,
+    "subsample": 1.0,
+    "colsample_bytree": 1.0,
+    "reg_lambda": 0.0,
+    "n_jobs": 1,
+}
 MODEL_PARAMS = {
     "logreg": {"C": 1.0},
     "tree": {"max_depth": 4, "min_samples_leaf": 50},  # no pure leaf: see the pure-leaf test
-    "lgbm": {"n_estimators": 40, "num_leaves": 7, "min_child_samples": 10, "n_jobs": 1},
+    "lgbm": {**LGBM_BASE, "n_estimators": 40, "num_leaves": 7, "min_child_samples": 10},
 }
 CJK = re.compile(r"[\u4e00-\u9fff]")
 SNAKE = re.compile(r"\b[a-z0-9]+_[a-z0-9_]+\b")

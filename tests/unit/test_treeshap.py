@@ -30,6 +30,15 @@ FEATURES = ["spend_90d", "tenure_days", "nps_last", "complaints_open", "plan", "
 ATOL = 1e-8
 # the ends of train.search_space.lgbm (num_leaves [7, 63], max_depth [3, 8]) and a middle
 # model with row and column sampling
+# build_pipeline takes every hyperparameter explicitly: neutral values for those a config omits
+LGBM_BASE = {
+    "learning_rate": 0.05,
+    "max_depth": -1,
+    "subsample": 1.0,
+    "colsample_bytree": 1.0,
+    "reg_lambda": 0.0,
+    "n_jobs": 1,
+}
 LGBM_CONFIGS = {
     "small": {"n_estimators": 30, "num_leaves": 7, "max_depth": 3, "min_child_samples": 20},
     "large": {"n_estimators": 25, "num_leaves": 63, "max_depth": 8, "min_child_samples": 5},
@@ -124,7 +133,7 @@ def _rows(pipe: Pipeline, seed: int = 1) -> pd.DataFrame:
 
 @pytest.fixture(scope="module", params=list(LGBM_CONFIGS))
 def fitted(request, table) -> tuple[str, Pipeline, pd.DataFrame]:
-    pipe = fit_candidate("lgbm", table, FEATURES, {**LGBM_CONFIGS[request.param], "n_jobs": 1}, 3)
+    pipe = fit_candidate("lgbm", table, FEATURES, {**LGBM_BASE, **LGBM_CONFIGS[request.param]}, 3)
     return request.param, pipe, _rows(pipe)
 
 
@@ -347,7 +356,7 @@ def test_customer_reasons_match_the_reference_path(kind, table):
     params = {
         "logreg": {"C": 1.0},
         "tree": {"max_depth": 4, "min_samples_leaf": 50},
-        "lgbm": {**LGBM_CONFIGS["sampled"], "n_jobs": 1},
+        "lgbm": {**LGBM_BASE, **LGBM_CONFIGS["sampled"]},
     }[kind]
     pipe = fit_candidate(kind, table, FEATURES, params, seed=3)
     background = _table(500, seed=4)[FEATURES]
@@ -370,7 +379,7 @@ def test_customer_reasons_for_no_rows(kind, table):
     params = {
         "logreg": {"C": 1.0},
         "tree": {"max_depth": 4, "min_samples_leaf": 50},
-        "lgbm": {**LGBM_CONFIGS["small"], "n_jobs": 1},
+        "lgbm": {**LGBM_BASE, **LGBM_CONFIGS["small"]},
     }[model]
     pipe = fit_candidate(model, table, FEATURES, params, seed=3)
     background = _table(500, seed=4)[FEATURES]

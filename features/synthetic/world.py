@@ -1,0 +1,130 @@
+"""`generate_world`: the steps from a seed to the raw tables and the truth tables."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from churnlight.features.synthetic.config import NOT_YET, World, WorldConfig, month_starts_ms
+from churnlight.features.synthetic.events import (
+    activity_events,
+    take_str,
+    trace_rates,
+    transaction_events,
+)
+from churnlight.features.synthetic.feedback import feedback_events
+from churnlight.features.synthetic.market import market_table, simulate_market
+from churnlight.features.synthetic.simulation import (
+    Customers,
+    Lifetimes,
+    Lives,
+    draw_customers,
+    draw_lifetimes,
+    simulate_lives,
+)
+
+log = logging.getLogger(__name__)
+
+
+def generate_world(cfg: WorldConfig, seed: int) -> World:
+    """Simulate the world. Same config and seed give identical tables.
+
+    One random generator feeds every step in a fixed order, so the steps below must keep
+    their order for a seed to keep its world.
+    """
+    rng = np.random.default_rng(seed)
+    month_ms = month_starts_ms(cfg)
+    shocks = simulate_market(cfg, rng)
+    people = draw_customers(cfg, rng)
+    lives = simulate_lives(cfg, people, shocks, rng)
+    times = draw_lifetimes(people, lives, month_ms, rng)
+    traces = trace_rates(cfg, lives, rng)
+    activity, services_done = activity_events(cfg, people, lives, traces, times, rng)
+    transactions = transaction_events(people, traces, times, rng)
+    feedback = feedback_events(cfg, people, lives, traces, shocks, times, services_done, rng)
+    market = market_table(cfg, shocks)
+    world = _assemble(cfg, people, lives, times, activity, transactions, feedback, market)
+    log.info(
+        "world: %d customers, %d transactions, %d activity events, %d feedback rows",
+        len(world.customers),
+        len(world.transactions),
+        len(world.activity),
+        len(world.feedback),
+    )
+    return world
+
+
+def _assemble(
+    cfg: WorldConfig,
+    people: Customers,
+    lives: Lives,
+    times: Lifetimes,
+    activity: pd.DataFrame,
+    transactions: pd.DataFrame,
+    feedback: pd.DataFrame,
+    market: pd.DataFrame,
+) -> World:
+    """Customer ids and timestamps in place of numbers, the customers table and the truth;
+    customers who sign up after the history ends are left out of all of them."""
+    n = cfg.n_customers
+    ids = np.array([f"C{i:07d}" for i in range(n)]) if n < 10**7 else np.arange(n).astype(str)
+    ids_pa = pa.array(ids, type=pa.large_string())
+    for df in (activity, transactions, feedback):
+        df["customer_id"] = take_str(ids_pa, df["customer_id"].to_numpy())
+        df["ts"] = pd.to_datetime(df["ts"].to_numpy(), unit="ms")
+
+    churned = lives.churn_month >= 0
+    churn_dt = pd.to_datetime(np.where(churned, times.churn_ms, 0), unit="ms").where(churned)
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "signup_date": pd.to_datetime(times.signup_ms, unit="ms").normalize(),
+            "region": np.array(cfg.regions)[people.region],
+            "industry": np.array(cfg.industries)[people.industry],
+            "plan": people.plan,
+            "channel": people.channel,
+            "acquired_via": people.acquired_via,
+            "customer_type": people.customer_type,
+            "cancel_date": churn_dt.normalize(),
+        }
+    )
+    signed = times.signup_ms < times.month_ms[-1]
+    truth_customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "churn_date": churn_dt,
+            "churn_kind": pd.array(np.where(churned, lives.churn_kind, None), dtype="string"),
+            "churn_reason": pd.array(np.where(churned, lives.reason, None), dtype="string"),
+            "yearly_value": np.round(people.yearly_value, 2),
+            "price_sensitivity": people.price_sens,
+        }
+    )[signed].reset_index(drop=True)
+    return World(
+        customers=customers[signed].reset_index(drop=True),
+        transactions=transactions,
+        activity=activity,
+        feedback=feedback,
+        market=market,
+        truth_customers=truth_customers,
+        truth_risk=_truth_risk(lives, times.month_ms, ids_pa),
+        as_of=cfg.as_of,
+    )
+
+
+def _truth_risk(lives: Lives, month_ms: np.ndarray, ids_pa: pa.Array) -> pd.DataFrame:
+    """The true 3-month risk and latent state of every customer alive at each cutoff."""
+    ci, ct = np.nonzero(~np.isnan(lives.risk))
+    state = np.where(lives.status[ci, ct - 1] == NOT_YET, 0, lives.status[ci, ct - 1]).clip(0, 2)
+    return pd.DataFrame(
+        {
+            "customer_id": take_str(ids_pa, ci),
+            "cutoff": pd.to_datetime(month_ms[ct], unit="ms"),
+            "true_risk": lives.risk[ci, ct],
+            "state": take_str(
+                pa.array(["healthy", "intent", "fading"], type=pa.large_string()), state
+            ),
+        }
+    )

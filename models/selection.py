@@ -1,0 +1,240 @@
+"""Training the candidates and choosing the champion, on the training period only.
+
+Per candidate: an Optuna study on the folds (resumable from its storage), a calibrator fitted
+on the out-of-fold scores of the best parameters, the calibrated out-of-fold metrics that the
+champion is chosen on, then a final fit on the whole training period. The three-colour rules
+are scored on the same folds, so the champion is compared with them on equal terms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from churnlight.models import tracking
+from churnlight.models.evaluate import rule_probability, score_metrics
+from churnlight.models.train import Split
+from churnlight.models.tune import (
+    CalibratedModel,
+    Calibrator,
+    Fold,
+    fit_fold,
+    random_folds,
+    rolling_folds,
+    tune,
+)
+
+log = logging.getLogger(__name__)
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+
+
+@dataclass(frozen=True)
+class TuningSpec:
+    """How one model family is tuned and calibrated (from params.yaml's `train` section)."""
+
+    base: dict  # fixed hyperparameters; the search space overrides what it tunes
+    space: dict
+    n_trials: int
+    timeout_s: float
+    early_stopping_rounds: int
+    calibration: str  # isotonic or sigmoid
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One trained family: the calibrated model fitted on all training rows and its scores."""
+
+    kind: str
+    model: CalibratedModel
+    cv: dict[str, float]  # calibrated out-of-fold metrics, plus ece_uncalibrated
+    best_params: dict
+    cv_log_loss: float  # the tuned objective: mean log loss over the folds, uncalibrated
+    n_trials: int
+    study: str
+    run_id: str = ""  # MLflow run and logged model, when tracked
+    model_uri: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The champion and how it compares with the rules on the primary metric, across the folds."""
+
+    champion: str
+    metric: str
+    score: float
+    rules_score: float
+    beats_rules: bool
+
+
+def cv_folds(train: pd.DataFrame, label_window_days: int, n_folds: int, seed: int) -> list[Fold]:
+    """Rolling-origin folds over the cutoffs; stratified random folds for a flat table with a
+    single cutoff."""
+    if train["cutoff"].nunique() > 1:
+        return rolling_folds(train, label_window_days, n_folds)
+    return random_folds(train, n_folds, seed)
+
+
+def study_name(kind: str, train: pd.DataFrame, spec: TuningSpec, seed: int, n_folds: int) -> str:
+    """Names the Optuna study after the data and the search, so a rerun on the same inputs
+    resumes it and anything new starts a fresh one."""
+    h = hashlib.sha256(pd.util.hash_pandas_object(train[["customer_id", "cutoff", "label"]]).values)
+    search = {"space": spec.space, "base": spec.base, "seed": seed, "folds": n_folds}
+    h.update(json.dumps(search, sort_keys=True, default=str).encode())
+    return f"{kind}-{h.hexdigest()[:12]}"
+
+
+def rules_on_folds(train: pd.DataFrame, folds: Sequence[Fold], capacity: float) -> dict:
+    """The three-colour rules' metrics over the folds' validation rows, each fold's colours
+    turned into probabilities on its own training rows."""
+    oof = pd.concat(
+        pd.DataFrame(
+            {
+                "p": rule_probability(train.iloc[f.train_idx], train.iloc[f.valid_idx]),
+                "label": train["label"].to_numpy(int)[f.valid_idx],
+            }
+        )
+        for f in folds
+    )
+    return score_metrics(oof["label"], oof["p"], capacity)
+
+
+def train_candidate(
+    kind: str,
+    train: pd.DataFrame,
+    folds: Sequence[Fold],
+    features: list[str],
+    spec: TuningSpec,
+    seed: int,
+    capacity: float,
+    *,
+    storage: str | None = None,
+    callbacks: Sequence[Callable] = (),
+) -> Candidate:
+    """Tune, calibrate on the out-of-fold scores, score, and refit on all training rows."""
+    name = study_name(kind, train, spec, seed, len(folds))
+    res = tune(
+        kind,
+        train,
+        folds,
+        features,
+        spec.base,
+        spec.space,
+        spec.n_trials,
+        spec.timeout_s,
+        seed,
+        early_stopping_rounds=spec.early_stopping_rounds,
+        storage=storage,
+        study_name=name,
+        callbacks=callbacks,
+    )
+    calibrator = Calibrator(spec.calibration).fit(res.oof["p"], res.oof["label"])
+    p_cal = calibrator.transform(res.oof["p"].to_numpy())
+    cv = score_metrics(res.oof["label"], p_cal, capacity)
+    cv["ece_uncalibrated"] = score_metrics(res.oof["label"], res.oof["p"], capacity)["ece"]
+    pipe, _ = fit_fold(kind, res.best_params, train, None, features, seed)
+    return Candidate(
+        kind=kind,
+        model=CalibratedModel(pipe, calibrator),
+        cv=cv,
+        best_params=res.best_params,
+        cv_log_loss=res.best_value,
+        n_trials=res.n_trials,
+        study=name,
+    )
+
+
+def train_tracked(
+    kind: str,
+    train: pd.DataFrame,
+    folds: Sequence[Fold],
+    features: list[str],
+    spec: TuningSpec,
+    seed: int,
+    capacity: float,
+    storage: str | None = None,
+) -> Candidate:
+    """`train_candidate` inside its own MLflow run: every trial as a nested run, then the
+    best parameters, the out-of-fold metrics and the model."""
+    t0 = time.perf_counter()
+    with tracking.candidate_run(kind) as run_id:
+        cand = train_candidate(
+            kind,
+            train,
+            folds,
+            features,
+            spec,
+            seed,
+            capacity,
+            storage=storage,
+            callbacks=[tracking.trial_logger(kind)],
+        )
+        how = {
+            "calibration": spec.calibration,
+            "folds": len(folds),
+            "n_trials": cand.n_trials,
+            "study": cand.study,
+        }
+        model_uri = tracking.log_trained_candidate(
+            cand.model, kind, cand.best_params, how, cand.cv, cand.cv_log_loss, train[features]
+        )
+        seconds = round(time.perf_counter() - t0, 1)
+    return replace(cand, run_id=run_id, model_uri=model_uri, seconds=seconds)
+
+
+def pick_champion(cv: dict[str, dict], kinds: Sequence[str], primary: str) -> Choice:
+    """The best of `kinds` on the primary metric across the folds (the first listed on a tie),
+    and whether it beats the rules (`cv["rules"]`) there."""
+    reverse = primary not in LOWER_IS_BETTER
+    champion = sorted(kinds, key=lambda k: cv[k][primary], reverse=reverse)[0]
+    ours, rules = cv[champion][primary], cv["rules"][primary]
+    return Choice(champion, primary, ours, rules, bool(ours > rules if reverse else ours < rules))
+
+
+def train_summary(
+    choice: Choice,
+    cv: dict[str, dict],
+    candidates: dict[str, Candidate],
+    registered: dict,
+    folds: Sequence[Fold],
+    split: Split,
+    train: pd.DataFrame,
+    features: list[str],
+) -> dict:
+    """train_report.json: what was trained on what, how each candidate scored, which won."""
+    return {
+        "champion": choice.champion,
+        "primary_metric": choice.metric,
+        "champion_beats_rules_cv": choice.beats_rules,
+        "cv": cv,
+        "models": {
+            kind: {
+                "best_params": c.best_params,
+                "cv_log_loss": c.cv_log_loss,
+                "n_trials": c.n_trials,
+                "study": c.study,
+                "run_id": c.run_id,
+                "model_uri": c.model_uri,
+                "seconds": c.seconds,
+            }
+            for kind, c in candidates.items()
+        },
+        "registered_model": registered,
+        "folds": [str(f.valid_cutoff.date()) for f in folds],
+        "test_cutoffs": [str(c.date()) for c in split.test_cutoffs],
+        "train_cutoffs": sorted(str(c.date()) for c in train["cutoff"].unique()),
+        "train_rows": len(train),
+        "test_rows": len(split.test),
+        "features": features,
+    }
+
+
+def best_params(candidates: dict[str, Candidate]) -> dict[str, dict]:
+    """best_params.json: each family's final hyperparameters."""
+    return {kind: c.best_params for kind, c in candidates.items()}
