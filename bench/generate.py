@@ -29,14 +29,14 @@ import yaml
 
 from churnlight.features.synthetic import WorldConfig, generate_world
 from churnlight.pipelines.common import peak_rss_gb
-from churnlight.pipelines.generate import write_world
 
 log = logging.getLogger("churnlight.bench.generate")
 
 
-def bench(customers: int, months: int, seed: int, out: Path) -> str:
+def bench(customers: int, months: int, seed: int, out: Path, params: Path) -> str:
     """Generate and write one world into `out`; return the summary line."""
-    cfg = WorldConfig(n_customers=customers, months=months)
+    knobs = yaml.safe_load(params.read_text(encoding="utf-8"))["generate"]
+    cfg = WorldConfig.from_params(knobs, n_customers=customers, months=months)
 
     t0 = time.perf_counter()
     world = generate_world(cfg, seed=seed)
@@ -50,7 +50,9 @@ def bench(customers: int, months: int, seed: int, out: Path) -> str:
     )
 
     t0 = time.perf_counter()
-    write_world(world, out)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    world.write(out)
     write_s = time.perf_counter() - t0
     log.info("wrote %s in %.2f s", out, write_s)
 
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp_root = Path(tempfile.mkdtemp(prefix="churnlight-bench-"))
         out = tmp_root / "raw"
     try:
-        summary = bench(args.customers, args.months, args.seed, out)
+        summary = bench(args.customers, args.months, args.seed, out, args.params)
     finally:
         if tmp_root is not None and not args.keep:
             shutil.rmtree(tmp_root, ignore_errors=True)

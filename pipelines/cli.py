@@ -84,11 +84,11 @@ def generate(
     ] = Path("params.yaml"),
 ) -> None:
     from churnlight.features.synthetic import WorldConfig, generate_world
-    from churnlight.pipelines.common import load_params, setup_logging
+    from churnlight.pipelines.common import setup_logging
     from churnlight.pipelines.generate import write_world
 
     setup_logging()
-    prm = load_params(params)
+    prm = _project_params(params)
     knobs = prm.generate.model_dump()
     knobs.update({k: v for k, v in (("n_customers", customers), ("months", months)) if v})
     write_world(generate_world(WorldConfig.from_params(knobs), seed=seed or prm.base.seed), out)
@@ -117,17 +117,32 @@ def validate(
     ] = Path("params.yaml"),
 ) -> None:
     from churnlight.features.contract import ContractError
-    from churnlight.pipelines.common import InputError, load_params, setup_logging
+    from churnlight.pipelines.common import InputError, setup_logging
     from churnlight.pipelines.validate import resolve_as_of, validate_folder
 
     setup_logging()
-    prm = load_params(params)
+    prm = _project_params(params)
     label = label_column or prm.data.label_column
     try:
         validate_folder(
             raw_dir, out, resolve_as_of(as_of, raw_dir), label, prm.validate_.max_examples
         )
     except (ContractError, InputError) as err:
+        log.error("%s", err)
+        raise typer.Exit(code=2) from err
+
+
+def _project_params(path: Path):
+    """params.yaml (the one place of defaults), or exit 2 saying where it was looked for."""
+    from churnlight.features.params import ParamsError
+    from churnlight.pipelines.common import load_params
+
+    if not path.is_file():
+        log.error("%s not found: run in the project folder or pass --params", path)
+        raise typer.Exit(code=2)
+    try:
+        return load_params(path)
+    except ParamsError as err:
         log.error("%s", err)
         raise typer.Exit(code=2) from err
 

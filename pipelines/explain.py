@@ -13,15 +13,13 @@ import logging
 import pandas as pd
 
 from churnlight.features.params import Params
+from churnlight.models.artifacts import load_champion, load_model, load_train_report
 from churnlight.models.explain.figures import check_figure_languages, save_figures
 from churnlight.models.explain.workflow import driver_figures, global_drivers, reasons_for_tiers
 from churnlight.models.segment import risk_tiers
 from churnlight.pipelines.common import (
     Layout,
     atomic_dir,
-    load_champion,
-    load_model,
-    load_train_report,
     write_csv,
     write_parquet,
 )

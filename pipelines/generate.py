@@ -18,14 +18,9 @@ log = logging.getLogger("churnlight.generate")
 
 
 def write_world(world: World, out: Path) -> None:
-    """Raw tables as Parquet in `out`, truth tables in `out/_truth`; all or nothing."""
+    """The world's files in `out`, all or nothing."""
     with atomic_dir(out) as tmp:
-        for name, df in world.raw_tables().items():
-            df.to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / "_truth").mkdir()
-        for name, df in world.truth_tables().items():
-            df.to_parquet(tmp / "_truth" / f"{name}.parquet", index=False)
-        (tmp / "_truth" / "as_of.txt").write_text(str(world.as_of.date()) + "\n")
+        world.write(tmp)
 
 
 def run(paths: Layout, params: Params) -> World | None:

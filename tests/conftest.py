@@ -19,7 +19,10 @@ from churnlight.features.synthetic import World, WorldConfig, generate_world
 from churnlight.pipelines.common import STAGES, Layout, load_params, run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_CONFIG = WorldConfig(n_customers=400, months=18, start="2025-01-01")
+GENERATE = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8")
+)["generate"]
+TINY_CONFIG = WorldConfig.from_params(GENERATE, n_customers=400, months=18, start="2025-01-01")
 TINY_SEED = 7
 
 

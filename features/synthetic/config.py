@@ -3,7 +3,10 @@ simulated customer moves through."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,48 +19,51 @@ MS_PER_DAY = 86_400_000
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """The world's knobs; README section "The synthetic world" explains each."""
+    """The world's knobs; README section "The synthetic world" explains each. No defaults:
+    they are params.yaml's `generate` section (`from_params`)."""
 
-    n_customers: int = 20_000
-    months: int = 24
-    start: str = "2024-11-01"
-    regions: tuple[str, ...] = ("north", "south", "east", "west", "central")
-    industries: tuple[str, ...] = (
-        "retail",
-        "manufacturing",
-        "logistics",
-        "hospitality",
-        "services",
-    )
-    existing_share: float = 0.6
-    hazard_intent_base: float = -5.0
-    hazard_intent_satisfaction: float = 1.6
-    hazard_intent_engagement: float = 1.3
-    hazard_intent_competitor: float = 2.5
-    hazard_intent_downturn: float = 0.8
-    hazard_intent_policy: float = 1.6
-    hazard_intent_new_customer: float = 2.5
-    hazard_intent_basic_plan: float = 1.2
-    hazard_passive: float = 0.016
-    hazard_fading: float = 0.008
-    intent_churn_per_month: float = 0.35
-    fading_churn_per_month: float = 0.3
-    intent_activity_factor: float = 0.3
-    fading_decay: float = 0.5
-    trace_noise: float = 1.0
-    logins_per_month: float = 3.0
-    competitor_launch_rate: float = 0.07
-    policy_shock_rate: float = 0.02
-    downturn_rate: float = 0.04
+    n_customers: int
+    months: int
+    start: str
+    regions: tuple[str, ...]
+    industries: tuple[str, ...]
+    existing_share: float
+    hazard_intent_base: float
+    hazard_intent_satisfaction: float
+    hazard_intent_engagement: float
+    hazard_intent_competitor: float
+    hazard_intent_downturn: float
+    hazard_intent_policy: float
+    hazard_intent_new_customer: float
+    hazard_intent_basic_plan: float
+    hazard_passive: float
+    hazard_fading: float
+    intent_churn_per_month: float
+    fading_churn_per_month: float
+    intent_activity_factor: float
+    fading_decay: float
+    trace_noise: float
+    logins_per_month: float
+    competitor_launch_rate: float
+    policy_shock_rate: float
+    downturn_rate: float
 
     @classmethod
-    def from_params(cls, params: dict) -> WorldConfig:
-        """Build from the `generate` section of params.yaml, ignoring unrelated keys."""
-        known = {f.name for f in fields(cls)}
-        kwargs = {
-            k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in known
-        }
-        return cls(**kwargs)
+    def from_params(cls, params: Mapping[str, Any], **changes: Any) -> WorldConfig:
+        """From the `generate` section of params.yaml (a dict, e.g. `GenerateParams.model_dump()`)
+        with `changes`; every knob must be there."""
+        values = {**params, **changes}
+        missing = [f.name for f in fields(cls) if f.name not in values]
+        if missing:
+            raise KeyError(f"generate: missing knobs {missing}")
+        return cls(
+            **{
+                f.name: tuple(values[f.name])
+                if isinstance(values[f.name], list)
+                else values[f.name]
+                for f in fields(cls)
+            }
+        )
 
     @property
     def start_ts(self) -> pd.Timestamp:
@@ -98,6 +104,16 @@ class World:
 
     def truth_tables(self) -> dict[str, pd.DataFrame]:
         return {"customers": self.truth_customers, "risk": self.truth_risk}
+
+    def write(self, folder: Path) -> None:
+        """Raw tables as Parquet in `folder`, truth tables and the data end in `folder/_truth`
+        (the caller makes it all or nothing: the stage writes into an `atomic_dir`)."""
+        for name, df in self.raw_tables().items():
+            df.to_parquet(folder / f"{name}.parquet", index=False)
+        (folder / "_truth").mkdir()
+        for name, df in self.truth_tables().items():
+            df.to_parquet(folder / "_truth" / f"{name}.parquet", index=False)
+        (folder / "_truth" / "as_of.txt").write_text(str(self.as_of.date()) + "\n")
 
 
 def month_starts_ms(cfg: WorldConfig, extra: int = 1) -> np.ndarray:

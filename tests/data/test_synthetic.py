@@ -6,11 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from churnlight.features.synthetic import World, WorldConfig, generate_world
 from churnlight.pipelines.generate import write_world
 
-TINY = WorldConfig(n_customers=400, months=18, start="2025-01-01")
+GENERATE = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "params.yaml").read_text(encoding="utf-8")
+)["generate"]
+TINY = WorldConfig.from_params(GENERATE, n_customers=400, months=18, start="2025-01-01")
 TRUTH_COLUMNS = {"churn_kind", "churn_reason", "true_risk"}
 EVENT_TABLES = ("transactions", "activity", "feedback")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,7 +15,19 @@ OPTIONS = {
     "generate": ("--out", "--customers", "--months", "--seed", "--params"),
     "validate": ("--out", "--as-of", "--label-column", "raw_dir"),
     "run": ("--force", "stage"),
+    "stage": ("--root", "name"),
 }
+
+
+PARAMS = ["--params", str(Path(__file__).resolve().parents[2] / "params.yaml")]
+
+
+def test_generate_without_params_yaml_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["generate", "--out", str(tmp_path / "raw")])
+    assert result.exit_code == 2
+    assert "params.yaml not found" in result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture
@@ -39,10 +51,10 @@ def test_top_level_help_lists_commands(runner):
 
 
 def test_generate_writes_raw_tables(runner, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no params.yaml here: the world's default knobs
+    monkeypatch.chdir(tmp_path)  # the project's params.yaml by --params: the world's knobs
     out = tmp_path / "raw"
     result = runner.invoke(
-        app, ["generate", "--out", str(out), "--customers", "300", "--seed", "3"]
+        app, ["generate", "--out", str(out), "--customers", "300", "--seed", "3", *PARAMS]
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.glob("*.parquet")) == sorted(f"{t}.parquet" for t in TABLES)
@@ -57,7 +69,7 @@ def test_generate_writes_raw_tables(runner, tmp_path, monkeypatch):
 def test_generate_same_seed_same_tables(runner, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for folder in ("a", "b"):
-        args = ["generate", "--out", folder, "--customers", "200", "--months", "14"]
+        args = ["generate", "--out", folder, "--customers", "200", "--months", "14", *PARAMS]
         result = runner.invoke(app, [*args, "--seed", "3"])
         assert result.exit_code == 0, result.output
     for name in TABLES:
@@ -74,7 +86,7 @@ def test_validate_clean_folder(runner, tmp_path, raw_dir):
     assert sorted(p.stem for p in out.glob("*.parquet")) == sorted(TABLES)
 
 
-def test_validate_negative_amount_exits_2_and_writes_nothing(runner, tmp_path, raw_dir, caplog):
+def test_validate_negative_amount_exits_2_and_writes_nothing(runner, tmp_path, raw_dir):
     tx_path = raw_dir / "transactions.csv"
     tx = pd.read_csv(tx_path, dtype=str)
     tx.loc[3, "amount"] = "-40.00"
@@ -82,10 +94,9 @@ def test_validate_negative_amount_exits_2_and_writes_nothing(runner, tmp_path, r
     out = tmp_path / "interim"
     before = sorted(p.name for p in tmp_path.iterdir())
 
-    with caplog.at_level(logging.ERROR, logger="churnlight"):
-        result = runner.invoke(app, ["validate", str(raw_dir), "--out", str(out)])
+    result = runner.invoke(app, ["validate", str(raw_dir), "--out", str(out)])
 
     assert result.exit_code == 2, result.output
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no half-written temp folder
-    assert "[transactions.amount]" in caplog.text
+    assert "[transactions.amount]" in result.output

@@ -24,6 +24,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from churnlight.features.params import parse_params
 from churnlight.features.registry import FAMILY_NAMES, PROFILE_WORDS_ZH
 from churnlight.models import fonts
 from churnlight.models.report import browser, charts, context
@@ -31,7 +32,7 @@ from churnlight.models.report.browser import find_chromium, probe_page
 from churnlight.models.report.format import data_uri
 from churnlight.models.report.render import markdown_to_html
 from churnlight.models.report.tree_rules import tree_rules_summary
-from churnlight.pipelines import report
+from churnlight.pipelines.common import Layout, run_stage
 
 TITLES_EN = [
     "1. This week in five lines",
@@ -93,29 +94,24 @@ def card(tmp_path_factory, make_pipeline_params, run_stages) -> dict:
     }
 
 
+def _report(card: dict, reports: Path, params: dict) -> str:
+    """The report stage in a project beside `reports` (its parent folder) that shares the
+    card run's data, with `params`; the Markdown card."""
+    root = reports.parent
+    if not (root / "data").exists():
+        (root / "data").symlink_to(card["root"] / "data")
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    return run_stage("report", Layout(root), parse_params(params))
+
+
 def _rerun_report(card: dict, tmp: Path, **report_params) -> Path:
     """The report stage again on a copy of the run's reports with other `report` params;
     returns the copy's reports folder."""
     reports = tmp / "reports"
     shutil.copytree(card["reports"], reports)
     params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
-    params.setdefault("report", {}).update(report_params)
-    params_path = tmp / "params.yaml"
-    params_path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
-    report.main(
-        [
-            "--params",
-            str(params_path),
-            "--interim",
-            str(card["interim"]),
-            "--processed",
-            str(card["processed"]),
-            "--models",
-            str(card["models"]),
-            "--reports",
-            str(reports),
-        ]
-    )
+    params["report"].update(report_params)
+    _report(card, reports, params)
     return reports
 
 
@@ -293,9 +289,7 @@ def test_chinese_card_uses_chinese_shap_figures_where_explain_wrote_them(card, t
     params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
     params["report"].update(language="zh", screenshot=False)
     with caplog.at_level(logging.WARNING, logger="churnlight.report"):
-        md = report.run(
-            card["interim"], card["processed"], card["models"], reports, params, card["params"]
-        )
+        md = _report(card, reports, params)
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert "figures/shap/zh/shap_bar.png" in links
     assert "figures/shap/shap_beeswarm.png" in links
@@ -304,9 +298,7 @@ def test_chinese_card_uses_chinese_shap_figures_where_explain_wrote_them(card, t
     assert "no Chinese version of" in caplog.text and "shap_beeswarm" in caplog.text
 
     params["report"]["language"] = "en"
-    md = report.run(
-        card["interim"], card["processed"], card["models"], reports, params, card["params"]
-    )
+    md = _report(card, reports, params)
     assert "figures/shap/shap_bar.png" in md and "/zh/" not in md
 
 
@@ -359,7 +351,7 @@ def test_every_bold_run_of_the_template_renders_bold(card, tmp_path, lang):
     (reports / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
     params["report"].update(language=lang, screenshot=False, max_trusted_ece=0.0)
-    report.run(card["interim"], card["processed"], card["models"], reports, params, card["params"])
+    _report(card, reports, params)
     page = (reports / "model_card.html").read_text(encoding="utf-8")
     text = re.sub(r"<[^>]+>", "", page.split("<main>", 1)[1])
     assert "*" not in text
@@ -446,9 +438,7 @@ def test_without_a_screenshot_the_cards_are_written_and_the_card_folder_is_empty
     shutil.copytree(card["reports"], reports)  # with the run's screenshot in figures/card
     (reports / "model_card.html").unlink()
     with caplog.at_level(logging.INFO, logger="churnlight.report"):
-        report.run(
-            card["interim"], card["processed"], card["models"], reports, params, card["params"]
-        )
+        _report(card, reports, params)
     assert (reports / "model_card.html").is_file() and (reports / "model_card.md").is_file()
     card_dir = reports / "figures" / "card"
     assert card_dir.is_dir() and list(card_dir.iterdir()) == []

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnlight.features.params import ParamsError, parse_params
 from churnlight.models.explain import workflow as explain_workflow
 from churnlight.models.explain.figures import figure_font
-from churnlight.pipelines import explain as explain_stage
+from churnlight.pipelines.common import Layout, run_stage
 
 TABLES = ("customers", "transactions", "activity", "feedback", "market")
 MODELS = ("logreg", "tree", "lgbm")
@@ -198,20 +199,28 @@ def test_explain_figures_in_english_and_chinese(chain):
         assert (shap / "zh" / "shap_bar.png").read_bytes() != (shap / "shap_bar.png").read_bytes()
 
 
+def _explain_again_params(chain: dict, tmp: Path, params: dict) -> None:
+    paths = Layout(tmp)
+    paths.processed.parent.mkdir(parents=True)
+    paths.processed.symlink_to(chain["processed"])
+    run_stage("explain", paths, parse_params(params))
+
+
 def _explain_again(chain: dict, tmp: Path, champion: str | None = None, **explain) -> dict:
     """The explain stage again on the chain's outputs, into `tmp`, with `explain` params
     changed and, if given, another candidate as the champion."""
-    models = tmp / "models"
+    paths = Layout(tmp)
+    models = paths.models
     shutil.copytree(chain["models"], models)
+    paths.processed.symlink_to(chain["processed"])
     if champion is not None:
         report = json.loads((models / "train_report.json").read_text(encoding="utf-8"))
         report["champion"] = champion
         (models / "train_report.json").write_text(json.dumps(report), encoding="utf-8")
     params = copy.deepcopy(chain["params"])
     params["explain"].update(explain)
-    out = {"reports": tmp / "reports", "explanations": tmp / "explanations.parquet"}
-    explain_stage.run(chain["processed"], models, out["reports"], out["explanations"], params)
-    return out
+    run_stage("explain", paths, parse_params(params))
+    return {"reports": paths.reports, "explanations": paths.explanations}
 
 
 @pytest.mark.parametrize("champion", MODELS)
@@ -247,18 +256,17 @@ def test_explain_checks_figure_languages_before_writing_anything(
     with pytest.raises(ValueError, match=message):
         _explain_again(chain, tmp_path, figure_languages=languages)
     assert not (tmp_path / "reports").exists()
-    assert not (tmp_path / "explanations.parquet").exists()
+    assert not Layout(tmp_path).explanations.exists()
 
 
 def test_explain_needs_figure_languages_in_params(chain, tmp_path):
     """params.yaml is the one default: no fallback list in the code."""
     params = copy.deepcopy(chain["params"])
     del params["explain"]["figure_languages"]
-    with pytest.raises(KeyError, match="figure_languages"):
-        explain_stage.run(
-            chain["processed"], chain["models"], tmp_path / "r", tmp_path / "e.parquet", params
-        )
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ParamsError, match=r"explain\.figure_languages: missing key"):
+        _explain_again_params(chain, tmp_path, params)
+    assert not (tmp_path / "reports").exists()
+    assert not Layout(tmp_path).explanations.exists()
 
 
 def test_segment_files(chain):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from churnlight.pipelines.common import read_snapshots
+from churnlight.features.snapshots import read_snapshots
 
 
 def test_the_models_read_the_snapshots_in_one_order_whatever_the_file_holds(tmp_path):

@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pandas as pd
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +22,12 @@ from churnlight.features.synthetic import TEXTS, WorldConfig, generate_world
 
 from .helpers import CFG, LEXICON, build, config
 
-WORLD = WorldConfig(n_customers=150, months=18, start="2025-01-01")  # data end 2026-07-01
+GENERATE = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "params.yaml").read_text(encoding="utf-8")
+)["generate"]
+WORLD = WorldConfig.from_params(
+    GENERATE, n_customers=150, months=18, start="2025-01-01"
+)  # data end 2026-07-01
 SEED = 5
 DATA_END = WORLD.end_ts
 CUTOFFS = [pd.Timestamp(c) for c in ("2025-12-01", "2026-01-01", "2026-02-01", "2026-04-01")]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from churnlight.features.contract import validate_tables
 from churnlight.features.params import parse_params
@@ -32,7 +33,10 @@ from churnlight.pipelines.common import Layout
 
 from .helpers import PARAMS
 
-WORLD = WorldConfig(n_customers=150, months=18, start="2025-01-01")
+GENERATE = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "params.yaml").read_text(encoding="utf-8")
+)["generate"]
+WORLD = WorldConfig.from_params(GENERATE, n_customers=150, months=18, start="2025-01-01")
 REGISTRY_COLUMNS = ["name", "family", "unit", "description_en", "description_zh"]
 UNITS = {
     "count",

@@ -3,8 +3,8 @@ the files the segment stage writes for marketing.
 
 The library functions are checked on hand-made inputs. The file contract is checked on a real
 run of the stages on the tiny synthetic world (generate -> validate -> features -> explain ->
-segment, called through their `main(argv)` as DVC does); instead of the train stage (tuning and
-MLflow take most of a minute) a small LightGBM champion is fitted here and saved the way train
+segment, through the one stage entry point as DVC runs them); instead of the train stage (tuning
+and MLflow take most of a minute) a small LightGBM champion is fitted here and saved the way train
 saves it.
 """
 
@@ -23,7 +23,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from churnlight.features.params import parse_params
 from churnlight.features.registry import FAMILIES, build_registry, registry_frame
+from churnlight.models.artifacts import read_snapshots
 from churnlight.models.segment import (
     COLUMN_DOCS,
     apply_playbook,
@@ -35,11 +37,11 @@ from churnlight.models.segment import (
 )
 from churnlight.models.train import fit_candidate, time_split
 from churnlight.models.tune import CalibratedModel, Calibrator
-from churnlight.pipelines import common, explain, features, generate, segment, validate
+from churnlight.pipelines.common import Layout, run_stage
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS: dict = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-SEGMENT: dict = PARAMS["segment"]
+SEGMENT = parse_params(PARAMS).segment
 TIERS = ("high", "medium", "low")
 VALUE_TIERS = ("platinum", "gold", "silver", "regular")
 CARE_LAYERS = ("core", "active", "dormant")
@@ -74,7 +76,7 @@ def _counts(tiers: np.ndarray) -> tuple[int, int, int]:
 
 def test_capacity_policy_on_1000_rows():
     p = np.random.default_rng(0).permutation(1000) / 1000  # distinct, shuffled
-    tiers = risk_tiers(p, "capacity", CAPACITY)
+    tiers = risk_tiers(p, "capacity", **CAPACITY)
     assert _counts(tiers) == (100, 200, 700)
     # the high tier holds the highest probabilities, medium the next ones
     assert p[tiers == "high"].min() > p[tiers == "medium"].max()
@@ -86,21 +88,21 @@ def test_capacity_policy_rounds_up(n):
     p = np.random.default_rng(n).random(n)
     high = min(n, math.ceil(Fraction(1, 10) * n))
     medium = min(n - high, math.ceil(Fraction(2, 10) * n))
-    assert _counts(risk_tiers(p, "capacity", CAPACITY)) == (high, medium, n - high - medium)
+    assert _counts(risk_tiers(p, "capacity", **CAPACITY)) == (high, medium, n - high - medium)
 
 
 @pytest.mark.parametrize(("share", "n", "expected"), [(0.07, 100, 7), (0.14, 200, 28)])
 def test_capacity_policy_is_exact_when_the_share_divides_evenly(share, n, expected):
-    tiers = risk_tiers(np.linspace(0, 1, n), "capacity", {"high_share": share, "medium_share": 0})
+    tiers = risk_tiers(np.linspace(0, 1, n), "capacity", **{"high_share": share, "medium_share": 0})
     assert _counts(tiers)[0] == expected
 
 
 def test_capacity_policy_breaks_ties_stably():
     p = np.full(10, 0.3)
-    assert list(risk_tiers(p, "capacity", CAPACITY)) == ["high"] + ["medium"] * 2 + ["low"] * 7
+    assert list(risk_tiers(p, "capacity", **CAPACITY)) == ["high"] + ["medium"] * 2 + ["low"] * 7
     # ties across a boundary: the earlier row of equal probability goes to the higher tier
     p = np.array([0.1, 0.5, 0.9, 0.5, 0.5, 0.2, 0.5, 0.0, 0.3, 0.4])
-    tiers = risk_tiers(p, "capacity", {"high_share": 0.2, "medium_share": 0.2})
+    tiers = risk_tiers(p, "capacity", **{"high_share": 0.2, "medium_share": 0.2})
     assert list(tiers) == [
         "low",
         "high",
@@ -114,17 +116,19 @@ def test_capacity_policy_breaks_ties_stably():
         "low",
     ]
     # the same input twice gives the same answer
-    assert list(risk_tiers(p, "capacity", {"high_share": 0.2, "medium_share": 0.2})) == list(tiers)
+    assert list(risk_tiers(p, "capacity", **{"high_share": 0.2, "medium_share": 0.2})) == list(
+        tiers
+    )
 
 
 def test_capacity_policy_with_no_rows():
-    assert len(risk_tiers(np.array([]), "capacity", CAPACITY)) == 0
+    assert len(risk_tiers(np.array([]), "capacity", **CAPACITY)) == 0
 
 
 def test_threshold_policy_at_the_cuts():
     params = {"high_threshold": 0.5, "medium_threshold": 0.2}
     p = np.array([0.5, np.nextafter(0.5, 0), 0.2, np.nextafter(0.2, 0), 1.0, 0.0, 0.35])
-    assert list(risk_tiers(p, "threshold", params)) == [
+    assert list(risk_tiers(p, "threshold", **params)) == [
         "high",
         "medium",
         "medium",
@@ -137,7 +141,7 @@ def test_threshold_policy_at_the_cuts():
 
 def test_threshold_policy_with_equal_cuts_has_no_medium_tier():
     params = {"high_threshold": 0.4, "medium_threshold": 0.4}
-    assert list(risk_tiers(np.array([0.4, 0.39, 0.9]), "threshold", params)) == [
+    assert list(risk_tiers(np.array([0.4, 0.39, 0.9]), "threshold", **params)) == [
         "high",
         "low",
         "high",
@@ -146,17 +150,17 @@ def test_threshold_policy_with_equal_cuts_has_no_medium_tier():
 
 def test_threshold_policy_rejects_medium_above_high():
     with pytest.raises(ValueError, match="medium_threshold"):
-        risk_tiers(np.array([0.3]), "threshold", {"high_threshold": 0.2, "medium_threshold": 0.5})
+        risk_tiers(np.array([0.3]), "threshold", **{"high_threshold": 0.2, "medium_threshold": 0.5})
 
 
 def test_unknown_policy_is_rejected():
     with pytest.raises(ValueError, match="policy"):
-        risk_tiers(np.array([0.3]), "quantile", SEGMENT)
+        risk_tiers(np.array([0.3]), "quantile", **SEGMENT.tier_policy())
 
 
 def test_params_policy_is_capacity_with_the_domain_shares():
-    assert SEGMENT["policy"] == "capacity"
-    assert (SEGMENT["high_share"], SEGMENT["medium_share"]) == (0.1, 0.2)
+    assert SEGMENT.policy == "capacity"
+    assert (SEGMENT.high_share, SEGMENT.medium_share) == (0.1, 0.2)
 
 
 # --- 5. the playbook, every cell ----------------------------------------------------------------
@@ -180,9 +184,7 @@ CELLS = [(r, v, c) for r in TIERS for v in VALUE_TIERS for c in CARE_LAYERS]
 
 @pytest.mark.parametrize(("risk", "value", "care"), CELLS)
 def test_playbook_cell(risk, value, care):
-    plan = apply_playbook(
-        np.array([risk]), np.array([value]), np.array([care]), SEGMENT["playbook"]
-    )
+    plan = apply_playbook(np.array([risk]), np.array([value]), np.array([care]), SEGMENT.playbook)
     words, owner, hours, cost = _expected_play(risk, value, care)
     row = plan.iloc[0]
     assert words in row["action"]
@@ -193,7 +195,7 @@ def test_playbook_cell(risk, value, care):
 
 def test_playbook_all_cells_at_once_keep_the_row_order():
     risk, value, care = (np.array(c) for c in zip(*CELLS, strict=True))
-    plan = apply_playbook(risk, value, care, SEGMENT["playbook"])
+    plan = apply_playbook(risk, value, care, SEGMENT.playbook)
     assert list(plan.columns) == ["action", "owner", "due_within_hours", "action_cost"]
     assert len(plan) == len(CELLS)
     got = list(zip(plan["owner"], plan["due_within_hours"], plan["action_cost"], strict=True))
@@ -202,7 +204,7 @@ def test_playbook_all_cells_at_once_keep_the_row_order():
 
 
 def test_playbook_with_a_missing_cell_raises():
-    no_low = [row for row in SEGMENT["playbook"] if row["risk"] != "low"]
+    no_low = [row for row in SEGMENT.playbook if row.risk != "low"]
     with pytest.raises(ValueError, match="low"):
         apply_playbook(
             np.array(["high", "low"]),
@@ -210,7 +212,7 @@ def test_playbook_with_a_missing_cell_raises():
             np.array(["core", "active"]),
             no_low,
         )
-    only_gold = [{**SEGMENT["playbook"][0], "care": []}]  # high + platinum/gold only
+    only_gold = [SEGMENT.playbook[0].model_copy(update={"care": ()})]  # high + platinum/gold only
     with pytest.raises(ValueError, match="playbook"):
         apply_playbook(np.array(["high"]), np.array(["silver"]), np.array(["active"]), only_gold)
 
@@ -219,7 +221,7 @@ def test_playbook_with_a_missing_cell_raises():
 
 
 def test_expected_retained_value_by_hand():
-    success = SEGMENT["success_rate"]
+    success = dict(SEGMENT.success_rate)
     got = expected_retained_value(
         np.array([0.5, 0.2, 0.9, 0.1, 0.4]),
         np.array([1000.0, 2000.0, np.nan, 500.0, 100.0]),
@@ -383,7 +385,7 @@ def _params() -> dict:
 
 def _fit_champion(processed: Path, models: Path, params: dict) -> None:
     """What the train stage leaves behind, without its tuning: a calibrated LightGBM."""
-    df = common.read_snapshots(processed / "features.parquet")
+    df = read_snapshots(processed / "features.parquet")
     names = pd.read_csv(processed / "feature_registry.csv")["name"].tolist()
     seed = params["base"]["seed"]
     split = time_split(df, int(params["features"]["label_window_days"]), 1, seed=seed)
@@ -402,65 +404,23 @@ def _fit_champion(processed: Path, models: Path, params: dict) -> None:
     (models / "train_report.json").write_text(json.dumps(report), encoding="utf-8")
 
 
-def _no_logging(level: str = "INFO") -> None:
-    """Stages reconfigure the root logger (force=True); keep pytest's handlers in place."""
-
-
-def _segment_argv(p: dict[str, Path], params_path: Path, out: Path, reports: Path) -> list[str]:
-    return [
-        "--params",
-        str(params_path),
-        "--processed",
-        str(p["processed"]),
-        "--models",
-        str(p["models"]),
-        "--explanations",
-        str(p["explanations"]),
-        "--out",
-        str(out),
-        "--reports",
-        str(reports),
-    ]
-
-
 @pytest.fixture(scope="module")
 def stage_run(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("segment_stage")
-    p = {
-        "params": root / "params.yaml",
-        "raw": root / "data" / "raw",
-        "interim": root / "data" / "interim",
-        "processed": root / "data" / "processed",
-        "models": root / "data" / "artifacts" / "models",
-        "explanations": root / "data" / "artifacts" / "explanations.parquet",
-        "reports": root / "reports",
-        "segments": root / "reports" / "segments",
-    }
+    paths = Layout(root)
     params = _params()
-    p["params"].write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
-    prm = ["--params", str(p["params"])]
-    with pytest.MonkeyPatch.context() as mp:
-        for mod in (common, generate, validate, features, explain, segment):
-            mp.setattr(mod, "setup_logging", _no_logging)
-        generate.main([*prm, "--out", str(p["raw"])])
-        validate.main([*prm, "--raw", str(p["raw"]), "--out", str(p["interim"])])
-        features.main([*prm, "--interim", str(p["interim"]), "--out", str(p["processed"])])
-        _fit_champion(p["processed"], p["models"], params)
-        explain.main(
-            [
-                *prm,
-                "--processed",
-                str(p["processed"]),
-                "--models",
-                str(p["models"]),
-                "--reports",
-                str(p["reports"]),
-                "--out",
-                str(p["explanations"]),
-            ]
-        )
-        segment.main(_segment_argv(p, p["params"], p["segments"], p["reports"]))
-    return {**p, "root": root, "params_dict": params}
+    paths.params.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    typed = parse_params(params)
+    for stage in ("generate", "validate", "features"):
+        run_stage(stage, paths, typed)
+    _fit_champion(paths.processed, paths.models, params)
+    for stage in ("explain", "segment"):
+        run_stage(stage, paths, typed)
+    p = {
+        name: getattr(paths, name)
+        for name in ("params", "raw", "interim", "processed", "models", "explanations")
+    }
+    return {**p, "reports": paths.reports, "segments": paths.segments, "root": root}
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -544,7 +504,7 @@ def test_playbook_and_value_columns_are_consistent(scored):
         scored["churn_probability"].astype(float).to_numpy(),
         scored["customer_value"].astype(float).to_numpy(),
         scored["value_tier"].to_numpy(),
-        SEGMENT["success_rate"],
+        dict(SEGMENT.success_rate),
         scored["action_cost"].astype(float).to_numpy(),
     )
     # the file holds probabilities rounded to 4 decimals, so allow for that
@@ -589,7 +549,7 @@ def test_drift_report(stage_run):
     names = json.loads((stage_run["models"] / "train_report.json").read_text())["features"]
     assert sorted(drift["name"]) == sorted(names)
     assert (drift["psi"] >= 0).all()
-    threshold = SEGMENT["psi_threshold"]
+    threshold = SEGMENT.psi_threshold
     assert (drift["drifted"] == (drift["psi"] > threshold)).all()
 
 
@@ -597,18 +557,19 @@ def test_no_temporary_folders_left_behind(stage_run):
     assert [p for p in stage_run["reports"].rglob(".*")] == []
 
 
-def _hashed_params(stage_run, tmp_path: Path) -> Path:
-    params = {**stage_run["params_dict"], "export": {**PARAMS["export"], "hash_ids": True}}
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
-    return path
+def _hashed_run(stage_run, root: Path) -> Path:
+    """The segment stage with export.hash_ids on, in a project at `root` that shares the
+    stage run's data; its segments folder."""
+    raw = {**_params(), "export": {**PARAMS["export"], "hash_ids": True}}
+    root.mkdir()
+    (root / "data").symlink_to(stage_run["root"] / "data")
+    run_stage("segment", Layout(root), parse_params(raw))
+    return Layout(root).segments
 
 
 def test_segment_stage_writes_hashed_ids(stage_run, scored, tmp_path, monkeypatch):
-    monkeypatch.setattr(segment, "setup_logging", _no_logging)
     monkeypatch.setenv(SECRET_ENV, "test-secret")
-    out = tmp_path / "segments"
-    segment.main(_segment_argv(stage_run, _hashed_params(stage_run, tmp_path), out, tmp_path))
+    out = _hashed_run(stage_run, tmp_path / "hashed")
     hashed = _read_csv(out / "scored_customers.csv")
     raw_ids = scored["customer_id"]
     assert sorted(hashed["customer_id"]) == sorted(hash_ids(raw_ids, "test-secret"))
@@ -625,12 +586,10 @@ def test_segment_stage_writes_hashed_ids(stage_run, scored, tmp_path, monkeypatc
 
 
 def test_segment_stage_without_the_secret_stops_clearly(stage_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(segment, "setup_logging", _no_logging)
     monkeypatch.delenv(SECRET_ENV, raising=False)
-    out = tmp_path / "segments"
-    argv = _segment_argv(stage_run, _hashed_params(stage_run, tmp_path), out, tmp_path)
+    out = Layout(tmp_path / "hashed").segments
     with pytest.raises(SystemExit) as exc:
-        segment.main(argv)
+        _hashed_run(stage_run, tmp_path / "hashed")
     assert SECRET_ENV in str(exc.value.code)
     assert "hash_ids" in str(exc.value.code)
     assert not out.exists()  # nothing half-written, no raw ids exported
