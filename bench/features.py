@@ -95,7 +95,12 @@ def child_world(
     raw, as_of = world.raw_tables(), str(world.as_of.date())
     del world
     t0 = time.perf_counter()
-    data = validate_tables(raw, as_of=as_of, label_column=params.data.label_column)
+    data = validate_tables(
+        raw,
+        as_of=as_of,
+        label_column=params.data.label_column,
+        max_examples=params.validate_.max_examples,
+    )
     del raw
     interim = workdir / "interim"
     shutil.rmtree(interim, ignore_errors=True)

@@ -231,8 +231,9 @@ def parse_label(values: pd.Series) -> pd.Series:
 def validate_tables(
     tables: dict[str, pd.DataFrame],
     as_of: str | pd.Timestamp | None = None,
-    label_column: str = "churn",
-    max_examples: int = 5,
+    *,
+    label_column: str,
+    max_examples: int,
 ) -> ValidatedData:
     """Check raw tables against the contract and return them typed, or raise ContractError."""
     out: list[Violation] = []

@@ -80,8 +80,21 @@ def runtime(**kwargs: Any) -> Any:
 
 
 def _iso_date(value: Any) -> Any:
-    """YAML reads an unquoted 2026-10-31 as a date; keep dates as ISO strings."""
-    return value.isoformat() if isinstance(value, dt.date) else value
+    """YAML reads an unquoted 2026-10-31 as a date; keep dates as ISO strings, and reject a
+    string that is no date (2026-31-10) here, naming the key, not mid-stage."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str):
+        dt.date.fromisoformat(value)  # ValueError: pydantic reports it under the key
+    return value
+
+
+def _complete(mapping: dict, keys: tuple[str, ...], what: str) -> None:
+    """A dict keyed by a fixed set (tiers, families) must name every one: a missing key would
+    otherwise fall back to something silently (0, an empty angle) or fail mid-stage."""
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise ValueError(f"{what} needs a value for each of {list(keys)}; missing {missing}")
 
 
 IsoDate = Annotated[str, BeforeValidator(_iso_date)]
@@ -158,6 +171,11 @@ class Rfm(Section):
     monetary_per_year: tuple[Number, Number, Number, Number]
     tiers: dict[Literal["platinum", "gold", "silver"], int]
 
+    @model_validator(mode="after")
+    def _every_tier(self) -> Rfm:
+        _complete(self.tiers, ("platinum", "gold", "silver"), "tiers")
+        return self
+
 
 class Care(Section):
     core_spend: Number
@@ -183,13 +201,6 @@ class FeaturesParams(Section):
     signals: Signals
     rfm: Rfm
     care: Care
-
-    @property
-    def label_horizon_days(self) -> int:
-        """Days after a cutoff that its label reads: the row is labelled only if they are seen."""
-        if self.churn_definition == "inactivity":
-            return self.inactivity_days
-        return self.label_window_days
 
 
 class LogregParams(Section):
@@ -262,6 +273,11 @@ class TrainParams(Section):
     lgbm: LgbmParams
     search_space: SearchSpace
 
+    @model_validator(mode="after")
+    def _trials_for_every_model(self) -> TrainParams:
+        _complete(self.n_trials, self.models, "n_trials")
+        return self
+
     def hyperparameters(self, kind: str) -> dict[str, Any]:
         """The fixed hyperparameters of one candidate (the search overrides what it tunes)."""
         return getattr(self, kind).model_dump()
@@ -317,6 +333,12 @@ class SegmentParams(Section):
     psi_threshold: float
     psi_bins: Positive
     angles: dict[Literal["attitude", "external", "behaviour", "profile"], str]
+
+    @model_validator(mode="after")
+    def _complete_tables(self) -> SegmentParams:
+        _complete(self.success_rate, ("platinum", "gold", "silver", "regular"), "success_rate")
+        _complete(self.angles, ("attitude", "external", "behaviour", "profile"), "angles")
+        return self
 
     def tier_policy(self) -> dict[str, float]:
         """The numbers that cut risk tiers (`risk_tiers`' keywords): all that the explain

@@ -139,7 +139,7 @@ def summarise(
 
 
 def population_stability(
-    expected: pd.DataFrame, actual: pd.DataFrame, columns: list[str], bins: int = 10
+    expected: pd.DataFrame, actual: pd.DataFrame, columns: list[str], bins: int
 ) -> pd.DataFrame:
     """Population stability index of each feature, training window against scoring snapshot.
 

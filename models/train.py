@@ -24,23 +24,12 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeClassifier
 
+from churnlight.features.params import HYPERPARAMETERS as HYPER_SECTIONS
+
 MODEL_NAMES = ("logreg", "tree", "lgbm")
 # the hyperparameters each kind reads; params.yaml's `train.<kind>` gives each a value
-HYPERPARAMETERS = {
-    "logreg": ("C",),
-    "tree": ("max_depth", "min_samples_leaf"),
-    "lgbm": (
-        "n_estimators",
-        "learning_rate",
-        "num_leaves",
-        "max_depth",
-        "min_child_samples",
-        "subsample",
-        "colsample_bytree",
-        "reg_lambda",
-        "n_jobs",
-    ),
-}
+# the hyperparameters each candidate reads: the fields of its params.yaml section
+HYPERPARAMETERS = {kind: tuple(model.model_fields) for kind, model in HYPER_SECTIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -51,9 +40,7 @@ class Split:
     gap_days: int
 
 
-def time_split(
-    df: pd.DataFrame, label_window_days: int, test_months: int = 1, seed: int = 0
-) -> Split:
+def time_split(df: pd.DataFrame, label_window_days: int, test_months: int, seed: int) -> Split:
     """Test on the newest labelled cutoff(s); train only on cutoffs whose label window ends
     before the first test cutoff, so no training label looks into the test period.
 

@@ -234,7 +234,7 @@ def out_of_fold(
 class Calibrator:
     """Maps raw probabilities to calibrated ones: isotonic, or Platt (sigmoid) on the log-odds."""
 
-    def __init__(self, method: str = "isotonic"):
+    def __init__(self, method: str):
         if method not in ("isotonic", "sigmoid"):
             raise ValueError(f"train.calibration must be isotonic or sigmoid, not {method!r}")
         self.method = method

@@ -39,21 +39,14 @@ def stage(
 
     from churnlight.features.contract import ContractError
     from churnlight.features.params import ParamsError
-    from churnlight.pipelines.common import (
-        InputError,
-        Layout,
-        load_params,
-        run_stage,
-        setup_logging,
-    )
+    from churnlight.pipelines.common import STAGES, InputError, Layout, run_stage, setup_logging
 
     paths = Layout(root)
-    try:
-        params = load_params(paths.params)
-    except ParamsError as err:
+    if name not in STAGES:
         setup_logging()
-        log.error("%s", err)
-        raise typer.Exit(code=2) from err
+        log.error("unknown stage %r; the stages are %s", name, ", ".join(STAGES))
+        raise typer.Exit(code=2)
+    params = _project_params(paths.params)
     setup_logging(params.base.log_level)
     np.seterr(all="ignore")  # NaN ratios are features (no baseline), not errors
     try:
@@ -90,8 +83,15 @@ def generate(
     setup_logging()
     prm = _project_params(params)
     knobs = prm.generate.model_dump()
-    knobs.update({k: v for k, v in (("n_customers", customers), ("months", months)) if v})
-    write_world(generate_world(WorldConfig.from_params(knobs), seed=seed or prm.base.seed), out)
+    knobs.update(
+        {k: v for k, v in (("n_customers", customers), ("months", months)) if v is not None}
+    )
+    write_world(
+        generate_world(
+            WorldConfig.from_params(knobs), seed=prm.base.seed if seed is None else seed
+        ),
+        out,
+    )
 
 
 @app.command(
@@ -135,14 +135,16 @@ def validate(
 def _project_params(path: Path):
     """params.yaml (the one place of defaults), or exit 2 saying where it was looked for."""
     from churnlight.features.params import ParamsError
-    from churnlight.pipelines.common import load_params
+    from churnlight.pipelines.common import load_params, setup_logging
 
     if not path.is_file():
+        setup_logging()
         log.error("%s not found: run in the project folder or pass --params", path)
         raise typer.Exit(code=2)
     try:
         return load_params(path)
     except ParamsError as err:
+        setup_logging()
         log.error("%s", err)
         raise typer.Exit(code=2) from err
 

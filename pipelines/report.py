@@ -115,8 +115,8 @@ def read_inputs(paths: Layout, params: Params) -> CardInputs:
         registry=pd.read_csv(processed / "feature_registry.csv"),
         importance=pd.read_csv(reports / "importance.csv"),
         importance_by_family=pd.read_csv(reports / "importance_by_family.csv"),
-        summary=pd.read_csv(reports / "segments" / "summary.csv", encoding="utf-8-sig"),
-        scored=pd.read_parquet(reports / "segments" / "scored_customers.parquet"),
+        summary=pd.read_csv(paths.segments / "summary.csv", encoding="utf-8-sig"),
+        scored=pd.read_parquet(paths.segments / "scored_customers.parquet"),
         slices=_csv(reports / "metrics_by_slice.csv", ["slice", "value", "rows", "churn_rate"]),
         drift=_csv(reports / "drift.csv", ["name", "psi", "drifted"]),
         calibration=_csv(reports / "plots" / "calibration.csv", ["predicted", "observed"]),
@@ -143,9 +143,9 @@ def run(paths: Layout, params: Params) -> str:
     reports/figures/card; returns the Markdown card."""
     reports = paths.reports
     context = build_context(read_inputs(paths, params))
-    card_md = render_card(context, "md")
+    card_md, card_html = render_card(context, "md"), render_card(context, "html")
     write_text(card_md, reports / "model_card.md")
-    write_text(render_card(context, "html"), reports / "model_card.html")
+    write_text(card_html, reports / "model_card.html")
     log.info("model card: %s, %s", reports / "model_card.md", reports / "model_card.html")
     # a DVC out: always written, empty without a screenshot
     with atomic_dir(reports / CARD_DIR) as tmp:

@@ -13,7 +13,7 @@ from churnlight.features.params import ExportParams, Params
 from churnlight.models.artifacts import load_champion, load_train_report
 from churnlight.models.export import write_segment_files
 from churnlight.models.segment import TIERS, feature_drift, pseudonymise, segment_customers
-from churnlight.pipelines.common import Layout, atomic_dir, write_csv
+from churnlight.pipelines.common import InputError, Layout, atomic_dir, write_csv
 
 log = logging.getLogger("churnlight.segment")
 
@@ -56,5 +56,5 @@ def _id_secret(export: ExportParams) -> str | None:
     env = export.hash_secret_env
     secret = os.environ.get(env)
     if not secret:
-        raise SystemExit(f"export.hash_ids is on but the environment variable {env} is not set")
+        raise InputError(f"export.hash_ids is on but the environment variable {env} is not set")
     return secret

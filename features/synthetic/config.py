@@ -4,12 +4,14 @@ simulated customer moves through."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from churnlight.features.params import GenerateParams
 
 # a customer's state in a month: the latent truth behind every trace
 HEALTHY, INTENT, FADING, CHURNED, NOT_YET = 0, 1, 2, 3, 4
@@ -17,53 +19,15 @@ ACTIVE_REASONS = ("service", "price", "convenience", "relationship")
 MS_PER_DAY = 86_400_000
 
 
-@dataclass(frozen=True)
-class WorldConfig:
-    """The world's knobs; README section "The synthetic world" explains each. No defaults:
-    they are params.yaml's `generate` section (`from_params`)."""
-
-    n_customers: int
-    months: int
-    start: str
-    regions: tuple[str, ...]
-    industries: tuple[str, ...]
-    existing_share: float
-    hazard_intent_base: float
-    hazard_intent_satisfaction: float
-    hazard_intent_engagement: float
-    hazard_intent_competitor: float
-    hazard_intent_downturn: float
-    hazard_intent_policy: float
-    hazard_intent_new_customer: float
-    hazard_intent_basic_plan: float
-    hazard_passive: float
-    hazard_fading: float
-    intent_churn_per_month: float
-    fading_churn_per_month: float
-    intent_activity_factor: float
-    fading_decay: float
-    trace_noise: float
-    logins_per_month: float
-    competitor_launch_rate: float
-    policy_shock_rate: float
-    downturn_rate: float
+class WorldConfig(GenerateParams):
+    """The world's knobs: params.yaml's `generate` section, its one place of defaults (README
+    section "The synthetic world" explains each), with the dates they imply."""
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **changes: Any) -> WorldConfig:
-        """From the `generate` section of params.yaml (a dict, e.g. `GenerateParams.model_dump()`)
-        with `changes`; every knob must be there."""
-        values = {**params, **changes}
-        missing = [f.name for f in fields(cls) if f.name not in values]
-        if missing:
-            raise KeyError(f"generate: missing knobs {missing}")
-        return cls(
-            **{
-                f.name: tuple(values[f.name])
-                if isinstance(values[f.name], list)
-                else values[f.name]
-                for f in fields(cls)
-            }
-        )
+        """From the `generate` section (a dict, e.g. `GenerateParams.model_dump()`) with
+        `changes`; every knob must be there, and no other key."""
+        return cls.model_validate({**params, **changes})
 
     @property
     def start_ts(self) -> pd.Timestamp:

@@ -123,9 +123,10 @@ def figure_set(
     fam_imp: pd.DataFrame,
     registry: pd.DataFrame,
     lang: str = "en",
-    n_dependence: int = 4,
+    *,
+    n_dependence: int,
     top: int = 15,
-    seed: int = 0,
+    seed: int,
 ) -> dict:
     """Bar, family, beeswarm and dependence figures by file stem, labelled in `lang` (features by
     their registry description, never the raw name); `seed` draws the beeswarm's jitter. Draw and
@@ -174,9 +175,10 @@ def figures(
     fam_imp: pd.DataFrame,
     registry: pd.DataFrame,
     languages: Sequence[str],
-    n_dependence: int = 4,
+    *,
+    n_dependence: int,
     top: int = 15,
-    seed: int = 0,
+    seed: int,
 ) -> dict[str, dict]:
     """The SHAP figures in each of `languages` from the same contributions (and the same
     jitter, `seed`): {language: {file stem: matplotlib Figure}}. A language without a font

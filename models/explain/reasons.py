@@ -206,7 +206,7 @@ def reason_sentence(name: str, value, registry: pd.DataFrame, lang: str, row=Non
 
 
 def top_reasons(
-    contrib: pd.DataFrame, x: pd.DataFrame, registry: pd.DataFrame, k: int = 3
+    contrib: pd.DataFrame, x: pd.DataFrame, registry: pd.DataFrame, k: int
 ) -> pd.DataFrame:
     """The k features pushing each customer's risk up the most, as sentences in both languages."""
     values = contrib.to_numpy()
@@ -268,7 +268,7 @@ class _Row:
 
 
 def top_reasons_fast(
-    contrib: pd.DataFrame, x: pd.DataFrame, registry: pd.DataFrame, k: int = 3
+    contrib: pd.DataFrame, x: pd.DataFrame, registry: pd.DataFrame, k: int
 ) -> pd.DataFrame:
     """The same table as `top_reasons` (same features, families and sentences), built without a
     dict per row or a registry lookup per sentence: for hundreds of thousands of customers."""

@@ -119,8 +119,8 @@ def driver_figures(
     sample: pd.DataFrame,
     registry: pd.DataFrame,
     languages: Sequence[str],
-    n_dependence: int = 4,
-    seed: int = 0,
+    n_dependence: int,
+    seed: int,
 ) -> dict[str, dict]:
     """The champion's SHAP figures ({language: {file stem: Figure}}, see `figures.figures`)
     from the contributions `global_drivers` computed on `sample`; `seed` draws the beeswarm's
@@ -132,7 +132,7 @@ def driver_figures(
         drivers.by_family,
         registry,
         languages,
-        n_dependence,
+        n_dependence=n_dependence,
         seed=seed,
     )
 

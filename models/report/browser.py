@@ -151,7 +151,7 @@ def screenshot(
     return png_path
 
 
-def write_screenshot(html_path: Path, png_path: Path, enabled: bool = True) -> Path | None:
+def write_screenshot(html_path: Path, png_path: Path, enabled: bool) -> Path | None:
     """A screenshot of the card at `png_path`, or None: when it is off, when no Chromium is
     installed (a warning says how to get it) or when Chromium fails (a warning). A missing
     screenshot must not fail the run."""

@@ -16,12 +16,11 @@ from churnlight.features.registry import FAMILY_NAMES, PROFILE_WORDS_ZH
 from churnlight.models.report.charts import calibration_chart, chart_language, gains_chart
 from churnlight.models.report.format import data_uri, descriptions
 from churnlight.models.report.tree_rules import tree_rules_summary
+from churnlight.models.segment import TIERS
 
 # the card's messages share one logger, whichever module writes them
 log = logging.getLogger("churnlight.report")
 
-LANGUAGES = ("en", "zh")
-TIERS = ("high", "medium", "low")
 # the two charts the card draws itself; every other figure comes from reports/figures/shap
 CHARTS = ("calibration", "gains")
 
@@ -180,7 +179,7 @@ def tier_stories(
 
 
 def weak_slices(
-    slices: pd.DataFrame, overall_auc: float, auc_margin: float = 0.03
+    slices: pd.DataFrame, overall_auc: float, auc_margin: float
 ) -> tuple[list[dict], list[dict]]:
     """All slices, and those clearly worse than average: ROC-AUC at least `auc_margin` below the
     champion's overall ROC-AUC on the same test cutoff (ranking quality does not depend on how

@@ -96,7 +96,7 @@ def render_card(context: dict, fmt: str = "md", template: str = TEMPLATE) -> str
     """The card as Markdown (`fmt='md'`) or as a self-contained HTML page (`fmt='html'`).
 
     Both come from the same template: the HTML is the Markdown rendered with images as data URIs
-    and converted by `markdown_to_html`."""
+    and rendered to HTML by markdown-it-py (`_convert`)."""
     markdown = render_markdown(context, fmt, template)
     if fmt == "md":
         return markdown

@@ -11,10 +11,13 @@ from churnlight.features.contract import (
     validate_tables,
 )
 
+# the contract's settings from params.yaml
+CONTRACT = {"label_column": "churn", "max_examples": 5}
+
 
 def _violations(tables: dict[str, pd.DataFrame], **kwargs) -> list[Violation]:
     with pytest.raises(ContractError) as info:
-        validate_tables(tables, **kwargs)
+        validate_tables(tables, **{**CONTRACT, **kwargs})
     assert info.value.violations, "ContractError raised without violations"
     return info.value.violations
 
@@ -34,7 +37,7 @@ def _as_object(series: pd.Series) -> pd.Series:
 
 
 def test_clean_tiny_world_validates_with_every_family_on(tiny_world, tiny_tables):
-    data = validate_tables(tiny_tables, as_of=tiny_world.as_of)
+    data = validate_tables(tiny_tables, as_of=tiny_world.as_of, **CONTRACT)
 
     assert data.mode == "events"
     assert data.as_of == pd.Timestamp("2026-06-30")
@@ -55,14 +58,14 @@ def test_clean_tiny_world_validates_with_every_family_on(tiny_world, tiny_tables
 
 
 def test_clean_world_without_stated_as_of_uses_latest_event(tiny_tables):
-    data = validate_tables(tiny_tables)
+    data = validate_tables(tiny_tables, **CONTRACT)
     assert data.as_of == pd.Timestamp("2026-06-30")
     assert data.report["as_of"] == "2026-06-30"
 
 
 def test_missing_optional_table_validates_and_switches_attitude_off(tiny_tables):
     del tiny_tables["feedback"]
-    data = validate_tables(tiny_tables)
+    data = validate_tables(tiny_tables, **CONTRACT)
 
     assert data.report["families"]["attitude"] is False
     assert data.report["families"]["behaviour"] is True
@@ -77,7 +80,7 @@ def test_customers_table_is_derived_from_events_when_absent(tiny_tables):
         [tiny_tables[t]["customer_id"] for t in ("transactions", "activity", "feedback")]
     )
     del tiny_tables["customers"]
-    data = validate_tables(tiny_tables)
+    data = validate_tables(tiny_tables, **CONTRACT)
 
     customers = data.tables["customers"]
     assert list(customers.columns) == ["customer_id"]
@@ -106,7 +109,7 @@ def _flat_customers() -> pd.DataFrame:
 
 
 def test_flat_labelled_table_validates_in_flat_mode():
-    data = validate_tables({"customers": _flat_customers()})
+    data = validate_tables({"customers": _flat_customers()}, **CONTRACT)
 
     assert data.mode == "flat"
     assert data.report["mode"] == "flat"
@@ -262,7 +265,7 @@ def test_timestamps_with_different_utc_offsets_do_not_crash(tiny_tables):
     act.loc[0, "ts"] = "2025-03-01T10:00:00+01:00"
     act.loc[1, "ts"] = "2025-04-01T10:00:00+02:00"
     try:
-        data = validate_tables(tiny_tables)
+        data = validate_tables(tiny_tables, **CONTRACT)
     except ContractError as err:  # reporting it as a violation would be acceptable too
         assert any(v.column == "ts" for v in err.violations)
     else:
@@ -278,7 +281,7 @@ def test_error_message_names_table_column_and_shows_example_rows(tiny_tables):
     tx.loc[3, "amount"] = "abc"
     bad_customer = tx.loc[3, "customer_id"]
     with pytest.raises(ContractError) as info:
-        validate_tables(tiny_tables)
+        validate_tables(tiny_tables, **CONTRACT)
     msg = str(info.value)
 
     assert msg.startswith("data contract violated (1 problem(s)):")

@@ -1,8 +1,8 @@
 """`dvc repro` on a copy of the project with tiny params: everything is produced, a second run
 does nothing, and a changed parameter re-runs only the stages that depend on it.
 
-The stage commands (`python -m churnlight.pipelines.X`) import the editable install, i.e. the
-code in the project itself; the copied code files only serve as DVC dependencies.
+The stage commands (`churnlight stage NAME`) import the editable install, i.e. the code in the
+project itself; the copied code files only serve as DVC dependencies.
 """
 
 from __future__ import annotations

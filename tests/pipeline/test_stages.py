@@ -35,7 +35,7 @@ BOM = b"\xef\xbb\xbf"
 def chain(tmp_path_factory, make_pipeline_params, run_stages) -> dict:
     root = tmp_path_factory.mktemp("project")
     params = make_pipeline_params()
-    assert params["data"]["source"] == "data/raw"  # synthetic mode; paths go to tmp via argv
+    assert params["data"]["source"] == "data/raw"  # synthetic mode, under root
     paths = run_stages(root, params)
     return {**paths, "root": root, "params": params}
 

@@ -561,7 +561,7 @@ def _drawn(case, lang: str) -> dict:
 
     contrib, x, feat_imp, fam_imp, registry = case
     with matplotlib.rc_context(figure_rc(figure_font(lang))):
-        figs = figure_set(contrib, x, feat_imp, fam_imp, registry, lang, n_dependence=2)
+        figs = figure_set(contrib, x, feat_imp, fam_imp, registry, lang, n_dependence=2, seed=0)
         for fig in figs.values():
             FigureCanvasAgg(fig).draw()
     return figs
@@ -570,7 +570,7 @@ def _drawn(case, lang: str) -> dict:
 @pytest.mark.usefixtures("needs_cjk_font")
 def test_figures_write_chinese_versions_under_the_english_names(figure_case, tmp_path):
     contrib, x, feat_imp, fam_imp, registry = figure_case
-    figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en", "zh"], n_dependence=2)
+    figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en", "zh"], n_dependence=2, seed=0)
     assert list(tmp_path.iterdir()) == []  # the library draws; the stage saves
     assert list(figs) == ["en", "zh"] and list(figs["en"]) == list(figs["zh"])
     written = save_figures(figs, tmp_path)
@@ -590,7 +590,7 @@ def test_figures_are_matplotlib_figures_by_language_and_name(figure_case, tmp_pa
     from matplotlib.figure import Figure
 
     contrib, x, feat_imp, fam_imp, registry = figure_case
-    figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en"], n_dependence=1)
+    figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en"], n_dependence=1, seed=0)
     assert list(figs) == ["en"]
     assert all(isinstance(f, Figure) for f in figs["en"].values())
     assert {"shap_bar", "shap_families", "shap_beeswarm"} < set(figs["en"])
@@ -605,7 +605,9 @@ def test_beeswarm_jitter_follows_the_seed(figure_case):
     contrib, x, feat_imp, fam_imp, registry = figure_case
 
     def swarm(seed):
-        return _jitter(figure_set(contrib, x, feat_imp, fam_imp, registry, "en", 0, seed=seed))
+        return _jitter(
+            figure_set(contrib, x, feat_imp, fam_imp, registry, "en", n_dependence=0, seed=seed)
+        )
 
     np.testing.assert_array_equal(swarm(7), swarm(7))
     assert not np.allclose(swarm(7), swarm(8))
@@ -675,7 +677,9 @@ def test_without_a_cjk_font_chinese_figures_are_skipped_with_one_warning(
     monkeypatch.setattr(fonts, "cjk_font", lambda: None)
     contrib, x, feat_imp, fam_imp, registry = figure_case
     with caplog.at_level(logging.WARNING, logger="churnlight.models.explain.figures"):
-        figs = figures(contrib, x, feat_imp, fam_imp, registry, ["en", "zh"], n_dependence=1)
+        figs = figures(
+            contrib, x, feat_imp, fam_imp, registry, ["en", "zh"], n_dependence=1, seed=0
+        )
     assert list(figs) == ["en"]
     assert "shap_bar" in figs["en"]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -689,7 +693,7 @@ def test_figures_reject_an_unknown_language_before_drawing(figure_case, monkeypa
     monkeypatch.setattr(explain_figures, "figure_set", lambda *a, **k: drawn.append(a) or {})
     contrib, x, feat_imp, fam_imp, registry = figure_case
     with pytest.raises(ValueError, match="'fr'"):
-        figures(contrib, x, feat_imp, fam_imp, registry, ["en", "fr"])
+        figures(contrib, x, feat_imp, fam_imp, registry, ["en", "fr"], n_dependence=0, seed=0)
     assert drawn == []
 
 

@@ -78,6 +78,9 @@ ACTIVITY_FEATURES = {
     "service_overdue_days",
 }
 
+# the contract's settings from params.yaml
+CONTRACT = {"label_column": "churn", "max_examples": 5}
+
 
 @pytest.fixture(scope="module")
 def world_tables() -> dict[str, pd.DataFrame]:
@@ -99,7 +102,7 @@ def run_stage(tmp_path_factory, world_tables):
             tables = {k: v.copy() for k, v in world_tables.items() if k not in drop}
             if customers is not None:
                 tables["customers"] = customers(tables["customers"])
-            data = validate_tables(tables, as_of=str(WORLD.as_of.date()))
+            data = validate_tables(tables, as_of=str(WORLD.as_of.date()), **CONTRACT)
             interim = root / "data" / "interim"
             interim.mkdir(parents=True)
             for name, df in data.tables.items():

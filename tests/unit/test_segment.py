@@ -37,7 +37,7 @@ from churnlight.models.segment import (
 )
 from churnlight.models.train import fit_candidate, time_split
 from churnlight.models.tune import CalibratedModel, Calibrator
-from churnlight.pipelines.common import Layout, run_stage
+from churnlight.pipelines.common import InputError, Layout, run_stage
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS: dict = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -588,8 +588,8 @@ def test_segment_stage_writes_hashed_ids(stage_run, scored, tmp_path, monkeypatc
 def test_segment_stage_without_the_secret_stops_clearly(stage_run, tmp_path, monkeypatch):
     monkeypatch.delenv(SECRET_ENV, raising=False)
     out = Layout(tmp_path / "hashed").segments
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(InputError) as exc:
         _hashed_run(stage_run, tmp_path / "hashed")
-    assert SECRET_ENV in str(exc.value.code)
-    assert "hash_ids" in str(exc.value.code)
+    assert SECRET_ENV in str(exc.value)
+    assert "hash_ids" in str(exc.value)
     assert not out.exists()  # nothing half-written, no raw ids exported
