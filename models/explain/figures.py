@@ -199,7 +199,15 @@ def figures(
             continue
         with matplotlib.rc_context(figure_rc(font)):
             out[lang] = figure_set(
-                contrib, x, feat_imp, fam_imp, registry, lang, n_dependence, top, seed
+                contrib,
+                x,
+                feat_imp,
+                fam_imp,
+                registry,
+                lang,
+                n_dependence=n_dependence,
+                top=top,
+                seed=seed,
             )
     return out
 
