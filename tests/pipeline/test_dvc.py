@@ -78,7 +78,9 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=150)
+    # a tiny-world `dvc repro` takes about 2 minutes alone (eight stage processes, each importing
+    # the stack); far longer beside the default-world test on a two-core machine
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
 
 
 def _repro(project: Path, env: dict[str, str]) -> str:
