@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -68,13 +67,9 @@ from churnlight.models.explain.contributions import contributions
 from churnlight.models.explain.reasons import top_reasons, top_reasons_fast
 from churnlight.models.explain.workflow import customer_reasons
 from churnlight.models.segment import risk_tiers
+from churnlight.pipelines.common import peak_rss_gb
 
 log = logging.getLogger("churnlight.bench.score")
-
-
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process so far, in GiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def load_avg() -> str:
