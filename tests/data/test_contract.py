@@ -11,7 +11,7 @@ from churnlight.features.contract import (
     validate_tables,
 )
 
-# the contract's settings from params.yaml
+# the contract's settings, as params.yaml sets them (the tests below name the label "churn")
 CONTRACT = {"label_column": "churn", "max_examples": 5}
 
 

@@ -10,23 +10,18 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import pandas as pd
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnlight.features.contract import ACTIVITY_TYPES
 from churnlight.features.synthetic import TEXTS, WorldConfig, generate_world
 
-from .helpers import CFG, LEXICON, build, config
+from .helpers import CFG, LEXICON, PARAMS, build, config
 
-GENERATE = yaml.safe_load(
-    (Path(__file__).resolve().parents[2] / "params.yaml").read_text(encoding="utf-8")
-)["generate"]
 WORLD = WorldConfig.from_params(
-    GENERATE, n_customers=150, months=18, start="2025-01-01"
+    PARAMS["generate"], n_customers=150, months=18, start="2025-01-01"
 )  # data end 2026-07-01
 SEED = 5
 DATA_END = WORLD.end_ts

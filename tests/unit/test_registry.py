@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from churnlight.features.contract import validate_tables
 from churnlight.features.params import parse_params
@@ -33,10 +32,7 @@ from churnlight.pipelines.common import Layout
 
 from .helpers import PARAMS
 
-GENERATE = yaml.safe_load(
-    (Path(__file__).resolve().parents[2] / "params.yaml").read_text(encoding="utf-8")
-)["generate"]
-WORLD = WorldConfig.from_params(GENERATE, n_customers=150, months=18, start="2025-01-01")
+WORLD = WorldConfig.from_params(PARAMS["generate"], n_customers=150, months=18, start="2025-01-01")
 REGISTRY_COLUMNS = ["name", "family", "unit", "description_en", "description_zh"]
 UNITS = {
     "count",
@@ -79,7 +75,10 @@ ACTIVITY_FEATURES = {
 }
 
 # the contract's settings from params.yaml
-CONTRACT = {"label_column": "churn", "max_examples": 5}
+CONTRACT = {
+    "label_column": PARAMS["data"]["label_column"],
+    "max_examples": PARAMS["validate"]["max_examples"],
+}
 
 
 @pytest.fixture(scope="module")
