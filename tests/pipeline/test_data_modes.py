@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+
+from tests.shapes import telecom_customers
 
 ALL_STAGES_AFTER_GENERATE = (
     "validate",
@@ -21,30 +22,6 @@ ALL_STAGES_AFTER_GENERATE = (
 )
 PROFILE = ("tenure_months", "monthly_charges", "contract")
 NUMERIC_PROFILE = ("tenure_months", "monthly_charges")
-
-
-def telecom_customers(n: int = 600, seed: int = 11) -> pd.DataFrame:
-    """A Telco-churn-like flat table whose churn follows tenure and contract (learnable)."""
-    rng = np.random.default_rng(seed)
-    tenure = rng.integers(1, 73, n)
-    contract = rng.choice(["Month-to-month", "One year", "Two year"], n, p=[0.5, 0.3, 0.2])
-    charges = np.round(rng.uniform(20, 120, n), 2)
-    logit = (
-        -0.5
-        - 0.05 * tenure
-        + np.select([contract == "Month-to-month", contract == "One year"], [1.5, 0.0], -1.0)
-        + 0.01 * (charges - 70)
-    )
-    churn = rng.random(n) < 1 / (1 + np.exp(-logit))
-    return pd.DataFrame(
-        {
-            "customer_id": [f"C{i:04d}" for i in range(n)],
-            "tenure_months": tenure,
-            "monthly_charges": charges,
-            "contract": contract,
-            "churn": np.where(churn, "Yes", "No"),
-        }
-    )
 
 
 @pytest.fixture(scope="module")
