@@ -116,12 +116,15 @@ def build_flat_snapshots(
     params: FeaturesParams,
     label_column: str,
 ) -> tuple[dict, list[FeatureSpec]]:
-    """Flat labelled table: the customers' attributes, one snapshot at the data end, in the
-    customers table's order; the summary's numbers and the registry (profile only)."""
+    """Flat labelled table: the customers' attributes, one snapshot at the data end (no date
+    at all when the table has none), in the customers table's order; the summary's numbers
+    and the registry (profile only)."""
     profile = profile_of(relation_types(con, "customers"), label_column)
-    cutoff = pd.Timestamp(report["as_of"]) + pd.Timedelta(days=1)
+    # the snapshot is the day after the table's newest date; a table without dates gets none
+    cutoff = pd.Timestamp(report["as_of"]) + pd.Timedelta(days=1) if report["as_of"] else None
     columns = flat_columns(params.signals.model_dump(), profile)
-    rows = flat_source_sql("customers", label_column, str(cutoff.date()), profile)
+    day = None if cutoff is None else str(cutoff.date())
+    rows = flat_source_sql("customers", label_column, day, profile)
     table = con.sql(snapshot_select(columns, f"({rows})")).to_arrow_table()
     writer = SnapshotWriter(folder, columns, cutoff, split_flat)
     try:

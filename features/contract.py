@@ -96,7 +96,7 @@ class ContractError(ValueError):
 @dataclass
 class ValidatedData:
     tables: dict[str, pd.DataFrame]
-    as_of: pd.Timestamp
+    as_of: pd.Timestamp | None  # None: a flat table without any date
     mode: str  # "events" or "flat"
     report: dict
 
@@ -208,15 +208,15 @@ def _numeric_attributes(df: pd.DataFrame, known: set[str]) -> pd.DataFrame:
     return out
 
 
-def _latest_date(customers: pd.DataFrame | None) -> pd.Timestamp:
-    """A flat table has no events: its end is its newest date, or a fixed day so that reruns of
-    the same file give the same outputs (never today's date)."""
+def _latest_date(customers: pd.DataFrame | None) -> pd.Timestamp | None:
+    """A flat table has no events: its end is its newest date, or none at all (no date is
+    invented for a table that has none)."""
     dates = [
         customers[c].max()
         for c in ("signup_date", "cancel_date")
         if customers is not None and c in customers and customers[c].notna().any()
     ]
-    return max(dates).normalize() if dates else pd.Timestamp("2000-01-01")
+    return max(dates).normalize() if dates else None
 
 
 def parse_label(values: pd.Series) -> pd.Series:
@@ -352,7 +352,7 @@ def validate_tables(
         families = {fam: fam == "profile" for fam in FAMILY_TABLES}
     report = {
         "mode": "flat" if flat else "events",
-        "as_of": str(resolved_as_of.date()),
+        "as_of": None if resolved_as_of is None else str(resolved_as_of.date()),
         "rows": {k: len(v) for k, v in typed.items()},
         "tables_missing": [t for t in ALL_TABLES if t not in present],
         "tables_ignored": unknown,

@@ -295,14 +295,16 @@ def event_columns(
 
 
 def flat_source_sql(
-    customers: str, label_column: str, cutoff: str, profile: dict[str, bool]
+    customers: str, label_column: str, cutoff: str | None, profile: dict[str, bool]
 ) -> str:
     """The input relation of flat mode: one row per customer of the relation `customers`, at
-    the one `cutoff` (YYYY-MM-DD), labelled by its column `label_column` (0/1, as the data
-    contract wrote it), with the attributes `profile` as `profile:<name>`."""
+    the one `cutoff` (YYYY-MM-DD; None: a table without dates, cutoff NULL), labelled by its
+    column `label_column` (0/1, as the data contract wrote it), with the attributes `profile`
+    as `profile:<name>`."""
     attributes = "".join(f", {ident(c)} AS {ident(PROFILE_COLUMN + c)}" for c in profile)
+    day = "NULL" if cutoff is None else literal(cutoff)
     return (
-        f"SELECT customer_id, CAST({literal(cutoff)} AS TIMESTAMP) AS cutoff, "
+        f"SELECT customer_id, CAST({day} AS TIMESTAMP) AS cutoff, "
         f"{ident(label_column)} AS label{attributes} FROM {customers}"
     )
 

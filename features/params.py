@@ -115,6 +115,8 @@ class DataParams(Section):
     source: str
     as_of: IsoDate | None
     label_column: str
+    value_column: str | None
+    value_multiplier: Annotated[float, Field(gt=0)]
 
 
 class GenerateParams(Section):
@@ -262,7 +264,9 @@ class TrainParams(Section):
     models: tuple[ModelName, ...]
     test_months: Positive
     folds: Annotated[int, Field(ge=2)]
-    calibration: Literal["isotonic", "sigmoid"]
+    calibration: Annotated[tuple[Literal["none", "sigmoid", "isotonic"], ...], Field(min_length=1)]
+    calibration_tie: Annotated[float, Field(ge=0)]
+    probability_floor: Annotated[float, Field(gt=0, lt=0.5)]
     n_trials: dict[ModelName, Positive]
     timeout_s: float
     early_stopping_rounds: Positive
@@ -329,7 +333,8 @@ class SegmentParams(Section):
     medium_threshold: Share
     playbook: tuple[PlaybookRow, ...]
     success_rate: dict[ValueTier, Share]
-    value_column: str
+    rfm_scoring: Literal["auto", "quantile", "fixed"]
+    no_contact_action: str
     psi_threshold: float
     psi_bins: Positive
     angles: dict[Literal["attitude", "external", "behaviour", "profile"], str]
@@ -361,6 +366,8 @@ class ReportParams(Section):
     screenshot: bool
     weak_slice_auc_margin: float
     max_trusted_ece: float
+    max_rough_ece: float
+    max_base_rate_shift: float
 
 
 class Params(Section):

@@ -121,7 +121,7 @@ def snapshot_summary(
     return {
         "labelled_rows": n,
         "scoring_rows": scoring,
-        "cutoffs": sorted(str(c.date()) for c in cutoffs),
+        "cutoffs": sorted(str(c.date()) for c in cutoffs if pd.notna(c)),
         "scoring_cutoff": str(last.date()) if scoring and last is not None else None,
         "churn_rate": label_sum / n if n else None,
         "rule_colours": shares.round(4).to_dict(),

@@ -13,7 +13,14 @@ from typing import Any
 
 from churnlight.features.snapshots import read_snapshots
 
-__all__ = ["load_champion", "load_model", "load_train_report", "read_snapshots", "save_model"]
+__all__ = [
+    "load_champion",
+    "load_features_report",
+    "load_model",
+    "load_train_report",
+    "read_snapshots",
+    "save_model",
+]
 
 
 def model_path(models_dir: str | Path, name: str) -> Path:
@@ -37,6 +44,12 @@ def load_model(models_dir: str | Path, name: str):
 def load_train_report(models_dir: str | Path) -> dict:
     """train_report.json: the champion, the features in model order, the cutoffs, the CV."""
     return json.loads((Path(models_dir) / "train_report.json").read_text(encoding="utf-8"))
+
+
+def load_features_report(processed_dir: str | Path) -> dict:
+    """features_report.json: the mode (events or flat), the families, the cutoffs, the rows."""
+    path = Path(processed_dir) / "features_report.json"
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def load_champion(models_dir: str | Path) -> tuple[str, Any, list[str]]:

@@ -163,10 +163,18 @@ def evaluate_candidates(
     capacity: float,
     seed: int,
     truth: pd.DataFrame | None = None,
+    *,
+    rules: bool = True,
+    value_tier: pd.Series | None = None,
 ) -> Evaluation:
-    """Every candidate (calibrated, plus the raw model's calibration error) and the rules on
-    the test rows; the champion also gets a bootstrap interval for its ROC-AUC, a verdict
-    against the rules at capacity, slices and curves; with `truth`, the oracle too."""
+    """Every candidate (calibrated, plus the raw model's calibration error) and, where the
+    data has events (`rules`), the three-colour rules on the test rows; the champion also gets
+    a bootstrap interval for its ROC-AUC, a verdict against the rules at capacity, slices and
+    curves; with `truth`, the oracle too. The training and test churn rates are reported side
+    by side: calibration fitted on the training period is off by their difference.
+
+    `value_tier` (indexed like the snapshots) replaces the features' own tier in the slices,
+    so that they are the tiers the action lists use."""
     test = split.test
     y = test["label"].to_numpy(int)
     metrics: dict = {}
@@ -176,22 +184,33 @@ def evaluate_candidates(
         raw = model.pipeline.predict_proba(test[features])[:, 1]
         metrics[kind] = score_metrics(y, preds[kind], capacity)
         metrics[kind]["ece_uncalibrated"] = expected_calibration_error(y, raw)
-    preds["rules"] = rule_probability(split.train, test)
-    metrics["rules"] = score_metrics(y, preds["rules"], capacity)
+    if rules:
+        preds["rules"] = rule_probability(split.train, test)
+        metrics["rules"] = score_metrics(y, preds["rules"], capacity)
     lo, hi = bootstrap_auc(y, preds[champion], seed=seed)
     metrics[champion]["roc_auc_ci_low"], metrics[champion]["roc_auc_ci_high"] = lo, hi
     recall = metrics[champion]["recall_at_capacity"]
+    train_rate = float(split.train["label"].mean())
+    last = split.test_cutoffs[-1] if split.test_cutoffs else None
     metrics.update(
         champion=champion,
         capacity=capacity,
-        test_cutoff=str(split.test_cutoffs[-1].date()),
+        test_split=split.scheme,
+        test_cutoff=None if last is None else str(last.date()),
         test_rows=len(y),
         test_churn_rate=float(y.mean()),
-        champion_beats_rules=bool(recall > metrics["rules"]["recall_at_capacity"]),
+        train_churn_rate=train_rate,
+        base_rate_shift=float(y.mean()) - train_rate,
+        calibration={kind: model.calibrator.method for kind, model in models.items()},
+        rules_available=rules,
+        champion_beats_rules=(
+            bool(recall > metrics["rules"]["recall_at_capacity"]) if rules else None
+        ),
     )
     if truth is not None:
         metrics["oracle"] = oracle = oracle_metrics(test, truth, capacity)
         metrics["champion_oracle_ratio"] = metrics[champion]["roc_auc"] / oracle["roc_auc"]
+    sliced = test if value_tier is None else test.assign(value_tier=value_tier.loc[test.index])
     return Evaluation(
-        metrics, slice_metrics(test, preds[champion], capacity), curves(y, preds[champion])
+        metrics, slice_metrics(sliced, preds[champion], capacity), curves(y, preds[champion])
     )

@@ -110,10 +110,11 @@ def expected_retained_value(
 
 
 def summarise(
-    seg: pd.DataFrame, reason_features: pd.DataFrame, descriptions: pd.Series
+    seg: pd.DataFrame, reason_features: pd.DataFrame, descriptions: pd.Series, no_contact: str
 ) -> pd.DataFrame:
-    """Per risk tier x value tier: count, mean probability, expected churners, value at risk and
-    the most common reasons (named by their description, counted by feature)."""
+    """Per risk tier x value tier: count, mean probability, expected churners, value at risk,
+    how many are not worth contacting (action `no_contact`) and the most common reasons
+    (named by their description, counted by feature)."""
     rows = []
     for (risk, tier), g in seg.groupby(["risk_tier", "value_tier"], sort=False):
         feats = reason_features.loc[g.index].stack()
@@ -128,6 +129,7 @@ def summarise(
                 "value_at_risk": round(
                     float((g["churn_probability"] * g["customer_value"]).sum()), 2
                 ),
+                "no_contact": int(g["action"].eq(no_contact).sum()),
                 "top_reasons": "; ".join(descriptions.get(f, f) for f in top),
             }
         )
@@ -191,18 +193,20 @@ COLUMN_DOCS = {
     "customer_id": "Customer identifier (pseudonymised when export.hash_ids is on)",
     "churn_probability": "Calibrated chance of churning within the label window (0-1)",
     "risk_tier": "high / medium / low, by the segment policy in params.yaml",
-    "value_tier": "platinum / gold / silver / regular, from the RFM score",
+    "value_tier": "platinum / gold / silver / regular, from the RFM score (segment.rfm_scoring)",
     "care_layer": "core / active / dormant care programme layer",
     "churn_kind": "Likely kind of churn from the top reasons: active, silent or passive",
     "reason_1": "Strongest reason pushing this customer's risk up (plain English)",
     "reason_2": "Second reason",
     "reason_3": "Third reason",
-    "action": "Recommended action from the playbook",
+    "action": "Recommended action from the playbook; no contact where it costs more than the "
+    "value it is expected to keep",
     "angle": "How to approach the customer, from the family of the main reason",
     "owner": "Role responsible for the action",
     "due_within_hours": "Deadline for the action, in hours (0: no deadline)",
     "expected_retained_value": "p(churn) x customer value x action success rate - action cost",
-    "customer_value": "Customer value used above (spend in the last 12 months)",
+    "customer_value": "Yearly customer value (data.value_column x data.value_multiplier, "
+    "or the spend in the last 12 months)",
     "action_cost": "Cost of the recommended action",
     "rule_colour": "What the old three-colour rule says (green / yellow / red)",
     "reason_1_zh": "第一原因（中文）",
@@ -214,17 +218,24 @@ COLUMNS = list(COLUMN_DOCS)
 
 
 def build_segments(
-    scoring: pd.DataFrame, p: np.ndarray, reasons: pd.DataFrame, sp: SegmentParams
+    scoring: pd.DataFrame,
+    p: np.ndarray,
+    reasons: pd.DataFrame,
+    sp: SegmentParams,
+    value: np.ndarray | None,
+    value_tier: np.ndarray,
 ) -> pd.DataFrame:
-    """One row per scored customer with every documented column (plus `REASON_FEATURES`),
-    ranked by risk tier, then expected retained value, then probability.
+    """One row per scored customer with every documented column (plus `REASON_FEATURES`):
+    the customers worth contacting by risk tier, then expected retained value, then
+    probability; after all of them, those whose action costs more than it is expected to keep.
 
     `reasons` holds the explain stage's top reasons per customer_id; `sp` is the segment
-    policy (params.yaml `segment`)."""
+    policy (params.yaml `segment`); `value` the yearly customer value (None: the data has
+    none) and `value_tier` the tiers (`churnlight.models.value`)."""
     df = scoring[["customer_id"]].copy()
     df["churn_probability"] = np.round(p, 4)
     df["risk_tier"] = risk_tiers(p, sp.policy, **sp.tier_policy())
-    df["value_tier"] = scoring["value_tier"].to_numpy() if "value_tier" in scoring else "regular"
+    df["value_tier"] = np.asarray(value_tier, dtype=object)
     df["care_layer"] = scoring["care_layer"].to_numpy() if "care_layer" in scoring else "active"
     r = reasons.set_index("customer_id").reindex(df["customer_id"])
     r.index = df.index
@@ -245,32 +256,38 @@ def build_segments(
     family = r.get("reason_1_family", pd.Series(None, index=df.index))
     df["angle"] = family.map(dict(sp.angles)).fillna("").to_numpy()
     df.loc[df["risk_tier"] == "low", "angle"] = ""
-    _add_value(df, scoring, p, sp)
+    _add_value(df, p, sp, value)
     df["rule_colour"] = scoring["rule_colour"].to_numpy()
     tier = pd.Categorical(df["risk_tier"], list(TIERS), ordered=True)
-    df = df.assign(_t=tier).sort_values(
-        ["_t", "expected_retained_value", "churn_probability"],
-        ascending=[True, False, False],
+    skip = df["action"].eq(sp.no_contact_action)
+    df = df.assign(_skip=skip, _t=tier).sort_values(
+        ["_skip", "_t", "expected_retained_value", "churn_probability"],
+        ascending=[True, True, False, False],
         kind="stable",
     )
-    return df.drop(columns="_t")[COLUMNS + REASON_FEATURES].reset_index(drop=True)
+    return df.drop(columns=["_skip", "_t"])[COLUMNS + REASON_FEATURES].reset_index(drop=True)
 
 
-def _add_value(df: pd.DataFrame, scoring: pd.DataFrame, p: np.ndarray, sp: SegmentParams) -> None:
-    """customer_value and expected_retained_value columns (0 value without the column)."""
-    value_col = sp.value_column
-    value = scoring[value_col].to_numpy(dtype=float) if value_col in scoring else np.zeros(len(df))
+def _add_value(
+    df: pd.DataFrame, p: np.ndarray, sp: SegmentParams, value: np.ndarray | None
+) -> None:
+    """customer_value and expected_retained_value; where the action costs more than it is
+    expected to keep, no contact. Without any customer value both stay empty: a value of 0
+    would make every action look like a loss."""
+    if value is None:
+        df["customer_value"] = np.nan
+        df["expected_retained_value"] = np.nan
+        return
     df["customer_value"] = np.round(np.nan_to_num(value), 2)
-    df["expected_retained_value"] = np.round(
-        expected_retained_value(
-            p,
-            value,
-            df["value_tier"].to_numpy(),
-            dict(sp.success_rate),
-            df["action_cost"].to_numpy(),
-        ),
-        2,
+    erv = expected_retained_value(
+        p, value, df["value_tier"].to_numpy(), dict(sp.success_rate), df["action_cost"].to_numpy()
     )
+    df["expected_retained_value"] = np.round(erv, 2)
+    negative = erv < 0  # action_cost stays: it is why these are not contacted
+    df.loc[negative, "action"] = sp.no_contact_action
+    df.loc[negative, "owner"] = "none"
+    df.loc[negative, "due_within_hours"] = 0
+    df.loc[negative, "angle"] = ""
 
 
 def segment_customers(
@@ -279,11 +296,13 @@ def segment_customers(
     reasons: pd.DataFrame,
     descriptions: pd.Series,
     sp: SegmentParams,
+    value: np.ndarray | None,
+    value_tier: np.ndarray,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The segment table (the columns in `COLUMN_DOCS`) and its summary by risk and value tier,
     whose top reasons are named by `descriptions` (feature name -> plain text)."""
-    seg = build_segments(scoring, p, reasons, sp)
-    summary = summarise(seg, seg[REASON_FEATURES].fillna(""), descriptions)
+    seg = build_segments(scoring, p, reasons, sp, value, value_tier)
+    summary = summarise(seg, seg[REASON_FEATURES].fillna(""), descriptions, sp.no_contact_action)
     return seg.drop(columns=REASON_FEATURES), summary
 
 
@@ -301,8 +320,10 @@ def feature_drift(
     threshold: float,
 ) -> pd.DataFrame:
     """PSI of each feature, the training window's rows (`snapshots` at `train_cutoffs`)
-    against the scoring snapshot, with `drifted` where it exceeds `threshold`."""
-    train = snapshots[snapshots["cutoff"].isin(pd.to_datetime(train_cutoffs))]
+    against the scoring snapshot, with `drifted` where it exceeds `threshold`. Without
+    training cutoffs (a flat table without dates) every labelled row is the training window."""
+    dated = snapshots["cutoff"].isin(pd.to_datetime(train_cutoffs))
+    train = snapshots[dated] if train_cutoffs else snapshots
     psi = population_stability(train, scoring, features, bins)
     psi["drifted"] = psi["psi"] > threshold
     return psi

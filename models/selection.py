@@ -1,8 +1,9 @@
 """Training the candidates and choosing the champion, on the training period only.
 
-Per candidate: an Optuna study on the folds (resumable from its storage), a calibrator fitted
-on the out-of-fold scores of the best parameters, the calibrated out-of-fold metrics that the
-champion is chosen on, then a final fit on the whole training period. The three-colour rules
+Per candidate: an Optuna study on the folds (resumable from its storage), a calibration chosen
+and fitted on the out-of-fold scores of the best parameters (`churnlight.models.calibration`),
+the calibrated out-of-fold metrics that the champion is chosen on, then a final fit on the whole
+training period. The three-colour rules
 are scored on the same folds, so the champion is compared with them on equal terms.
 """
 
@@ -18,11 +19,11 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from churnlight.models import tracking
+from churnlight.models.calibration import Calibrator, choose_calibration
 from churnlight.models.evaluate import rule_probability, score_metrics
 from churnlight.models.train import Split
 from churnlight.models.tune import (
     CalibratedModel,
-    Calibrator,
     Fold,
     fit_fold,
     random_folds,
@@ -43,7 +44,9 @@ class TuningSpec:
     n_trials: int
     timeout_s: float
     early_stopping_rounds: int
-    calibration: str  # isotonic or sigmoid
+    calibration: tuple[str, ...]  # the methods to choose from (none, sigmoid, isotonic)
+    calibration_tie: float  # log-loss difference within which the simpler method wins
+    probability_floor: float  # probabilities stay inside [floor, 1 - floor]
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Candidate:
     kind: str
     model: CalibratedModel
     cv: dict[str, float]  # calibrated out-of-fold metrics, plus ece_uncalibrated
+    calibration: dict  # the method chosen and every method's cross-fitted log loss
     best_params: dict
     cv_log_loss: float  # the tuned objective: mean log loss over the folds, uncalibrated
     n_trials: int
@@ -69,8 +73,8 @@ class Choice:
     champion: str
     metric: str
     score: float
-    rules_score: float
-    beats_rules: bool
+    rules_score: float | None  # None: no rules to compare with (a flat table has no events)
+    beats_rules: bool | None
 
 
 def cv_folds(train: pd.DataFrame, label_window_days: int, n_folds: int, seed: int) -> list[Fold]:
@@ -134,7 +138,12 @@ def train_candidate(
         study_name=name,
         callbacks=callbacks,
     )
-    calibrator = Calibrator(spec.calibration).fit(res.oof["p"], res.oof["label"])
+    time_ordered = train["cutoff"].nunique() > 1
+    choice = choose_calibration(
+        res.oof, spec.calibration, time_ordered, spec.calibration_tie, spec.probability_floor
+    )
+    calibrator = Calibrator(choice.method, spec.probability_floor)
+    calibrator.fit(res.oof["p"], res.oof["label"])
     p_cal = calibrator.transform(res.oof["p"].to_numpy())
     cv = score_metrics(res.oof["label"], p_cal, capacity)
     cv["ece_uncalibrated"] = score_metrics(res.oof["label"], res.oof["p"], capacity)["ece"]
@@ -143,6 +152,7 @@ def train_candidate(
         kind=kind,
         model=CalibratedModel(pipe, calibrator),
         cv=cv,
+        calibration={"method": choice.method, "log_loss": choice.log_loss, "rows": choice.rows},
         best_params=res.best_params,
         cv_log_loss=res.best_value,
         n_trials=res.n_trials,
@@ -176,7 +186,7 @@ def train_tracked(
             callbacks=[tracking.trial_logger(kind)],
         )
         how = {
-            "calibration": spec.calibration,
+            "calibration": cand.calibration["method"],
             "folds": len(folds),
             "n_trials": cand.n_trials,
             "study": cand.study,
@@ -190,10 +200,13 @@ def train_tracked(
 
 def pick_champion(cv: dict[str, dict], kinds: Sequence[str], primary: str) -> Choice:
     """The best of `kinds` on the primary metric across the folds (the first listed on a tie),
-    and whether it beats the rules (`cv["rules"]`) there."""
+    and whether it beats the rules (`cv["rules"]`, when there are rules) there."""
     reverse = primary not in LOWER_IS_BETTER
     champion = sorted(kinds, key=lambda k: cv[k][primary], reverse=reverse)[0]
-    ours, rules = cv[champion][primary], cv["rules"][primary]
+    ours = cv[champion][primary]
+    if "rules" not in cv:
+        return Choice(champion, primary, ours, None, None)
+    rules = cv["rules"][primary]
     return Choice(champion, primary, ours, rules, bool(ours > rules if reverse else ours < rules))
 
 
@@ -217,6 +230,7 @@ def train_summary(
             kind: {
                 "best_params": c.best_params,
                 "cv_log_loss": c.cv_log_loss,
+                "calibration": c.calibration,
                 "n_trials": c.n_trials,
                 "study": c.study,
                 "run_id": c.run_id,
@@ -226,13 +240,19 @@ def train_summary(
             for kind, c in candidates.items()
         },
         "registered_model": registered,
-        "folds": [str(f.valid_cutoff.date()) for f in folds],
-        "test_cutoffs": [str(c.date()) for c in split.test_cutoffs],
-        "train_cutoffs": sorted(str(c.date()) for c in train["cutoff"].unique()),
+        "folds": [_day(f.valid_cutoff) for f in folds],
+        "split": split.scheme,
+        "test_cutoffs": [_day(c) for c in split.test_cutoffs],
+        "train_cutoffs": sorted(_day(c) for c in train["cutoff"].unique() if pd.notna(c)),
         "train_rows": len(train),
         "test_rows": len(split.test),
         "features": features,
     }
+
+
+def _day(ts) -> str | None:
+    """YYYY-MM-DD, or None where there is no date (a flat table without dates)."""
+    return None if pd.isna(ts) else str(pd.Timestamp(ts).date())
 
 
 def best_params(candidates: dict[str, Candidate]) -> dict[str, dict]:

@@ -99,9 +99,9 @@ def log_test_metrics(train_report: dict, metrics: dict, plots: Path) -> None:
     for kind, info in train_report["models"].items():
         with mlflow.start_run(run_id=info["run_id"]):
             mlflow.log_metrics({f"test_{k}": float(v) for k, v in metrics[kind].items()})
-            mlflow.log_metric(
-                "test_rules_recall_at_capacity", metrics["rules"]["recall_at_capacity"]
-            )
+            if "rules" in metrics:
+                rules = metrics["rules"]["recall_at_capacity"]
+                mlflow.log_metric("test_rules_recall_at_capacity", rules)
             if "oracle" in metrics:
                 mlflow.log_metric("test_oracle_roc_auc", metrics["oracle"]["roc_auc"])
             if kind == metrics["champion"]:

@@ -32,12 +32,17 @@ MODEL_NAMES = ("logreg", "tree", "lgbm")
 HYPERPARAMETERS = {kind: tuple(model.model_fields) for kind, model in HYPER_SECTIONS.items()}
 
 
+OUT_OF_TIME = "out of time"
+RANDOM_HOLD_OUT = "random stratified hold-out"
+
+
 @dataclass(frozen=True)
 class Split:
     train: pd.DataFrame
     test: pd.DataFrame
-    test_cutoffs: list[pd.Timestamp]
+    test_cutoffs: list[pd.Timestamp]  # empty for a flat table without dates
     gap_days: int
+    scheme: str = OUT_OF_TIME  # or RANDOM_HOLD_OUT (a flat table: no time axis)
 
 
 def time_split(df: pd.DataFrame, label_window_days: int, test_months: int, seed: int) -> Split:
@@ -48,13 +53,14 @@ def time_split(df: pd.DataFrame, label_window_days: int, test_months: int, seed:
     20% hold-out stands in, split by customer.
     """
     cutoffs = sorted(df["cutoff"].unique())
-    if len(cutoffs) == 1:
+    if len(cutoffs) <= 1:
         rng = np.random.default_rng(seed)
         test_mask = np.zeros(len(df), dtype=bool)
         for _, idx in df.groupby("label").indices.items():
             pick = rng.choice(idx, size=max(1, round(0.2 * len(idx))), replace=False)
             test_mask[pick] = True
-        return Split(df[~test_mask], df[test_mask], [pd.Timestamp(cutoffs[0])], 0)
+        dated = [pd.Timestamp(c) for c in cutoffs if pd.notna(c)]
+        return Split(df[~test_mask], df[test_mask], dated, 0, RANDOM_HOLD_OUT)
     test_cutoffs = [pd.Timestamp(c) for c in cutoffs[-test_months:]]
     first_test = test_cutoffs[0]
     limit = first_test - pd.Timedelta(days=label_window_days)

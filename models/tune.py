@@ -1,4 +1,4 @@
-"""Time-aware tuning: rolling-origin folds, Optuna on log loss, calibration on out-of-fold scores.
+"""Time-aware tuning: rolling-origin folds, Optuna on log loss, out-of-fold scores to calibrate on.
 
 Tuning minimises log loss (a proper score) averaged over folds that each train on older cutoffs
 and validate on a newer one, with a gap of one label window so no training label reaches into
@@ -16,11 +16,10 @@ import numpy as np
 import optuna
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.pipeline import Pipeline
 
+from churnlight.models.calibration import Calibrator
 from churnlight.models.train import build_pipeline, feature_columns
 
 log = logging.getLogger(__name__)
@@ -229,35 +228,6 @@ def out_of_fold(
             )
         )
     return pd.concat(parts)
-
-
-class Calibrator:
-    """Maps raw probabilities to calibrated ones: isotonic, or Platt (sigmoid) on the log-odds."""
-
-    def __init__(self, method: str):
-        if method not in ("isotonic", "sigmoid"):
-            raise ValueError(f"train.calibration must be isotonic or sigmoid, not {method!r}")
-        self.method = method
-
-    def fit(self, p: np.ndarray, y: np.ndarray) -> Calibrator:
-        p = np.asarray(p, dtype=float)
-        if self.method == "isotonic":
-            self.model_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-            self.model_.fit(p, y)
-        else:
-            self.model_ = LogisticRegression().fit(_logit(p)[:, None], y)
-        return self
-
-    def transform(self, p: np.ndarray) -> np.ndarray:
-        p = np.asarray(p, dtype=float)
-        if self.method == "isotonic":
-            return np.clip(self.model_.predict(p), 1e-6, 1 - 1e-6)
-        return self.model_.predict_proba(_logit(p)[:, None])[:, 1]
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 class CalibratedModel(ClassifierMixin, BaseEstimator):

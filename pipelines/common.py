@@ -40,6 +40,15 @@ def is_synthetic(data: DataParams) -> bool:
     return Path(data.source) == GENERATED_RAW
 
 
+def rfm_scoring(params: Params) -> str:
+    """`segment.rfm_scoring`, with `auto` resolved: the domain brief's fixed thresholds fit the
+    synthetic world (its business); anyone else's data gets quintiles of its own customers."""
+    chosen = params.segment.rfm_scoring
+    if chosen != "auto":
+        return chosen
+    return "fixed" if is_synthetic(params.data) else "quantile"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where the stages read and write, under one project root (the folder of dvc.yaml)."""

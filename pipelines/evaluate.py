@@ -12,10 +12,24 @@ import pandas as pd
 
 from churnlight.features.params import Params
 from churnlight.models import tracking
-from churnlight.models.artifacts import load_model, load_train_report, read_snapshots
+from churnlight.models.artifacts import (
+    load_features_report,
+    load_model,
+    load_train_report,
+    read_snapshots,
+)
 from churnlight.models.evaluate import evaluate_candidates
 from churnlight.models.train import time_split
-from churnlight.pipelines.common import Layout, atomic_dir, is_synthetic, write_csv, write_json
+from churnlight.models.value import ValueColumnError, customer_value, value_tiers
+from churnlight.pipelines.common import (
+    InputError,
+    Layout,
+    atomic_dir,
+    is_synthetic,
+    rfm_scoring,
+    write_csv,
+    write_json,
+)
 
 log = logging.getLogger("churnlight.evaluate")
 
@@ -28,10 +42,13 @@ def run(paths: Layout, params: Params) -> dict:
     split = time_split(df, params.features.label_window_days, tp.test_months, seed=seed)
     fitted = {kind: load_model(models, kind) for kind in tp.models}
     truth = _truth(paths.truth) if is_synthetic(params.data) else None
+    has_events = load_features_report(paths.processed)["mode"] == "events"
     ev = evaluate_candidates(
-        fitted, split, report["features"], report["champion"], capacity, seed, truth
+        *(fitted, split, report["features"], report["champion"], capacity, seed, truth),
+        rules=has_events,
+        value_tier=_value_tiers(df, params),
     )
-    if not ev.metrics["champion_beats_rules"]:
+    if ev.metrics["champion_beats_rules"] is False:
         _warn_rules_win(ev.metrics)
     with atomic_dir(reports / "plots") as tmp:
         for name, table in ev.plots.items():
@@ -42,6 +59,17 @@ def run(paths: Layout, params: Params) -> dict:
     tracking.log_test_metrics(report, ev.metrics, reports / "plots")
     _log_metrics(ev.metrics, [*tp.models, "rules", "oracle"])
     return ev.metrics
+
+
+def _value_tiers(df: pd.DataFrame, params: Params) -> pd.Series:
+    """The value tiers of the action lists, per cutoff's customer base, for the slices."""
+    dp = params.data
+    try:
+        value = customer_value(df, dp.value_column, dp.value_multiplier)
+    except ValueColumnError as e:
+        raise InputError(str(e)) from e
+    tiers = dict(params.features.rfm.tiers)
+    return pd.Series(value_tiers(df, value, rfm_scoring(params), tiers, by="cutoff"), df.index)
 
 
 def _truth(truth_dir: Path) -> pd.DataFrame | None:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import pandas as pd
 
 from churnlight.features.params import ExportParams, Params
 from churnlight.models.artifacts import load_champion, load_train_report
 from churnlight.models.export import write_segment_files
 from churnlight.models.segment import TIERS, feature_drift, pseudonymise, segment_customers
-from churnlight.pipelines.common import InputError, Layout, atomic_dir, write_csv
+from churnlight.models.value import ValueColumnError, customer_value, value_tiers
+from churnlight.pipelines.common import InputError, Layout, atomic_dir, rfm_scoring, write_csv
 
 log = logging.getLogger("churnlight.segment")
 
@@ -25,7 +27,10 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     reasons = pd.read_parquet(paths.explanations)
     p = model.predict_proba(scoring[features])[:, 1]  # calibrated
     registry = pd.read_csv(processed / "feature_registry.csv").set_index("name")
-    seg, summary = segment_customers(scoring, p, reasons, registry["description_en"], sp)
+    value, tiers = _value(scoring, params)
+    seg, summary = segment_customers(
+        scoring, p, reasons, registry["description_en"], sp, value, tiers
+    )
     secret = _id_secret(params.export)
     if secret is not None:
         seg = pseudonymise(seg, secret)
@@ -40,13 +45,32 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     write_csv(psi, paths.reports / "drift.csv")
     counts = seg["risk_tier"].value_counts().reindex(list(TIERS), fill_value=0).to_dict()
     log.info(
-        "segments %s; expected retained value %.0f; %d feature(s) drifted (PSI > %.2f)",
+        "segments %s (%d not worth contacting); expected retained value %.0f; "
+        "%d feature(s) drifted (PSI > %.2f)",
         counts,
-        seg["expected_retained_value"].clip(lower=0).sum(),
+        int(seg["action"].eq(sp.no_contact_action).sum()),
+        seg["expected_retained_value"].clip(lower=0).sum(),  # NaN (no value) counts as 0
         int(psi["drifted"].sum()),
         threshold,
     )
     return seg
+
+
+def _value(scoring: pd.DataFrame, params: Params) -> tuple[np.ndarray | None, np.ndarray]:
+    """The yearly customer value and the value tiers (data.value_column, segment.rfm_scoring)."""
+    dp = params.data
+    try:
+        value = customer_value(scoring, dp.value_column, dp.value_multiplier)
+    except ValueColumnError as e:
+        raise InputError(str(e)) from e
+    if value is None:
+        log.warning("no customer value (no transactions): set data.value_column to rank by value")
+    scoring_rule = rfm_scoring(params)
+    tiers = value_tiers(scoring, value, scoring_rule, dict(params.features.rfm.tiers))
+    log.info(
+        "value tiers by %s scoring: %s", scoring_rule, pd.Series(tiers).value_counts().to_dict()
+    )
+    return value, tiers
 
 
 def _id_secret(export: ExportParams) -> str | None:

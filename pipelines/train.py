@@ -15,7 +15,7 @@ import pandas as pd
 
 from churnlight.features.params import Params, TrainParams
 from churnlight.models import tracking
-from churnlight.models.artifacts import read_snapshots, save_model
+from churnlight.models.artifacts import load_features_report, read_snapshots, save_model
 from churnlight.models.selection import (
     Candidate,
     Choice,
@@ -45,7 +45,9 @@ def run(paths: Layout, params: Params) -> dict:
     storage = f"sqlite:///{(paths.tuning / 'optuna.db').as_posix()}"
     uri = tracking.configure(tp.mlflow_experiment)
     _log_start(train, folds, uri)
-    cv = {"rules": rules_on_folds(train, folds, capacity)}
+    # the three-colour rules need events: a flat table has none, so no comparison is claimed
+    has_events = load_features_report(paths.processed)["mode"] == "events"
+    cv = {"rules": rules_on_folds(train, folds, capacity)} if has_events else {}
     fitted: dict[str, Candidate] = {}
     for kind in tp.models:
         spec = _spec(tp, kind)
@@ -77,6 +79,8 @@ def _spec(tp: TrainParams, kind: str) -> TuningSpec:
         timeout_s=tp.timeout_s,
         early_stopping_rounds=tp.early_stopping_rounds,
         calibration=tp.calibration,
+        calibration_tie=tp.calibration_tie,
+        probability_floor=tp.probability_floor,
     )
 
 
@@ -103,7 +107,7 @@ def _log_candidate(cand: Candidate, primary: str) -> None:
 
 
 def _log_choice(choice: Choice, registered: dict) -> None:
-    if not choice.beats_rules:
+    if choice.beats_rules is False:
         log.warning(
             "THE CHAMPION (%s) DOES NOT BEAT THE THREE-COLOUR RULES on the folds (%s %.4f vs %.4f)",
             choice.champion,
@@ -111,12 +115,13 @@ def _log_choice(choice: Choice, registered: dict) -> None:
             choice.score,
             choice.rules_score,
         )
+    rules = "n/a" if choice.rules_score is None else f"{choice.rules_score:.4f}"
     log.info(
-        "champion: %s (cv %s %.4f; rules %.4f); registered %s v%s @champion",
+        "champion: %s (cv %s %.4f; rules %s); registered %s v%s @champion",
         choice.champion,
         choice.metric,
         choice.score,
-        choice.rules_score,
+        rules,
         registered["name"],
         registered["version"],
     )

@@ -17,6 +17,7 @@ from churnlight.models.report.charts import calibration_chart, chart_language, g
 from churnlight.models.report.format import data_uri, descriptions
 from churnlight.models.report.tree_rules import tree_rules_summary
 from churnlight.models.segment import TIERS
+from churnlight.models.train import RANDOM_HOLD_OUT
 
 # the card's messages share one logger, whichever module writes them
 log = logging.getLogger("churnlight.report")
@@ -99,6 +100,46 @@ def actions_due(scored: pd.DataFrame) -> list[dict]:
         }
         for r in g.itertuples()
     ]
+
+
+def probability_trust(m: dict, champion: str, trusted: float, rough: float, shift: float) -> dict:
+    """Section 5's answer, from the numbers: `yes` when the calibrated error is at most
+    `trusted` and the test churn rate is within `shift` of training's; `no` above `rough`;
+    `roughly` between, or when the base rate moved (calibration learnt the old rate)."""
+    c = m[champion]
+    moved = m.get("base_rate_shift")
+    shifted = moved is not None and abs(moved) > shift
+    if c["ece"] > rough:
+        verdict = "no"
+    elif c["ece"] > trusted or shifted:
+        verdict = "roughly"
+    else:
+        verdict = "yes"
+    return {
+        "verdict": verdict,
+        "ece": c["ece"],
+        "ece_before": c["ece_uncalibrated"],
+        "method": (m.get("calibration") or {}).get(champion, "unknown"),
+        "shifted": shifted,
+        "shift": moved,
+        "train_rate": m.get("train_churn_rate"),
+        "test_rate": m.get("test_churn_rate"),
+        "trusted": trusted,
+        "rough": rough,
+        "max_shift": shift,
+    }
+
+
+def no_contact(scored: pd.DataFrame, action: str) -> dict:
+    """How many scored customers are not worth an action (it costs more than it is expected to
+    keep), and how many of them are high or medium risk."""
+    if scored.empty or "action" not in scored:
+        return {"count": 0, "at_risk": 0}
+    skip = scored["action"].astype(str) == action
+    return {
+        "count": int(skip.sum()),
+        "at_risk": int((skip & scored["risk_tier"].isin(["high", "medium"])).sum()),
+    }
 
 
 def registry_words(lang: str) -> dict[str, str]:
@@ -358,6 +399,17 @@ def build_context(inp: CardInputs) -> dict:
         "weak_slices": slices_weak,
         "weak_margin": weak_margin,
         "ece_max": params.report.max_trusted_ece,
+        "trust": probability_trust(
+            m,
+            champion,
+            params.report.max_trusted_ece,
+            params.report.max_rough_ece,
+            params.report.max_base_rate_shift,
+        ),
+        "no_contact": no_contact(scored, params.segment.no_contact_action),
+        "has_rules": "rules" in m,
+        "dated": bool(inp.contract.get("as_of")),
+        "random_split": m.get("test_split") == RANDOM_HOLD_OUT,
         "drifted": drifted_features(inp.drift, registry, psi_threshold, lang),
         "drift_checked": 0 if inp.drift is None else len(inp.drift),
         "psi_threshold": psi_threshold,

@@ -1,9 +1,11 @@
-"""The pipeline on other people's data: a flat labelled table (telecom style, no event tables)
-and an event world missing its optional tables (feedback, market)."""
+"""The pipeline on other people's data: a flat labelled table (telecom style, no event tables,
+no dates) and an event world missing its optional tables (feedback, market)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +35,7 @@ def flat_run(tmp_path_factory, make_pipeline_params, run_stages) -> dict:
     customers.to_csv(source / "customers.csv", index=False)
     params = make_pipeline_params()
     params["data"]["source"] = str(source)  # validate reads it from params (no --raw)
+    params["data"].update(value_column="monthly_charges", value_multiplier=12)
     paths = run_stages(root, params, ALL_STAGES_AFTER_GENERATE)
     return {**paths, "root": root, "params": params, "customers": customers}
 
@@ -77,7 +80,7 @@ def test_flat_features_one_snapshot(flat_run):
     feats = pd.read_parquet(flat_run["processed"] / "features.parquet")
     scoring = pd.read_parquet(flat_run["processed"] / "scoring.parquet")
     assert len(feats) == 600
-    assert feats["cutoff"].nunique() == 1
+    assert feats["cutoff"].isna().all()  # the table has no dates: none is invented
     churned = (flat_run["customers"]["churn"] == "Yes").sum()
     assert int(feats["label"].sum()) == churned
     # the scoring list is the customers still with us
@@ -89,12 +92,78 @@ def test_flat_metrics_have_no_oracle(flat_run):
     metrics = json.loads((flat_run["reports"] / "metrics.json").read_text())
     assert "oracle" not in metrics
     assert "champion_oracle_ratio" not in metrics
-    for name in ("logreg", "tree", "lgbm", "rules"):
+    for name in ("logreg", "tree", "lgbm"):
         assert {"roc_auc", "pr_auc", "brier", "log_loss", "recall_at_capacity"} <= set(
             metrics[name]
         )
     # churn depends on tenure and contract: the champion learns it
     assert metrics[metrics["champion"]]["roc_auc"] > 0.65
+
+
+def test_flat_claims_no_rules_and_no_time(flat_run):
+    """The rules need events: no rules row, no comparison; the split is random, not in time."""
+    metrics = json.loads((flat_run["reports"] / "metrics.json").read_text())
+    assert "rules" not in metrics
+    assert metrics["rules_available"] is False
+    assert metrics["champion_beats_rules"] is None
+    assert metrics["test_split"] == "random stratified hold-out"
+    assert metrics["test_cutoff"] is None
+    card = (flat_run["reports"] / "model_card.md").read_text(encoding="utf-8")
+    assert "not available: needs event data" in card
+    assert "random stratified hold-out" in card
+    assert "times as many" not in card
+    assert "beat" not in card.split("## 2.")[0]  # section 1 claims nothing against the rules
+    assert "out of time" not in card
+
+
+def test_calibration_never_worse_than_none_on_the_flat_table(flat_run):
+    metrics = json.loads((flat_run["reports"] / "metrics.json").read_text())
+    for kind in ("logreg", "tree", "lgbm"):
+        assert metrics[kind]["ece"] <= metrics[kind]["ece_uncalibrated"] + 1e-12, kind
+        assert metrics["calibration"][kind] in ("none", "sigmoid", "isotonic")
+    scored = pd.read_parquet(flat_run["segments"] / "scored_customers.parquet")
+    assert scored["churn_probability"].between(0, 1, inclusive="neither").all()
+
+
+DATE = re.compile(r"(19|20)\d\d-[01]\d-[0-3]\d")
+
+
+def test_no_date_anywhere_in_a_flat_run_without_dates(flat_run):
+    """A table without dates gets none: no file the run wrote holds a date, except the card's
+    "generated on" stamp (the day the card was written)."""
+    today = str(dt.date.today())
+    found = {}
+    for path in sorted(Path(flat_run["root"]).rglob("*")):
+        inputs = "telco" in path.parts or path.name == "params.yaml"
+        if not path.is_file() or inputs or path.suffix in (".png", ".joblib"):
+            continue
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+            dated = [c for c in table.columns if pd.api.types.is_datetime64_any_dtype(table[c])]
+            hits = [c for c in dated if table[c].notna().any()]
+        elif path.suffix in (".json", ".csv", ".md", ".html", ".txt", ".yaml"):
+            text = path.read_text(encoding="utf-8-sig", errors="replace")
+            hits = sorted({m.group(0) for m in DATE.finditer(text)} - {today})
+        else:
+            continue
+        if hits:
+            found[str(path.relative_to(flat_run["root"]))] = hits[:3]
+    assert not found, found
+
+
+def test_flat_value_tiers_from_the_value_column(flat_run):
+    """monthly charges x 12 is the customer value; quintiles of it populate every tier, and
+    expected retained value is negative only where the action costs more than it keeps."""
+    scored = pd.read_parquet(flat_run["segments"] / "scored_customers.parquet")
+    customers = flat_run["customers"].set_index("customer_id")
+    value = customers.loc[scored["customer_id"], "monthly_charges"].to_numpy() * 12
+    assert scored["customer_value"].to_numpy() == pytest.approx(value, abs=0.01)
+    assert set(scored["value_tier"]) == {"platinum", "gold", "silver", "regular"}
+    top = scored.loc[scored["value_tier"] == "platinum", "customer_value"].min()
+    assert top >= scored.loc[scored["value_tier"] == "regular", "customer_value"].max()
+    skip = scored["action"].str.startswith("No contact")
+    assert (scored.loc[skip, "expected_retained_value"] < 0).all()
+    assert (scored.loc[~skip, "expected_retained_value"] >= 0).all()
 
 
 def test_flat_segments_cover_the_scoring_list(flat_run):

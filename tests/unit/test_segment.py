@@ -26,6 +26,7 @@ import yaml
 from churnlight.features.params import parse_params
 from churnlight.features.registry import FAMILIES, build_registry, registry_frame
 from churnlight.models.artifacts import read_snapshots
+from churnlight.models.calibration import Calibrator
 from churnlight.models.segment import (
     COLUMN_DOCS,
     apply_playbook,
@@ -36,7 +37,7 @@ from churnlight.models.segment import (
     summarise,
 )
 from churnlight.models.train import fit_candidate, time_split
-from churnlight.models.tune import CalibratedModel, Calibrator
+from churnlight.models.tune import CalibratedModel
 from churnlight.pipelines.common import InputError, Layout, run_stage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,7 +258,8 @@ def test_summarise_by_hand(descriptions):
         },
         index=seg.index,
     )
-    out = summarise(seg, reasons, descriptions)
+    seg["action"] = ["a", "a", "a", "skip", "a", "a"]
+    out = summarise(seg, reasons, descriptions, "skip")
     assert list(out[["risk_tier", "value_tier"]].itertuples(index=False, name=None)) == [
         ("high", "gold"),
         ("high", "regular"),
@@ -269,6 +271,7 @@ def test_summarise_by_hand(descriptions):
     np.testing.assert_allclose(out["expected_churners"], [1.4, 0.5, 0.3, 0.2])
     # sum of p x value: 0.8*1000 + 0.6*500, 0.5*100, 0.3*2000, 0.05*300 + 0.15*100
     np.testing.assert_allclose(out["value_at_risk"], [1100.0, 50.0, 600.0, 30.0])
+    assert out["no_contact"].tolist() == [0, 1, 0, 0]
     assert out.loc[0, "top_reasons"] == (
         f"{descriptions['recency_days']}; {descriptions['nps_last']}"
     )
@@ -494,7 +497,10 @@ def test_reasons_only_for_tiers_someone_acts_on(scored):
 
 def test_playbook_and_value_columns_are_consistent(scored):
     for row in scored.itertuples(index=False):
-        _, owner, hours, cost = _expected_play(row.risk_tier, row.value_tier, row.care_layer)
+        action, owner, hours, cost = _expected_play(row.risk_tier, row.value_tier, row.care_layer)
+        if float(row.expected_retained_value) < 0:  # costs more than it keeps: no contact
+            action, owner, hours = SEGMENT.no_contact_action, "none", 0
+        assert action in row.action
         assert (row.owner, int(row.due_within_hours), float(row.action_cost)) == (
             owner,
             hours,

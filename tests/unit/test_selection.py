@@ -84,7 +84,9 @@ def test_train_candidate_passes_early_stopping_rounds_to_every_fold(monkeypatch)
         n_trials=2,
         timeout_s=600,
         early_stopping_rounds=13,
-        calibration="isotonic",
+        calibration=("none", "sigmoid", "isotonic"),
+        calibration_tie=0.001,
+        probability_floor=0.001,
     )
     cand = train_candidate("lgbm", df, folds, FEATURES, spec, seed=0, capacity=0.1)
     with_valid = [r for r in seen if r is not None]
