@@ -29,7 +29,9 @@ from churnlight.models.artifacts import read_snapshots
 from churnlight.models.calibration import Calibrator
 from churnlight.models.segment import (
     COLUMN_DOCS,
+    REASON_FEATURES,
     apply_playbook,
+    build_segments,
     expected_retained_value,
     hash_ids,
     population_stability,
@@ -599,3 +601,38 @@ def test_segment_stage_without_the_secret_stops_clearly(stage_run, tmp_path, mon
     assert SECRET_ENV in str(exc.value)
     assert "hash_ids" in str(exc.value)
     assert not out.exists()  # nothing half-written, no raw ids exported
+
+
+def _tiny_segments(value: np.ndarray | None) -> pd.DataFrame:
+    n = 20
+    scoring = pd.DataFrame(
+        {"customer_id": [f"C{i:02d}" for i in range(n)], "rule_colour": ["green"] * n}
+    )
+    reasons = pd.DataFrame({"customer_id": scoring["customer_id"]})
+    p = np.linspace(0.9, 0.05, n)
+    tiers = np.array(["gold"] * n, dtype=object)
+    return build_segments(scoring, p, reasons, SEGMENT, value, tiers)
+
+
+def test_negative_expected_value_is_no_contact_and_sorts_after_every_positive_row():
+    """Low-value customers at high risk: the account manager's call costs more than the value
+    it is expected to keep, so they are not contacted and come after every row worth acting on."""
+    value = np.r_[np.full(6, 1.0), np.full(14, 5000.0)]  # the high and medium tiers: worth little
+    seg = _tiny_segments(value)
+    skip = seg["action"] == SEGMENT.no_contact_action
+    assert skip.sum() == 6
+    assert (seg.loc[skip, "expected_retained_value"] < 0).all()
+    assert (seg.loc[~skip, "expected_retained_value"] >= 0).all()
+    assert skip.to_numpy().tolist() == [False] * 14 + [True] * 6  # after all positive rows
+    assert (seg.loc[skip, "owner"] == "none").all()
+    assert (seg.loc[skip, "due_within_hours"] == 0).all()
+    assert (seg.loc[skip, "action_cost"] > 0).all()  # the cost that made it not worth it
+    summary = summarise(seg, seg[REASON_FEATURES].fillna(""), pd.Series(dtype=str), "x")
+    assert summary["no_contact"].sum() == 0  # counted by the action it is given
+
+
+def test_without_any_customer_value_nothing_is_ranked_as_a_loss():
+    seg = _tiny_segments(None)
+    assert seg["customer_value"].isna().all()
+    assert seg["expected_retained_value"].isna().all()
+    assert not (seg["action"] == SEGMENT.no_contact_action).any()

@@ -84,5 +84,5 @@ def test_nothing_to_tell_customers_apart_is_all_regular():
 def test_no_value_is_invented_and_a_wrong_column_is_named():
     df = pd.DataFrame({"logins": [1, 2], "tenure": [3.0, 4.0]})
     assert customer_value(df, None, 1) is None
-    with pytest.raises(ValueColumnError, match="'charges'.*tenure"):
+    with pytest.raises(ValueColumnError, match=r"'charges'.*tenure"):
         customer_value(df, "charges", 12)
