@@ -131,15 +131,11 @@ def probability_trust(m: dict, champion: str, trusted: float, rough: float, shif
 
 
 def no_contact(scored: pd.DataFrame, action: str) -> dict:
-    """How many scored customers are not worth an action (it costs more than it is expected to
-    keep), and how many of them are high or medium risk."""
+    """How many scored customers are not worth an action: it costs more than it is expected
+    to keep."""
     if scored.empty or "action" not in scored:
-        return {"count": 0, "at_risk": 0}
-    skip = scored["action"].astype(str) == action
-    return {
-        "count": int(skip.sum()),
-        "at_risk": int((skip & scored["risk_tier"].isin(["high", "medium"])).sum()),
-    }
+        return {"count": 0}
+    return {"count": int((scored["action"].astype(str) == action).sum())}
 
 
 def registry_words(lang: str) -> dict[str, str]:
@@ -180,9 +176,12 @@ def tier_stories(
         if reasons and "churn_kind" in part and len(part):
             kinds = part["churn_kind"].value_counts(normalize=True)
             kind, kind_share = str(kinds.index[0]), float(kinds.iloc[0])
-        plans = []
+        plans, skipped = [], 0
         if {"owner", "due_within_hours", "value_tier"} <= set(part.columns) and len(part):
-            g = part.groupby(["owner", "due_within_hours"], observed=True)
+            acted = part["owner"].astype(str) != "none"
+            # in a tier someone acts on, owner "none" means: not worth contacting
+            skipped = int((~acted).sum()) if acted.any() else 0
+            g = part[acted].groupby(["owner", "due_within_hours"], observed=True)
             for (owner, hours), grp in sorted(g, key=lambda kv: (-len(kv[1]), str(kv[0][0]))):
                 tiers = [
                     t
@@ -213,6 +212,7 @@ def tier_stories(
                 "reasons": translate_reasons(reasons, registry, lang),
                 "kind": kind,
                 "kind_share": kind_share,
+                "skipped": skipped,
                 "plans": plans,
             }
         )
