@@ -100,6 +100,7 @@ def child_world(
         as_of=as_of,
         label_column=params.data.label_column,
         max_examples=params.validate_.max_examples,
+        score_ranges={"nps": params.validate_.nps_range, "csat": params.validate_.csat_range},
     )
     del raw
     interim = workdir / "interim"

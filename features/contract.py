@@ -8,6 +8,7 @@ example rows; all of them are collected before failing so that a user fixes a fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,6 +131,13 @@ def _coerce(
         if problem and bad.any():
             out.append(Violation(name, col, problem, int(bad.sum()), _examples(df, bad, n_ex)))
             continue
+        if kind in ("num", "flag") and _infinite(name, df, col, conv, n_ex, out):
+            continue
+        if kind == "flag" and (conv.notna() & (conv % 1 != 0)).any():
+            bad = conv.notna() & (conv % 1 != 0)
+            problem = "wrong type: expected 0 or 1"
+            out.append(Violation(name, col, problem, int(bad.sum()), _examples(df, bad, n_ex)))
+            continue
         if kind == "flag":
             conv = conv.astype("Int8")
         elif kind == "num":
@@ -138,6 +146,55 @@ def _coerce(
             conv = conv.astype("string")
         df[col] = conv
     return df
+
+
+def _infinite(
+    name: str, df: pd.DataFrame, col: str, values: pd.Series, n_ex: int, out: list[Violation]
+) -> bool:
+    """Report infinite numbers ("inf", "-Infinity", 1e999 in a CSV; inf in Parquet): no sum,
+    mean or model can use them, and they would pass a `>= 0` check."""
+    inf = np.isinf(values.to_numpy(dtype="float64", na_value=np.nan))
+    if inf.any():
+        problem = "infinite value (must be a finite number)"
+        out.append(Violation(name, col, problem, int(inf.sum()), _examples(df, inf, n_ex)))
+    return bool(inf.any())
+
+
+def _row_rules(
+    name: str,
+    df: pd.DataFrame,
+    score_ranges: Mapping[str, tuple[float, float]],
+    n_ex: int,
+    out: list[Violation],
+) -> None:
+    """Rules across a row's columns: a feedback score on its kind's scale (NPS 0-10, CSAT 1-5
+    from params), no cancellation before the signup."""
+    if name == "feedback" and "score" in df.columns:
+        for kind, (low, high) in score_ranges.items():
+            outside = df["score"].notna() & ~df["score"].between(low, high)
+            bad = ((df["kind"] == kind) & outside).fillna(False).astype(bool)
+            if bad.any():
+                out.append(
+                    Violation(
+                        name,
+                        "score",
+                        f"{kind} score outside {low}..{high}",
+                        int(bad.sum()),
+                        _examples(df, bad, n_ex),
+                    )
+                )
+    if name == "customers" and {"signup_date", "cancel_date"} <= set(df.columns):
+        bad = (df["cancel_date"] < df["signup_date"]).fillna(False).astype(bool)
+        if bad.any():
+            out.append(
+                Violation(
+                    name,
+                    "cancel_date",
+                    "cancel_date before signup_date",
+                    int(bad.sum()),
+                    _examples(df, bad, n_ex),
+                )
+            )
 
 
 def _schema(name: str, label_column: str | None) -> pa.DataFrameSchema:
@@ -234,8 +291,10 @@ def validate_tables(
     *,
     label_column: str,
     max_examples: int,
+    score_ranges: Mapping[str, tuple[float, float]],
 ) -> ValidatedData:
-    """Check raw tables against the contract and return them typed, or raise ContractError."""
+    """Check raw tables against the contract and return them typed, or raise ContractError.
+    `score_ranges` maps a feedback kind (nps, csat) to its inclusive score range."""
     out: list[Violation] = []
     n_ex = max_examples
     unknown = sorted(set(tables) - set(ALL_TABLES))
@@ -277,8 +336,12 @@ def validate_tables(
         if len(out) > before:
             continue
         _run_schema(name, tdf, _schema(name, label_column), n_ex, out)
+        _row_rules(name, tdf, score_ranges, n_ex, out)
         if name == "customers":
             tdf = _numeric_attributes(tdf, set(kinds) | {label_column})
+        for col in tdf.columns.difference(list(kinds), sort=False):  # attributes, extra columns
+            if pd.api.types.is_float_dtype(tdf[col]):
+                _infinite(name, tdf, col, tdf[col], n_ex, out)
         typed[name] = tdf
 
     if flat and "customers" in typed:

@@ -11,6 +11,7 @@ Fields marked `runtime()` cannot change any result (threads, workers, memory cap
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import contextvars
 import datetime as dt
@@ -97,10 +98,30 @@ def _complete(mapping: dict, keys: tuple[str, ...], what: str) -> None:
         raise ValueError(f"{what} needs a value for each of {list(keys)}; missing {missing}")
 
 
+def _codec(value: Any) -> Any:
+    """`auto` or a codec Python knows (gb18030, utf-16, cp1252): a typo fails here, naming the
+    key, not when the first CSV is read."""
+    if isinstance(value, str) and value != "auto":
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (try auto, utf-8, gb18030)") from None
+    return value
+
+
+def _ordered(value: Any) -> Any:
+    """A [low, high] range must not be reversed (it would reject every value)."""
+    if isinstance(value, list | tuple) and len(value) == 2 and value[0] > value[1]:
+        raise ValueError(f"low must not exceed high, got {list(value)}")
+    return value
+
+
 IsoDate = Annotated[str, BeforeValidator(_iso_date)]
+Encoding = Annotated[str, BeforeValidator(_codec)]
 Number = int | float  # as written: a threshold of 2 stays the integer 2
 Share = Annotated[float, Field(ge=0, le=1)]
 Positive = Annotated[int, Field(gt=0)]
+Range = Annotated[tuple[Number, Number], BeforeValidator(_ordered)]
 
 
 # --- the sections ----------------------------------------------------------------------------
@@ -117,6 +138,7 @@ class DataParams(Section):
     label_column: str
     value_column: str | None
     value_multiplier: Annotated[float, Field(gt=0)]
+    encoding: Encoding
 
 
 class GenerateParams(Section):
@@ -149,6 +171,8 @@ class GenerateParams(Section):
 
 class ValidateParams(Section):
     max_examples: Positive = runtime()  # examples in error messages only
+    nps_range: Range
+    csat_range: Range
 
 
 class Signals(Section):

@@ -112,10 +112,20 @@ def validate(
         str | None,
         typer.Option(help="Label column for a flat labelled table (default: data.label_column)."),
     ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="Text encoding of the CSV files: auto (UTF-8, else GB18030), or a codec such "
+            "as gb18030, utf-16, cp1252 (default: data.encoding)."
+        ),
+    ] = None,
     params: Annotated[
-        Path, typer.Option(help="params.yaml: data.label_column and validate.max_examples.")
+        Path,
+        typer.Option(help="params.yaml: its data and validate sections (labels, encoding, rules)."),
     ] = Path("params.yaml"),
 ) -> None:
+    import codecs
+
     from churnlight.features.contract import ContractError
     from churnlight.pipelines.common import InputError, setup_logging
     from churnlight.pipelines.validate import resolve_as_of, validate_folder
@@ -124,8 +134,19 @@ def validate(
     prm = _project_params(params)
     label = label_column or prm.data.label_column
     try:
+        if encoding and encoding != "auto":
+            codecs.lookup(encoding)
+    except LookupError as err:
+        log.error("--encoding %s: unknown encoding (try auto, utf-8, gb18030)", encoding)
+        raise typer.Exit(code=2) from err
+    try:
         validate_folder(
-            raw_dir, out, resolve_as_of(as_of, raw_dir), label, prm.validate_.max_examples
+            raw_dir,
+            out,
+            resolve_as_of(as_of, raw_dir),
+            label,
+            encoding or prm.data.encoding,
+            prm.validate_,
         )
     except (ContractError, InputError) as err:
         log.error("%s", err)

@@ -8,7 +8,10 @@ through the helpers below, so that a failed run never leaves half-written files 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import csv
+import gzip
 import importlib
 import json
 import logging
@@ -16,10 +19,11 @@ import os
 import resource
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 import yaml
@@ -135,8 +139,9 @@ class InputError(ValueError):
     prints it and exits with code 2, like a contract violation."""
 
 
-def read_raw_folder(folder: str | Path) -> dict[str, pd.DataFrame]:
-    """Read every `<table>.parquet|.csv|.csv.gz` in a folder (names starting with `_` skipped)."""
+def read_raw_folder(folder: str | Path, *, encoding: str) -> dict[str, pd.DataFrame]:
+    """Read every `<table>.parquet|.csv|.csv.gz` in a folder (names starting with `_` skipped);
+    CSV text in `encoding` (`data.encoding`: a codec, or `auto`, see `csv_encoding`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"raw data folder not found: {folder}")
@@ -149,22 +154,141 @@ def read_raw_folder(folder: str | Path) -> dict[str, pd.DataFrame]:
             continue
         if name in tables:
             raise InputError(f"table '{name}' given twice in {folder} (pick CSV or Parquet)")
-        tables[name] = _read_table(path, name)
+        tables[name] = _read_table(path, name, encoding)
     return tables
 
 
-def _read_table(path: Path, name: str) -> pd.DataFrame:
+def _read_table(path: Path, name: str, encoding: str) -> pd.DataFrame:
     if path.stat().st_size == 0:
         return pd.DataFrame()  # the contract reports it as an empty table
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
-        # only empty cells are missing: an id such as "NA" stays a value
-        return pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
-        )
-    except (ValueError, OSError) as err:  # pandas' parser errors and Arrow's are ValueErrors
+        return _read_csv(path, name, csv_encoding(path, name, encoding))
+    except InputError:
+        raise
+    except UnicodeDecodeError as err:  # an encoding named in data.encoding that does not fit
+        raise InputError(
+            f"table '{name}' ({path}) is not {err.encoding} text ({err.reason}): set "
+            "data.encoding to the file's encoding, or to auto"
+        ) from err
+    except (ValueError, OSError, EOFError, csv.Error) as err:  # pandas', Arrow's, gzip's errors
         raise InputError(f"table '{name}' ({path}) cannot be read: {err}") from err
+
+
+# a byte-order mark names its encoding; without one, `auto` tries these in order. A strict
+# UTF-8 decode almost never succeeds on other text, so it goes first; GB18030 (a superset of
+# GBK and GB2312) is what Excel writes in a Chinese locale. A charset guesser was tried and
+# named short GB18030 files as Japanese or Korean: a fixed order is both right and predictable
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+AUTO_ENCODINGS = ("utf-8-sig", "gb18030")
+
+
+def _open_bytes(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+
+
+def csv_encoding(path: Path, name: str, encoding: str) -> str:
+    """The codec to read a CSV file with: `encoding` as given (UTF-8 skipping a BOM), or for
+    `auto` the BOM's, else the first of AUTO_ENCODINGS that decodes the whole file strictly."""
+    if encoding != "auto":
+        return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    with _open_bytes(path) as fh:
+        head = fh.read(4)
+    bom = next((codec for mark, codec in _BOMS if head.startswith(mark)), None)
+    if bom:
+        return bom
+    where = ""
+    for codec in AUTO_ENCODINGS:
+        line = _undecodable_line(path, codec)
+        if line is None:
+            if codec != AUTO_ENCODINGS[0]:
+                log.info("table '%s' is not UTF-8: read as %s", name, codec)
+            return codec
+        where = where or f" (not UTF-8 from line {line})"
+    raise InputError(
+        f"table '{name}' ({path}): its text encoding is not recognised{where}: it is neither "
+        "UTF-8 nor GB18030. Save it as 'CSV UTF-8', or set data.encoding to its encoding "
+        "(e.g. `dvc exp run -S data.encoding=cp1252`, or `churnlight validate --encoding cp1252`)"
+    )
+
+
+def _undecodable_line(path: Path, codec: str, block: int = 1 << 20) -> int | None:
+    """The line where a strict decode of the file as `codec` first fails, or None if it does
+    not; read a block at a time, so memory stays flat on big files."""
+    decoder = codecs.getincrementaldecoder(codec)("strict")
+    lines = 1
+    with _open_bytes(path) as fh:
+        while True:
+            chunk = fh.read(block)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as err:
+                return lines + chunk[: max(err.start, 0)].count(b"\n")
+            if not chunk:
+                return None
+            lines += chunk.count(b"\n")
+
+
+def _read_csv(path: Path, name: str, codec: str) -> pd.DataFrame:
+    """A CSV as text columns. Only empty cells are missing (an id such as "NA" stays a value).
+    Excel's habits are read as meant: CRLF line ends, a trailing empty column (dropped), rows of
+    empty cells (dropped). A row with more fields than the header is an error naming its line:
+    pandas would otherwise fail without naming the file, or drop or shift fields silently."""
+    read = {"dtype": str, "keep_default_na": False, "na_values": [""], "encoding": codec}
+    with warnings.catch_warnings():
+        # pandas warns, then drops a long first row's extra fields: make that an error here
+        warnings.filterwarnings("error", "Length of header", pd.errors.ParserWarning)
+        try:
+            df = pd.read_csv(path, index_col=False, **read)
+        except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+            if isinstance(err, pd.errors.ParserError) and "Expected" not in str(err):
+                raise  # another parser error (an unclosed quote): reported with the file
+            width = _too_long(path, name, codec, str(err))  # raises unless extras are empty
+            df = pd.read_csv(path, usecols=range(width), **read)
+    empty_cols = [c for c in df.columns if c.startswith("Unnamed: ") and df[c].isna().all()]
+    df = df.drop(columns=empty_cols)
+    empty_rows = df.isna().all(axis=1)
+    if empty_rows.any():
+        log.warning("table '%s': %d row(s) with no value skipped", name, int(empty_rows.sum()))
+        df = df.loc[~empty_rows].reset_index(drop=True)
+    return df
+
+
+def _too_long(path: Path, name: str, codec: str, pandas_message: str) -> int:
+    """The header's number of fields when the only extra fields are empty (Excel's trailing
+    column); otherwise an InputError naming the first line with more fields than the header,
+    and showing it."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding=codec, newline="") as fh:
+        read: list[str] = []
+
+        def lines() -> Iterator[str]:
+            for line in fh:
+                read.append(line)
+                yield line
+
+        reader = csv.reader(lines())
+        width, long = len(next(reader, [])), 0
+        read.clear()
+        for record in reader:
+            text, start = "".join(read).rstrip("\r\n"), reader.line_num - len(read) + 1
+            read.clear()
+            long += len(record) > width
+            if len(record) > width and any(f.strip() for f in record[width:]):
+                shown = text if len(text) <= 200 else text[:197] + "..."
+                raise InputError(
+                    f"table '{name}' ({path}): line {start} has {len(record)} fields, the header "
+                    f"has {width}:\n    {shown}\n"
+                    "A value that contains a comma must be in double quotes."
+                )
+    if not long:  # pandas and the csv module disagree: pass on what pandas said
+        raise InputError(f"table '{name}' ({path}) cannot be read: {pandas_message.strip()}")
+    return width
 
 
 @contextlib.contextmanager

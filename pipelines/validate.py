@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from churnlight.features.contract import ValidatedData, validate_tables
-from churnlight.features.params import Params
+from churnlight.features.params import Params, ValidateParams
 from churnlight.pipelines.common import Layout, atomic_dir, read_raw_folder, write_json
 
 log = logging.getLogger("churnlight.validate")
@@ -26,12 +26,17 @@ def resolve_as_of(as_of: str | None, raw: Path) -> str | None:
 
 
 def validate_folder(
-    raw: Path, out: Path, as_of: str | None, label_column: str, max_examples: int
+    raw: Path, out: Path, as_of: str | None, label_column: str, encoding: str, rules: ValidateParams
 ) -> ValidatedData:
-    """Validate `raw` and write its typed tables and the contract report to `out`, atomically."""
-    tables = read_raw_folder(raw)
+    """Validate `raw` and write its typed tables and the contract report to `out`, atomically.
+    `encoding` is CSV files' text encoding (`data.encoding`); `rules` the validate section."""
+    tables = read_raw_folder(raw, encoding=encoding)
     data = validate_tables(
-        tables, as_of=as_of, label_column=label_column, max_examples=max_examples
+        tables,
+        as_of=as_of,
+        label_column=label_column,
+        max_examples=rules.max_examples,
+        score_ranges={"nps": rules.nps_range, "csat": rules.csat_range},
     )
     with atomic_dir(out) as tmp:
         for name, df in data.tables.items():
@@ -51,5 +56,6 @@ def run(paths: Layout, params: Params) -> ValidatedData:
         paths.interim,
         resolve_as_of(params.data.as_of, raw),
         params.data.label_column,
-        params.validate_.max_examples,
+        params.data.encoding,
+        params.validate_,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -12,7 +14,11 @@ from churnlight.features.contract import (
 )
 
 # the contract's settings, as params.yaml sets them (the tests below name the label "churn")
-CONTRACT = {"label_column": "churn", "max_examples": 5}
+CONTRACT = {
+    "label_column": "churn",
+    "max_examples": 5,
+    "score_ranges": {"nps": (0, 10), "csat": (1, 5)},
+}
 
 
 def _violations(tables: dict[str, pd.DataFrame], **kwargs) -> list[Violation]:
@@ -289,3 +295,138 @@ def test_error_message_names_table_column_and_shows_example_rows(tiny_tables):
     assert "e.g." in msg
     example_lines = msg.split("e.g.", 1)[1].splitlines()
     assert any("abc" in line and bad_customer in line for line in example_lines)
+
+
+# --- values no business can have (issue 13) -------------------------------------------------
+
+
+def test_infinite_amount_is_rejected(tiny_tables):
+    """inf passes `amount >= 0` and would poison every sum and mean built on it."""
+    tx = tiny_tables["transactions"]
+    tx.loc[[2, 9], "amount"] = [float("inf"), float("-inf")]
+    v = _only(tiny_tables)
+
+    assert (v.table, v.column, v.count) == ("transactions", "amount", 2)
+    assert v.problem == "infinite value (must be a finite number)"
+    assert v.examples.index.tolist() == [2, 9]
+
+
+def test_infinite_amount_written_as_text_is_rejected(tiny_tables):
+    """What a CSV holds: pandas reads all of these as +-inf."""
+    tx = tiny_tables["transactions"]
+    tx["amount"] = _as_object(tx["amount"])
+    tx.loc[[1, 4, 6, 7], "amount"] = ["inf", "Infinity", "-INF", "1e999"]
+    v = _only(tiny_tables)
+
+    assert (v.table, v.column, v.count) == ("transactions", "amount", 4)
+    assert v.examples["amount"].tolist() == ["inf", "Infinity", "-INF", "1e999"]
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [
+        ("feedback", "score"),
+        ("market", "industry_index"),
+        ("market", "competitor_launch"),  # a 0/1 flag: would not even cast to an integer
+    ],
+)
+def test_infinite_value_in_other_numeric_columns_is_rejected(tiny_tables, table, column):
+    df = tiny_tables[table]
+    df[column] = _as_object(df[column])
+    df.loc[3, column] = "inf"
+    v = _only(tiny_tables)
+
+    assert (v.table, v.column, v.count) == (table, column, 1)
+    assert v.problem.startswith("infinite value")
+    assert v.examples.index.tolist() == [3]
+
+
+def test_infinite_numeric_customer_attribute_is_rejected(tiny_tables):
+    """An extra numeric column (monthly charges) is a model input: inf is never a value."""
+    customers = tiny_tables["customers"]
+    customers["monthly_charges"] = [f"{20 + i % 50}.5" for i in range(len(customers))]
+    customers.loc[[5, 8], "monthly_charges"] = ["inf", "-inf"]
+    v = _only(tiny_tables)
+
+    assert (v.table, v.column, v.count) == ("customers", "monthly_charges", 2)
+    assert v.problem.startswith("infinite value")
+    assert v.examples["customer_id"].tolist() == customers.loc[[5, 8], "customer_id"].tolist()
+
+
+def test_fractional_flag_is_a_violation_not_a_crash(tiny_tables):
+    tiny_tables["market"]["competitor_launch"] = tiny_tables["market"]["competitor_launch"].astype(
+        float
+    )
+    tiny_tables["market"].loc[0, "competitor_launch"] = 0.5
+    v = _only(tiny_tables)
+    assert (v.table, v.column, v.count) == ("market", "competitor_launch", 1)
+    assert v.problem == "wrong type: expected 0 or 1"
+
+
+def _feedback_rows(fb: pd.DataFrame, kind: str, n: int) -> list[int]:
+    return fb.index[(fb["kind"] == kind) & fb["score"].notna()][:n].tolist()
+
+
+def test_scores_outside_their_scale_are_rejected(tiny_tables):
+    """NPS is 0..10 and CSAT 1..5: an 11, a -1 or a CSAT of 6 is a broken export, not a fan."""
+    fb = tiny_tables["feedback"]
+    nps, csat = _feedback_rows(fb, "nps", 2), _feedback_rows(fb, "csat", 2)
+    fb.loc[nps, "score"] = [11.0, -1.0]
+    fb.loc[csat, "score"] = [0.0, 6.0]
+    found = {v.problem: v for v in _violations(tiny_tables)}
+
+    assert set(found) == {"nps score outside 0..10", "csat score outside 1..5"}
+    v = found["nps score outside 0..10"]
+    assert (v.table, v.column, v.count) == ("feedback", "score", 2)
+    assert v.examples.index.tolist() == nps
+    assert v.examples["score"].tolist() == [11.0, -1.0]
+    assert found["csat score outside 1..5"].examples["score"].tolist() == [0.0, 6.0]
+
+
+def test_scale_ends_and_missing_scores_are_valid(tiny_tables):
+    fb = tiny_tables["feedback"]
+    nps, csat = _feedback_rows(fb, "nps", 3), _feedback_rows(fb, "csat", 3)
+    fb.loc[nps, "score"] = [0.0, 10.0, float("nan")]
+    fb.loc[csat, "score"] = [1.0, 5.0, float("nan")]
+    message = fb.index[fb["kind"] == "message"][0]
+    fb.loc[message, "score"] = 42.0  # no scale for other kinds
+    validate_tables(tiny_tables, **CONTRACT)
+
+
+def test_score_ranges_come_from_the_caller(tiny_tables):
+    """The scales are params (validate.nps_range / csat_range), not constants."""
+    fb = tiny_tables["feedback"]
+    fb.loc[_feedback_rows(fb, "nps", 1), "score"] = 8.0
+    v = _only(tiny_tables, score_ranges={"nps": (0, 5), "csat": (1, 5)})
+    assert v.problem == "nps score outside 0..5"
+    assert v.count == int(((fb["kind"] == "nps") & (fb["score"] > 5)).sum())
+
+
+def test_params_yaml_holds_the_standard_scales():
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    rules = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["validate"]
+    assert (rules["nps_range"], rules["csat_range"]) == ([0, 10], [1, 5])
+    assert tuple(rules["nps_range"]) == CONTRACT["score_ranges"]["nps"]
+    assert tuple(rules["csat_range"]) == CONTRACT["score_ranges"]["csat"]
+
+
+def test_cancel_date_before_signup_date_is_rejected(tiny_tables):
+    customers = tiny_tables["customers"]
+    rows = customers.index[customers["cancel_date"].notna()][:2].tolist()
+    customers.loc[rows, "cancel_date"] = customers.loc[rows, "signup_date"] - pd.Timedelta(days=3)
+    same_day = customers.index[customers["cancel_date"].notna()][2]
+    customers.loc[same_day, "cancel_date"] = customers.loc[same_day, "signup_date"]  # allowed
+    v = _only(tiny_tables)
+
+    assert (v.table, v.column, v.count) == ("customers", "cancel_date", 2)
+    assert v.problem == "cancel_date before signup_date"
+    assert v.examples["customer_id"].tolist() == customers.loc[rows, "customer_id"].tolist()
+
+
+def test_cancel_before_signup_in_a_flat_table_is_rejected():
+    flat = _flat_customers().assign(cancel_date=["2023-12-01", None, None, None, None])
+    v = _only({"customers": flat})
+    assert (v.table, v.column, v.count) == ("customers", "cancel_date", 1)
+    assert v.examples["customer_id"].tolist() == ["A1"]

@@ -78,6 +78,10 @@ ACTIVITY_FEATURES = {
 CONTRACT = {
     "label_column": PARAMS["data"]["label_column"],
     "max_examples": PARAMS["validate"]["max_examples"],
+    "score_ranges": {
+        "nps": tuple(PARAMS["validate"]["nps_range"]),
+        "csat": tuple(PARAMS["validate"]["csat_range"]),
+    },
 }
 
 
