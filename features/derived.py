@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from churnlight.features.activity import OWN_ACTIVITY
 from churnlight.features.aggregates import PROFILE_COLUMN
+from churnlight.features.btyd import OUTPUTS as BTYD_OUTPUTS
 from churnlight.features.columns import (
     CATEGORY,
     INTEGER,
@@ -191,6 +192,12 @@ def _transactions(cfg: FeatureConfig) -> list[Column]:
     ]
 
 
+def _btyd() -> list[Column]:
+    """The BTYD baseline's per-customer numbers (`churnlight.features.btyd`), NULL without a
+    purchase before the cutoff."""
+    return [Column(c, source(c), NUMBER) for c in BTYD_OUTPUTS]
+
+
 def _feedback(cfg: FeatureConfig) -> list[Column]:
     cut, nps = source("cutoff"), source("nps_two")  # the last two NPS answers, newest first
     last_own = "greatest({})".format(
@@ -284,6 +291,8 @@ def event_columns(
         out += _activity(cfg)
     if tables.get("transactions"):
         out += _transactions(cfg)
+    if tables.get("transactions") and cfg.btyd["enabled"]:
+        out += _btyd()
     if tables.get("feedback"):
         out += _feedback(cfg)
     if tables.get("market"):
