@@ -256,9 +256,11 @@ def btyd_scores(
 # --- the pass over the transactions: a summary per (customer, cutoff), a fit per cutoff --------
 
 SCORES_TABLE = "btyd_scores"  # (customer_id, cutoff, OUTPUTS): read by every customer range
+# sums in a fixed order (`ORDER BY` inside the aggregate): a parallel sum of floats adds in any
+# order, and the fits would follow its last bits from run to run
 _SUMMARY_SQL = """
 CREATE OR REPLACE TEMP TABLE btyd_days AS
-SELECT customer_id, CAST(ts AS DATE) AS day, sum(amount) AS amount
+SELECT customer_id, CAST(ts AS DATE) AS day, sum(amount ORDER BY amount) AS amount
 FROM transactions WHERE customer_id IS NOT NULL GROUP BY customer_id, CAST(ts AS DATE);
 
 CREATE OR REPLACE TEMP TABLE btyd_summary AS
@@ -269,7 +271,7 @@ FROM (
          (count(*) - 1)::DOUBLE AS x,
          date_diff('day', min(d.day), max(d.day))::DOUBLE AS t_x,
          date_diff('day', min(d.day), CAST(k.cutoff AS DATE))::DOUBLE AS age,
-         sum(d.amount) AS total, arg_min(d.amount, d.day) AS first_amount
+         sum(d.amount ORDER BY d.day) AS total, arg_min(d.amount, d.day) AS first_amount
   FROM btyd_days d JOIN btyd_cutoffs k ON d.day < CAST(k.cutoff AS DATE)
   GROUP BY d.customer_id, k.cutoff
 );

@@ -75,15 +75,16 @@ def plan_events(
         data_end=data_end,
         lexicon=load_lexicon(params.lexicon),
         profile=profile,
-        columns=tuple(event_columns(cfg, tables, profile)),
+        columns=tuple(event_columns(cfg, tables, profile, btyd=cfg.btyd["enabled"])),
     )
     registry = build_registry(list(cfg.windows_days), families, profile, present, plan.btyd)
     return plan, registry
 
 
-def _btyd_pass(con: duckdb.DuckDBPyConnection, plan: EventPlan) -> list[dict]:
-    """The BTYD scores of every customer and cutoff, before the ranges: a fit needs all the
-    customers of a cutoff, a range has only some."""
+def btyd_pass(con: duckdb.DuckDBPyConnection, plan: EventPlan) -> list[dict]:
+    """The BTYD scores of every customer and cutoff (the table the ranges join), before the
+    ranges: a fit needs all the customers of a cutoff, a range has only some. The fitted
+    parameters per cutoff; none when the plan has no BTYD numbers."""
     if not plan.btyd:
         return []
     settings = plan.cfg.btyd
@@ -190,7 +191,7 @@ def build_snapshots(
                     params.events_per_partition,
                     params.customers_per_partition,
                 )
-                fits = _btyd_pass(con, plan)
+                fits = btyd_pass(con, plan)
                 counts = build_event_snapshots(con, folder, plan, parts, params.range_workers)
                 counts.update({"btyd_fits": fits} if fits else {})
         finally:

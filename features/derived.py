@@ -275,12 +275,13 @@ def _profile(profile: dict[str, bool]) -> list[Column]:
 
 
 def event_columns(
-    cfg: FeatureConfig, tables: dict[str, bool], profile: dict[str, bool]
+    cfg: FeatureConfig, tables: dict[str, bool], profile: dict[str, bool], btyd: bool = False
 ) -> list[Column]:
     """Every column of an event-mode snapshot row, in file order, over a range's aggregates
     (with the attributes `profile` as `profile:<name>`). `tables`: which of activity,
     transactions, feedback and market the features can read (market: only with the
-    customers' region and industry); the features of a missing one are left out."""
+    customers' region and industry); the features of a missing one are left out. `btyd`: with
+    the BTYD baseline's numbers (from the table `btyd_scores`, which must then exist)."""
     out = [
         Column("customer_id", source("customer_id"), TEXT),
         Column("cutoff", source("cutoff"), TIMESTAMP),
@@ -291,7 +292,7 @@ def event_columns(
         out += _activity(cfg)
     if tables.get("transactions"):
         out += _transactions(cfg)
-    if tables.get("transactions") and cfg.btyd["enabled"]:
+    if btyd and tables.get("transactions"):
         out += _btyd()
     if tables.get("feedback"):
         out += _feedback(cfg)
