@@ -14,7 +14,7 @@ from scipy.special import hyp2f1
 
 from churnlight.features import btyd
 from churnlight.features.btyd import BgNbd
-from churnlight.models.evaluate import btyd_probability
+from churnlight.models.evaluate import btyd_probability, gains_comparison
 
 # CDNOW 1/10 sample summary (2,357 customers, weeks): lifetimes' datasets/
 # cdnow_customers_summary_with_transactions.csv (github.com/CamDavidsonPilon/lifetimes, MIT)
@@ -226,3 +226,13 @@ def test_baseline_probability_fills_customers_without_purchases():
     train = pd.DataFrame({"btyd_p_no_purchase": [0.2, np.nan, np.nan, 0.9], "label": [0, 1, 0, 1]})
     test = pd.DataFrame({"btyd_p_no_purchase": [0.3, np.nan]})
     np.testing.assert_allclose(btyd_probability(train, test), [0.3, 0.5])
+
+
+def test_gains_of_the_champion_and_the_baselines_on_the_same_rows():
+    y = np.array([1, 0, 1, 0, 0, 1, 0, 0, 0, 0])
+    perfect, reversed_ = y.astype(float), 1.0 - y
+    gains = gains_comparison(y, {"champion": perfect, "btyd": reversed_}, points=11)
+    assert list(gains.columns) == ["share_contacted", "champion", "btyd"]
+    assert gains["share_contacted"].iloc[-1] == 1.0
+    assert gains["champion"].iloc[2] == 1.0  # the three churners first
+    assert gains["btyd"].iloc[6] == 0.0 and gains["btyd"].iloc[-1] == 1.0
