@@ -14,6 +14,8 @@ import duckdb
 import pandas as pd
 
 from churnlight.features.activity import OWN_ACTIVITY, activity_sql, window_starts
+from churnlight.features.btyd import OUTPUTS as BTYD_OUTPUTS
+from churnlight.features.btyd import SCORES_TABLE as BTYD_TABLE
 from churnlight.features.config import FeatureConfig
 from churnlight.features.sql import ident, literal
 
@@ -292,10 +294,12 @@ def aggregate_select(
     has_geo: bool,
     src: dict[str, str] = FULL,
     profile: tuple[str, ...] = (),
+    btyd: bool = False,
 ) -> str:
     """Build the per-source aggregate tables (after `prepare`) for the customers of the
     relations `src`; return the SELECT that joins them onto the spine: one row per (customer,
-    cutoff) active at that cutoff, with the customer columns `profile` as `profile:<name>`."""
+    cutoff) active at that cutoff, with the customer columns `profile` as `profile:<name>`;
+    `btyd`: with the BTYD scores of the table `btyd_scores` (`churnlight.features.btyd`)."""
     own = ", ".join(literal(t) for t in OWN_ACTIVITY)
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW {src["own_events"]} AS
@@ -314,6 +318,11 @@ def aggregate_select(
     tables = " ".join(f"LEFT JOIN {t} USING (sid)" for t in AGGREGATE_TABLES)
     if has_geo:
         columns += EXTERNAL_COLUMNS
+    if btyd:
+        columns += [f"b.{c}" for c in BTYD_OUTPUTS]
+        tables += (
+            f" LEFT JOIN {BTYD_TABLE} b ON b.customer_id = s.customer_id AND b.cutoff = s.cutoff"
+        )
     columns += [f"p.{ident(c)} AS {ident(PROFILE_COLUMN + c)}" for c in profile]
     if profile or has_geo:
         tables += f" LEFT JOIN {src['customers']} p ON p.customer_id = s.customer_id"

@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from churnlight.features.aggregates import has_geography, relation_types
+from churnlight.features.btyd import score_cutoffs
 from churnlight.features.columns import snapshot_select
 from churnlight.features.config import FeatureConfig, load_lexicon, make_cutoffs, needed_cutoffs
 from churnlight.features.derived import event_columns, flat_columns, flat_source_sql
@@ -74,9 +75,26 @@ def plan_events(
         data_end=data_end,
         lexicon=load_lexicon(params.lexicon),
         profile=profile,
-        columns=tuple(event_columns(cfg, tables, profile)),
+        columns=tuple(event_columns(cfg, tables, profile, btyd=cfg.btyd["enabled"])),
     )
-    return plan, build_registry(list(cfg.windows_days), families, profile, present)
+    registry = build_registry(list(cfg.windows_days), families, profile, present, plan.btyd)
+    return plan, registry
+
+
+def btyd_pass(con: duckdb.DuckDBPyConnection, plan: EventPlan) -> list[dict]:
+    """The BTYD scores of every customer and cutoff (the table the ranges join), before the
+    ranges: a fit needs all the customers of a cutoff, a range has only some. The fitted
+    parameters per cutoff; none when the plan has no BTYD numbers."""
+    if not plan.btyd:
+        return []
+    settings = plan.cfg.btyd
+    return score_cutoffs(
+        con,
+        list(plan.cutoffs),
+        plan.cfg.label_horizon_days,
+        settings["clv_days"],
+        settings["penalizer"],
+    )
 
 
 def build_event_snapshots(
@@ -176,7 +194,9 @@ def build_snapshots(
                     params.events_per_partition,
                     params.customers_per_partition,
                 )
+                fits = btyd_pass(con, plan)
                 counts = build_event_snapshots(con, folder, plan, parts, params.range_workers)
+                counts.update({"btyd_fits": fits} if fits else {})
         finally:
             con.close()
     registry = registry_frame(specs)

@@ -24,6 +24,7 @@ class FeatureConfig:
     signals: dict
     rfm: dict
     care: dict
+    btyd: dict
 
     @classmethod
     def from_params(cls, p: FeaturesParams) -> FeatureConfig:
@@ -35,6 +36,7 @@ class FeatureConfig:
             signals=p.signals.model_dump(),
             rfm=p.rfm.model_dump(),
             care=p.care.model_dump(),
+            btyd=p.btyd.model_dump(),
         )
 
     @property

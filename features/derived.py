@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from churnlight.features.activity import OWN_ACTIVITY
 from churnlight.features.aggregates import PROFILE_COLUMN
+from churnlight.features.btyd import OUTPUTS as BTYD_OUTPUTS
 from churnlight.features.columns import (
     CATEGORY,
     INTEGER,
@@ -191,6 +192,12 @@ def _transactions(cfg: FeatureConfig) -> list[Column]:
     ]
 
 
+def _btyd() -> list[Column]:
+    """The BTYD baseline's per-customer numbers (`churnlight.features.btyd`), NULL without a
+    purchase before the cutoff."""
+    return [Column(c, source(c), NUMBER) for c in BTYD_OUTPUTS]
+
+
 def _feedback(cfg: FeatureConfig) -> list[Column]:
     cut, nps = source("cutoff"), source("nps_two")  # the last two NPS answers, newest first
     last_own = "greatest({})".format(
@@ -268,12 +275,13 @@ def _profile(profile: dict[str, bool]) -> list[Column]:
 
 
 def event_columns(
-    cfg: FeatureConfig, tables: dict[str, bool], profile: dict[str, bool]
+    cfg: FeatureConfig, tables: dict[str, bool], profile: dict[str, bool], btyd: bool = False
 ) -> list[Column]:
     """Every column of an event-mode snapshot row, in file order, over a range's aggregates
     (with the attributes `profile` as `profile:<name>`). `tables`: which of activity,
     transactions, feedback and market the features can read (market: only with the
-    customers' region and industry); the features of a missing one are left out."""
+    customers' region and industry); the features of a missing one are left out. `btyd`: with
+    the BTYD baseline's numbers (from the table `btyd_scores`, which must then exist)."""
     out = [
         Column("customer_id", source("customer_id"), TEXT),
         Column("cutoff", source("cutoff"), TIMESTAMP),
@@ -284,6 +292,8 @@ def event_columns(
         out += _activity(cfg)
     if tables.get("transactions"):
         out += _transactions(cfg)
+    if btyd and tables.get("transactions"):
+        out += _btyd()
     if tables.get("feedback"):
         out += _feedback(cfg)
     if tables.get("market"):

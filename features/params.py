@@ -209,6 +209,12 @@ class Care(Section):
     dormant_days: Number
 
 
+class Btyd(Section):
+    enabled: bool
+    penalizer: Annotated[float, Field(ge=0)]
+    clv_days: Positive
+
+
 class FeaturesParams(Section):
     first_cutoff: IsoDate | None
     last_cutoff: IsoDate | None
@@ -227,6 +233,7 @@ class FeaturesParams(Section):
     signals: Signals
     rfm: Rfm
     care: Care
+    btyd: Btyd
 
 
 class LogregParams(Section):

@@ -31,6 +31,7 @@ from churnlight.features.aggregates import (
     aggregate_select,
     prepare,
 )
+from churnlight.features.btyd import OUTPUTS as BTYD_OUTPUTS
 from churnlight.features.columns import Column, arrow_schema, snapshot_select, source
 from churnlight.features.config import FeatureConfig
 from churnlight.features.sql import literal
@@ -59,6 +60,11 @@ class EventPlan:
     def last(self) -> pd.Timestamp | None:
         """The newest cutoff: the scoring snapshot."""
         return max(self.cutoffs, default=None)
+
+    @property
+    def btyd(self) -> bool:
+        """Whether the rows carry the BTYD scores (the table `btyd_scores` must exist)."""
+        return any(c.name == BTYD_OUTPUTS[0] for c in self.columns)
 
     @cached_property
     def select(self) -> str:
@@ -143,7 +149,7 @@ def aggregate_ranges(
         for i, (lo, hi) in enumerate(bounds):
             t0 = time.perf_counter()
             src = _range_views(con, lo, hi) if len(bounds) > 1 else FULL
-            yield aggregate_select(con, plan.cfg, has_geo, src, tuple(plan.profile))
+            yield aggregate_select(con, plan.cfg, has_geo, src, tuple(plan.profile), plan.btyd)
             log.debug("range %d/%d in %.1f s", i + 1, len(bounds), time.perf_counter() - t0)
     finally:
         parts = tuple(f"part_{t}" for t in ("transactions", "activity", "feedback"))
@@ -207,7 +213,8 @@ def _parallel_tables(
             present, cutoffs = set(plan.present), list(plan.cutoffs)
             local.has_geo = prepare(local.cursor, present, cutoffs, plan.data_end, plan.lexicon)
         src = _range_views(local.cursor, lo, hi)
-        sql = aggregate_select(local.cursor, plan.cfg, local.has_geo, src, tuple(plan.profile))
+        profile = tuple(plan.profile)
+        sql = aggregate_select(local.cursor, plan.cfg, local.has_geo, src, profile, plan.btyd)
         return None if stop.is_set() else snapshot_table(local.cursor, plan, sql)
 
     (threads,) = con.execute("SELECT current_setting('threads')").fetchone()

@@ -343,6 +343,43 @@ ATTITUDE = [
     ),
 ]
 
+# the BTYD baseline's numbers (`churnlight.features.btyd`): fitted on every customer's purchases
+# before the cutoff, missing for a customer without any
+BTYD = [
+    FeatureSpec(
+        "btyd_p_alive",
+        "behaviour",
+        "share",
+        "Chance the customer is still buying (BG/NBD model of the purchase history)",
+        "客户仍在购买的概率（BG/NBD购买模型）",
+        source="transactions",
+    ),
+    FeatureSpec(
+        "btyd_expected_purchases",
+        "behaviour",
+        "count",
+        "Expected purchases in the label window (BG/NBD model)",
+        "预测期内的预期购买次数（BG/NBD模型）",
+        source="transactions",
+    ),
+    FeatureSpec(
+        "btyd_p_no_purchase",
+        "behaviour",
+        "share",
+        "Chance of no purchase in the label window (BG/NBD model)",
+        "预测期内不再购买的概率（BG/NBD模型）",
+        source="transactions",
+    ),
+    FeatureSpec(
+        "btyd_clv",
+        "behaviour",
+        "currency",
+        "Expected spend over the next year (BG/NBD and Gamma-Gamma models)",
+        "未来一年的预期消费金额（BG/NBD与Gamma-Gamma模型）",
+        source="transactions",
+    ),
+]
+
 EXTERNAL = [
     FeatureSpec(
         "industry_index_change_3m",
@@ -425,12 +462,14 @@ def build_registry(
     families_on: dict[str, bool],
     profile_columns: dict[str, bool],
     tables: set[str] | None = None,
+    btyd: bool = False,
 ) -> list[FeatureSpec]:
     """The registry for this run: switched-off families and features whose table is missing
-    are left out; profile features come from the data's own columns."""
+    are left out; profile features come from the data's own columns; `btyd`: with the BTYD
+    baseline's numbers."""
     specs: list[FeatureSpec] = []
     if families_on.get("behaviour"):
-        specs += _windowed(windows) + BEHAVIOUR
+        specs += _windowed(windows) + BEHAVIOUR + (BTYD if btyd else [])
     if families_on.get("attitude"):
         specs += ATTITUDE
     if families_on.get("external"):

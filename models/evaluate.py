@@ -89,6 +89,34 @@ def rule_probability(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
     return p + 1e-6 * test["rule_score"].to_numpy(dtype=float)
 
 
+# the BTYD baseline's churn probability, a feature when the data has transactions
+BTYD_COLUMN = "btyd_p_no_purchase"
+
+
+def btyd_probability(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """The BTYD baseline as a probability: BG/NBD's chance of no purchase in the window. A
+    customer without a purchase before the cutoff has none: the training rows' churn rate of
+    such customers stands in (the overall rate if training has none)."""
+    p = test[BTYD_COLUMN].to_numpy(dtype=float)
+    missing = train[BTYD_COLUMN].isna()
+    fill = train.loc[missing if missing.any() else train.index, "label"].mean()
+    return np.where(np.isnan(p), fill, p)
+
+
+def gains_comparison(
+    y: np.ndarray, preds: dict[str, np.ndarray], points: int = 101
+) -> pd.DataFrame:
+    """Cumulative gains of several scorers on the same rows: share_contacted, then the share
+    of churners each finds (`dvc plots`: the champion against the baselines)."""
+    y = np.asarray(y, dtype=int)
+    idx = np.unique(np.linspace(0, len(y) - 1, points).astype(int))
+    out = {"share_contacted": (idx + 1) / len(y)}
+    for name, p in preds.items():
+        hits = np.cumsum(y[np.argsort(-np.asarray(p, dtype=float), kind="stable")])
+        out[name] = hits[idx] / max(y.sum(), 1)
+    return pd.DataFrame(out)
+
+
 def curves(y: np.ndarray, p: np.ndarray, points: int = 101) -> dict[str, pd.DataFrame]:
     """ROC, precision-recall, calibration and cumulative gains as tables for `dvc plots`."""
     y = np.asarray(y, dtype=int)
@@ -187,6 +215,9 @@ def evaluate_candidates(
     if rules:
         preds["rules"] = rule_probability(split.train, test)
         metrics["rules"] = score_metrics(y, preds["rules"], capacity)
+    if BTYD_COLUMN in test.columns:
+        preds["btyd"] = btyd_probability(split.train, test)
+        metrics["btyd"] = score_metrics(y, preds["btyd"], capacity)
     lo, hi = bootstrap_auc(y, preds[champion], seed=seed)
     metrics[champion]["roc_auc_ci_low"], metrics[champion]["roc_auc_ci_high"] = lo, hi
     recall = metrics[champion]["recall_at_capacity"]
@@ -211,6 +242,10 @@ def evaluate_candidates(
         metrics["oracle"] = oracle = oracle_metrics(test, truth, capacity)
         metrics["champion_oracle_ratio"] = metrics[champion]["roc_auc"] / oracle["roc_auc"]
     sliced = test if value_tier is None else test.assign(value_tier=value_tier.loc[test.index])
-    return Evaluation(
-        metrics, slice_metrics(sliced, preds[champion], capacity), curves(y, preds[champion])
-    )
+    plots = curves(y, preds[champion])
+    baselines = {
+        "champion": preds[champion],
+        **{k: preds[k] for k in ("rules", "btyd") if k in preds},
+    }
+    plots["gains_baselines"] = gains_comparison(y, baselines)
+    return Evaluation(metrics, slice_metrics(sliced, preds[champion], capacity), plots)

@@ -102,6 +102,9 @@ def log_test_metrics(train_report: dict, metrics: dict, plots: Path) -> None:
             if "rules" in metrics:
                 rules = metrics["rules"]["recall_at_capacity"]
                 mlflow.log_metric("test_rules_recall_at_capacity", rules)
+            if "btyd" in metrics:
+                btyd = metrics["btyd"]
+                mlflow.log_metric("test_btyd_recall_at_capacity", btyd["recall_at_capacity"])
             if "oracle" in metrics:
                 mlflow.log_metric("test_oracle_roc_auc", metrics["oracle"]["roc_auc"])
             if kind == metrics["champion"]:

@@ -57,7 +57,7 @@ def run(paths: Layout, params: Params) -> dict:
     write_json(ev.metrics, reports / "metrics.json")
     tracking.configure(tp.mlflow_experiment)
     tracking.log_test_metrics(report, ev.metrics, reports / "plots")
-    _log_metrics(ev.metrics, [*tp.models, "rules", "oracle"])
+    _log_metrics(ev.metrics, [*tp.models, "rules", "btyd", "oracle"])
     return ev.metrics
 
 

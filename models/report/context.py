@@ -367,7 +367,7 @@ def build_context(inp: CardInputs) -> dict:
     slices_all, slices_weak = weak_slices(inp.slices, m[champion]["roc_auc"], weak_margin)
     psi_threshold = params.segment.psi_threshold
     models = [n for n in params.train.models if n in m]
-    models += [n for n in ("rules", "oracle") if n in m]
+    models += [n for n in ("rules", "btyd", "oracle") if n in m]
     families_on = dict(inp.contract.get("families") or inp.features_report.get("families") or {})
     test_rows = int(m.get("test_rows", 0))
     return {

@@ -19,7 +19,8 @@ from unit.reference_derivation import profile_columns as pandas_profile_columns
 
 from churnlight.features import ranges
 from churnlight.features.aggregates import aggregate_select, prepare
-from churnlight.features.build import connect, plan_events
+from churnlight.features.btyd import SCORES_TABLE, score_cutoffs
+from churnlight.features.build import btyd_pass, connect, plan_events
 from churnlight.features.config import FeatureConfig, load_lexicon, make_cutoffs
 from churnlight.features.params import parse_params
 from churnlight.features.snapshots import SnapshotWriter
@@ -54,10 +55,16 @@ def whole_table(world, tmp_path_factory) -> dict[str, pd.DataFrame]:
     customers = con.execute("SELECT * FROM customers").df()
     plan, _ = plan_events(con, present, report, fp)
     declared = {c.name: c.type.pandas for c in plan.columns if c.written}
+    # the BTYD numbers: fitted on all customers of each cutoff, whatever the ranges
+    bt = fp.btyd
+    score_cutoffs(con, list(cutoffs), cfg.label_horizon_days, bt.clv_days, bt.penalizer)
+    scores = con.execute(f"SELECT * FROM {SCORES_TABLE}").df()
     con.close()
     tables = {t: t in present for t in ("activity", "transactions", "feedback", "market")}
     prof = pandas_profile_columns(customers)
-    feats = finish_rows(agg, cfg, tables, customers, prof).astype(declared)
+    feats = finish_rows(agg, cfg, tables, customers, prof)
+    feats = feats.merge(scores, on=["customer_id", "cutoff"], how="left", validate="1:1")
+    feats = feats[list(declared)].astype(declared)
     feats[feats["label"].notna()].to_parquet(out / FILES[0], index=False)
     last = feats["cutoff"].max()
     feats[feats["cutoff"] == last].drop(columns="label").to_parquet(out / FILES[1], index=False)
@@ -200,6 +207,7 @@ def test_abandoned_parallel_ranges_stop_and_give_the_threads_back(world, tmp_pat
     present = {p.stem for p in interim.glob("*.parquet")}
     con = connect(interim, present, tmp_path, None, 2)
     plan, _ = plan_events(con, present, report, parse_params(params).features)
+    btyd_pass(con, plan)
     tables = ranges.snapshot_tables(con, plan, 6, workers=2)
     first = next(tables)
     assert first.num_rows > 0 and first.schema.equals(plan.schema)
