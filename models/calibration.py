@@ -5,7 +5,8 @@ Choosing on the same rows a calibrator was fitted on always favours isotonic (it
 so each method is scored on fold rows it did not see: on time-ordered folds, fitted on the older
 folds' scores and scored on the next one (a calibrator must carry forward in time, as it will in
 use); on random folds, fitted on the other folds. Ties, within `tie` of log loss, go to the simpler
-method, and every probability stays inside [floor, 1 - floor], so no customer is ever "certain".
+method (a more complex one must win by more than the tie and two standard errors), and every
+probability stays inside [floor, 1 - floor], so no customer is ever "certain".
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
 
 METHODS = ("none", "sigmoid", "isotonic")  # simplest first: ties go to the earlier
 
@@ -61,42 +61,53 @@ class CalibrationChoice:
     rows: int  # out-of-fold rows the losses were measured on
 
 
-def cross_fitted_log_loss(
+def cross_fitted_losses(
     oof: pd.DataFrame, method: str, time_ordered: bool, floor: float
-) -> tuple[float, int]:
-    """Log loss of `method` on fold rows its calibrator did not see (`oof`: p, label, fold)."""
+) -> np.ndarray:
+    """Per-row log loss of `method` on fold rows its calibrator did not see (`oof`: p, label,
+    fold); the same rows for every method (empty with nothing to cross-fit on)."""
     folds = sorted(oof["fold"].unique())
     p_all, y_all = oof["p"].to_numpy(float), oof["label"].to_numpy(int)
     fold_of = oof["fold"].to_numpy()
-    preds, ys = [], []
+    parts = []
     for j in folds:
         fit_mask = fold_of < j if time_ordered else fold_of != j
         score_mask = fold_of == j
         if not fit_mask.any() or len(np.unique(y_all[fit_mask])) < 2:
             continue
         cal = Calibrator(method, floor).fit(p_all[fit_mask], y_all[fit_mask])
-        preds.append(cal.transform(p_all[score_mask]))
-        ys.append(y_all[score_mask])
-    if not preds:
-        return float("nan"), 0
-    y, p = np.concatenate(ys), np.concatenate(preds)
-    return float(log_loss(y, p, labels=[0, 1])), len(y)
+        p = cal.transform(p_all[score_mask])
+        y = y_all[score_mask]
+        parts.append(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def cross_fitted_log_loss(
+    oof: pd.DataFrame, method: str, time_ordered: bool, floor: float
+) -> tuple[float, int]:
+    """Log loss of `method` on fold rows its calibrator did not see, and how many rows."""
+    losses = cross_fitted_losses(oof, method, time_ordered, floor)
+    return (float(losses.mean()) if len(losses) else float("nan")), len(losses)
 
 
 def choose_calibration(
     oof: pd.DataFrame, methods: tuple[str, ...], time_ordered: bool, tie: float, floor: float
 ) -> CalibrationChoice:
-    """The method with the lowest cross-fitted log loss, or a simpler one within `tie` of it.
+    """The simplest method unless a more complex one is clearly better: lower cross-fitted log
+    loss by more than `tie` AND by more than two standard errors of the paired per-row
+    difference (an improvement within noise would not carry to new data).
 
     With a single fold (nothing to cross-fit on) or a single method, the simplest listed wins."""
     ordered = [m for m in METHODS if m in methods]
-    losses: dict[str, float] = {}
-    rows = 0
-    for m in ordered:
-        losses[m], rows = cross_fitted_log_loss(oof, m, time_ordered, floor)
-    finite = {m: v for m, v in losses.items() if np.isfinite(v)}
-    if not finite:
-        return CalibrationChoice(ordered[0], losses, 0)
-    best = min(finite.values())
-    method = next(m for m in ordered if m in finite and finite[m] <= best + tie)
-    return CalibrationChoice(method, losses, rows)
+    rows_of = {m: cross_fitted_losses(oof, m, time_ordered, floor) for m in ordered}
+    losses = {m: (float(v.mean()) if len(v) else float("nan")) for m, v in rows_of.items()}
+    rows = len(rows_of[ordered[0]])
+    chosen = ordered[0]
+    if rows < 2:
+        return CalibrationChoice(chosen, losses, 0)
+    for m in ordered[1:]:
+        gain = rows_of[chosen] - rows_of[m]
+        se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
+        if gain.mean() > tie and gain.mean() > 2 * se:
+            chosen = m
+    return CalibrationChoice(chosen, losses, rows)
