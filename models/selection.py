@@ -87,8 +87,8 @@ def cv_folds(train: pd.DataFrame, label_window_days: int, n_folds: int, seed: in
 
 def study_name(kind: str, train: pd.DataFrame, spec: TuningSpec, seed: int, n_folds: int) -> str:
     """Names the Optuna study after the data and the search, so a rerun on the same inputs
-    resumes it and anything new starts a fresh one."""
-    h = hashlib.sha256(pd.util.hash_pandas_object(train[["customer_id", "cutoff", "label"]]).values)
+    resumes it and anything new (a row, a label, a feature's definition) starts a fresh one."""
+    h = hashlib.sha256(pd.util.hash_pandas_object(train, index=False).values)  # every value
     search = {"space": spec.space, "base": spec.base, "seed": seed, "folds": n_folds}
     h.update(json.dumps(search, sort_keys=True, default=str).encode())
     return f"{kind}-{h.hexdigest()[:12]}"

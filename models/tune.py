@@ -153,7 +153,9 @@ def tune(
         study_name=study_name,
         load_if_exists=storage is not None,
     )
-    done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # pruned trials count: a finished study rerun adds none, so it gives the same best trial
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = sum(t.state in finished for t in study.trials)
     remaining = max(0, n_trials - done)
     if remaining and space:
         study.optimize(objective, n_trials=remaining, timeout=timeout_s, callbacks=list(callbacks))
