@@ -10,9 +10,9 @@ probability stays inside [floor, 1 - floor], so no customer is ever "certain".
 
 Calibration changes probabilities, never the order of customers: isotonic regression's flat steps
 would tie customers the model tells apart (LightGBM's PR-AUC on the default world's test cutoff
-was 0.533 with the ties, 0.545 without), so it gets a slope of `ISOTONIC_SLOPE` within its steps,
-and every method's output is squeezed, not clipped, into the bounds. The list a calibrated model
-makes is the raw model's list.
+was 0.533 with the ties, 0.545 without), so it gets a slope of `ISOTONIC_SLOPE` within its steps
+and is squeezed, not clipped, into the bounds (the other methods are clipped, which ties only
+customers below the floor). The list a calibrated model makes is the raw model's list.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ISOTONIC_SLOPE = 1e-6
 
 class Calibrator:
     """Maps raw probabilities to calibrated ones: as they are (`none`), Platt (sigmoid) on the
-    log-odds, or isotonic (kept strictly increasing); then squeezed into [floor, 1 - floor]."""
+    log-odds, or isotonic (kept strictly increasing); always inside [floor, 1 - floor]."""
 
     def __init__(self, method: str, floor: float = 1e-6):
         if method not in METHODS:
@@ -53,9 +53,11 @@ class Calibrator:
         p = np.asarray(p, dtype=float)
         if self.method == "isotonic":
             p = (self.model_.predict(p) + ISOTONIC_SLOPE * p) / (1 + ISOTONIC_SLOPE)
-        elif self.method == "sigmoid":
+            # squeezed, not clipped: isotonic reaches 0 and 1 on whole steps of customers
+            return self.floor + (1 - 2 * self.floor) * p
+        if self.method == "sigmoid":
             p = self.model_.predict_proba(_logit(p)[:, None])[:, 1]
-        return self.floor + (1 - 2 * self.floor) * p  # squeezed, not clipped: the order stays
+        return np.clip(p, self.floor, 1 - self.floor)  # `none` stays exactly as it was inside
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
