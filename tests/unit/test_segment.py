@@ -614,6 +614,10 @@ def test_segment_stage_writes_hashed_ids(stage_run, scored, tmp_path, monkeypatc
     assert set(pd.read_parquet(out / "scored_customers.parquet")["customer_id"]) == set(
         hashed["customer_id"]
     )
+    # the control group is drawn on the raw ids: the same customers, under their pseudonyms
+    control = pd.read_parquet(out / "control.parquet")["customer_id"]
+    held = hashed.loc[hashed["group"] == "control", "customer_id"]
+    assert len(control) > 0 and set(control) == set(held)
 
 
 def test_segment_stage_without_the_secret_stops_clearly(stage_run, tmp_path, monkeypatch):
