@@ -369,6 +369,8 @@ class SegmentParams(Section):
     psi_threshold: float
     psi_bins: Positive
     angles: dict[Literal["attitude", "external", "behaviour", "profile"], str]
+    control_share: Annotated[float, Field(ge=0, lt=1)]
+    campaign_id: Annotated[str, Field(min_length=1)] | None
 
     @model_validator(mode="after")
     def _complete_tables(self) -> SegmentParams:

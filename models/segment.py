@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from churnlight.features.params import PlaybookRow, SegmentParams
+from churnlight.models.control import CONTROL, hold_out
 
 TIERS = ("high", "medium", "low")
 # the features behind the three reasons: for the summary, never exported
@@ -113,8 +114,9 @@ def summarise(
     seg: pd.DataFrame, reason_features: pd.DataFrame, descriptions: pd.Series, no_contact: str
 ) -> pd.DataFrame:
     """Per risk tier x value tier: count, mean probability, expected churners, value at risk,
-    how many are not worth contacting (action `no_contact`) and the most common reasons
-    (named by their description, counted by feature)."""
+    how many are not worth contacting (action `no_contact`), how many are held out as the
+    control group (`group`, when the table has it) and the most common reasons (named by
+    their description, counted by feature)."""
     rows = []
     for (risk, tier), g in seg.groupby(["risk_tier", "value_tier"], sort=False):
         feats = reason_features.loc[g.index].stack()
@@ -130,6 +132,7 @@ def summarise(
                     float((g["churn_probability"] * g["customer_value"]).sum()), 2
                 ),
                 "no_contact": int(g["action"].eq(no_contact).sum()),
+                "control": int(g["group"].eq(CONTROL).sum()) if "group" in g else 0,
                 "top_reasons": "; ".join(descriptions.get(f, f) for f in top),
             }
         )
@@ -209,6 +212,11 @@ COLUMN_DOCS = {
     "or the spend in the last 12 months)",
     "action_cost": "Cost of the recommended action",
     "rule_colour": "What the old three-colour rule says (green / yellow / red)",
+    "campaign_id": "The retention campaign this list belongs to (empty: not in the campaign); "
+    "log it with every contact",
+    "group": "treatment: contact as the action says; control: held out at random, do not "
+    "contact (control.csv), so that comparing the two shows whether acting works; empty: "
+    "not in the campaign",
     "reason_1_zh": "第一原因（中文）",
     "reason_2_zh": "第二原因（中文）",
     "reason_3_zh": "第三原因（中文）",
@@ -224,6 +232,9 @@ def build_segments(
     sp: SegmentParams,
     value: np.ndarray | None,
     value_tier: np.ndarray,
+    *,
+    campaign: str,
+    seed: int,
 ) -> pd.DataFrame:
     """One row per scored customer with every documented column (plus `REASON_FEATURES`):
     the customers worth contacting by risk tier, then expected retained value, then
@@ -231,7 +242,9 @@ def build_segments(
 
     `reasons` holds the explain stage's top reasons per customer_id; `sp` is the segment
     policy (params.yaml `segment`); `value` the yearly customer value (None: the data has
-    none) and `value_tier` the tiers (`churnlight.models.value`)."""
+    none) and `value_tier` the tiers (`churnlight.models.value`). The campaign's control
+    group (`churnlight.models.control`, drawn under `campaign` and `seed`) keeps its place in
+    the ranking, with the control action."""
     df = scoring[["customer_id"]].copy()
     df["churn_probability"] = np.round(p, 4)
     df["risk_tier"] = risk_tiers(p, sp.policy, **sp.tier_policy())
@@ -265,7 +278,9 @@ def build_segments(
         ascending=[True, True, False, False],
         kind="stable",
     )
-    return df.drop(columns=["_skip", "_t"])[COLUMNS + REASON_FEATURES].reset_index(drop=True)
+    df = df.drop(columns=["_skip", "_t"]).reset_index(drop=True)
+    df = hold_out(df, sp.control_share, campaign, seed, sp.no_contact_action)
+    return df[COLUMNS + REASON_FEATURES]
 
 
 def _add_value(
@@ -298,10 +313,14 @@ def segment_customers(
     sp: SegmentParams,
     value: np.ndarray | None,
     value_tier: np.ndarray,
+    *,
+    campaign: str,
+    seed: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The segment table (the columns in `COLUMN_DOCS`) and its summary by risk and value tier,
-    whose top reasons are named by `descriptions` (feature name -> plain text)."""
-    seg = build_segments(scoring, p, reasons, sp, value, value_tier)
+    whose top reasons are named by `descriptions` (feature name -> plain text); `campaign` and
+    `seed` draw the control group."""
+    seg = build_segments(scoring, p, reasons, sp, value, value_tier, campaign=campaign, seed=seed)
     summary = summarise(seg, seg[REASON_FEATURES].fillna(""), descriptions, sp.no_contact_action)
     return seg.drop(columns=REASON_FEATURES), summary
 

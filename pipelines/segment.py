@@ -1,5 +1,6 @@
 """Stage `segment`: score the newest snapshot, cut risk tiers, attach reasons and the playbook
-action, rank by expected retained value, check drift, and write the files marketing opens.
+action, rank by expected retained value, hold out the campaign's control group, check drift,
+and write the files marketing opens.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 
 from churnlight.features.params import ExportParams, Params
 from churnlight.models.artifacts import load_champion, load_train_report
+from churnlight.models.control import CONTROL, campaign_id
 from churnlight.models.export import write_segment_files
 from churnlight.models.segment import TIERS, feature_drift, pseudonymise, segment_customers
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
@@ -28,8 +30,17 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     p = model.predict_proba(scoring[features])[:, 1]  # calibrated
     registry = pd.read_csv(processed / "feature_registry.csv").set_index("name")
     value, tiers = _value(scoring, params)
+    campaign = _campaign(scoring, sp.campaign_id)
     seg, summary = segment_customers(
-        scoring, p, reasons, registry["description_en"], sp, value, tiers
+        scoring,
+        p,
+        reasons,
+        registry["description_en"],
+        sp,
+        value,
+        tiers,
+        campaign=campaign,
+        seed=params.base.seed,
     )
     secret = _id_secret(params.export)
     if secret is not None:
@@ -45,15 +56,31 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     write_csv(psi, paths.reports / "drift.csv")
     counts = seg["risk_tier"].value_counts().reindex(list(TIERS), fill_value=0).to_dict()
     log.info(
-        "segments %s (%d not worth contacting); expected retained value %.0f; "
-        "%d feature(s) drifted (PSI > %.2f)",
+        "segments %s (%d not worth contacting, %d held out as campaign %s's control group); "
+        "expected retained value %.0f; %d feature(s) drifted (PSI > %.2f)",
         counts,
         int(seg["action"].eq(sp.no_contact_action).sum()),
+        int(seg["group"].eq(CONTROL).sum()),
+        campaign,
         seg["expected_retained_value"].clip(lower=0).sum(),  # NaN (no value) counts as 0
         int(psi["drifted"].sum()),
         threshold,
     )
     return seg
+
+
+def _campaign(scoring: pd.DataFrame, configured: str | None) -> str:
+    """segment.campaign_id, else from the scoring snapshot's month; a flat table (no dates)
+    gets one fixed id, so the same customers would be held out every time: warn."""
+    cutoff = scoring["cutoff"].max() if "cutoff" in scoring and len(scoring) else None
+    campaign = campaign_id(configured, cutoff)
+    if configured is None and (cutoff is None or pd.isna(cutoff)):
+        log.warning(
+            "no scoring date: the campaign id is %r; set segment.campaign_id for each campaign, "
+            "or the same customers are held out as the control group every time",
+            campaign,
+        )
+    return campaign
 
 
 def _value(scoring: pd.DataFrame, params: Params) -> tuple[np.ndarray | None, np.ndarray]:

@@ -138,6 +138,22 @@ def no_contact(scored: pd.DataFrame, action: str) -> dict:
     return {"count": int((scored["action"].astype(str) == action).sum())}
 
 
+def control_group(scored: pd.DataFrame, share: float) -> dict:
+    """How many customers flagged for action are held out as the campaign's control group
+    (`group` == "control"), of how many in the campaign, and the campaign's id."""
+    if scored.empty or "group" not in scored:
+        return {"count": 0, "campaign": "", "candidates": 0, "share": share}
+    group = scored["group"].astype(str)
+    members = scored[group.isin(["treatment", "control"])]
+    campaign = str(members["campaign_id"].iloc[0]) if len(members) else ""
+    return {
+        "count": int((group == "control").sum()),
+        "candidates": len(members),
+        "campaign": campaign,
+        "share": share,
+    }
+
+
 def registry_words(lang: str) -> dict[str, str]:
     """The card's words that the feature registry defines: the family names, and in Chinese the
     slice dimensions that are customer attributes (region, industry)."""
@@ -179,8 +195,13 @@ def tier_stories(
         plans, skipped = [], 0
         if {"owner", "due_within_hours", "value_tier"} <= set(part.columns) and len(part):
             acted = part["owner"].astype(str) != "none"
-            # in a tier someone acts on, owner "none" means: not worth contacting
-            skipped = int((~acted).sum()) if acted.any() else 0
+            held = (
+                part["group"].astype(str).eq("control")
+                if "group" in part
+                else pd.Series(False, index=part.index)
+            )
+            # in a tier someone acts on, owner "none" means: not worth contacting (or held out)
+            skipped = int((~acted & ~held).sum()) if acted.any() else 0
             g = part[acted].groupby(["owner", "due_within_hours"], observed=True)
             for (owner, hours), grp in sorted(g, key=lambda kv: (-len(kv[1]), str(kv[0][0]))):
                 tiers = [
@@ -407,6 +428,7 @@ def build_context(inp: CardInputs) -> dict:
             params.report.max_base_rate_shift,
         ),
         "no_contact": no_contact(scored, params.segment.no_contact_action),
+        "control": control_group(scored, params.segment.control_share),
         "has_rules": "rules" in m,
         "dated": bool(inp.contract.get("as_of")),
         "random_split": m.get("test_split") == RANDOM_HOLD_OUT,

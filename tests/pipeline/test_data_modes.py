@@ -51,8 +51,11 @@ def test_flat_table_runs_end_to_end(flat_run):
     for kind in ("logreg", "tree", "lgbm"):
         assert (p["models"] / f"{kind}.joblib").is_file(), kind
     assert p["explanations"].is_file()
-    for name in ("scored_customers", "high", "medium", "low"):
+    for name in ("scored_customers", "high", "medium", "low", "control"):
         assert (p["segments"] / f"{name}.csv").is_file(), name
+    # no dates: one fixed campaign id (the log warns to set segment.campaign_id)
+    control = pd.read_csv(p["segments"] / "control.csv", encoding="utf-8-sig", dtype=str)
+    assert set(control["campaign_id"]) <= {"retention"}
     card = (p["reports"] / "model_card.md").read_text(encoding="utf-8")
     assert "flat mode" in card
     assert str(p["params"]["data"]["source"]) in card

@@ -235,6 +235,23 @@ def test_card_content_comes_from_the_run(card):
     assert re.search(r"params hash \(params.yaml\) \| `[0-9a-f]{12}`", version)
 
 
+def test_card_says_how_many_are_held_out_and_why(card, card_zh):
+    """domain.md section 8: the control group's size, campaign and purpose, in both languages."""
+    control = pd.read_csv(card["segments"] / "control.csv", encoding="utf-8-sig")
+    assert len(control) > 0
+    campaign = control["campaign_id"].iloc[0]
+    summary = pd.read_csv(card["segments"] / "summary.csv", encoding="utf-8-sig")
+    assert summary["control"].sum() == len(control)
+    en = card["md"].split("## 2.", 1)[0]
+    assert f"{len(control):,} of the " in en
+    assert "held out at random as a control group and not contacted" in en
+    assert "shows whether acting works" in en
+    assert f"`{campaign}`" in en and "`segments/control.csv`" in en
+    zh = card_zh["md"].split("## 2.", 1)[0]
+    assert f"随机留出 {len(control):,} 位作为对照组" in zh
+    assert "才能知道行动是否有效" in zh and f"`{campaign}`" in zh
+
+
 def test_chinese_card_has_every_section_in_chinese(card_zh):
     md_titles = [ln[3:].strip() for ln in card_zh["md"].splitlines() if ln.startswith("## ")]
     assert md_titles == TITLES_ZH

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -272,14 +273,16 @@ def test_explain_needs_figure_languages_in_params(chain, tmp_path):
 def test_segment_files(chain):
     seg_dir = chain["segments"]
     sp = chain["params"]["segment"]
-    for name in ("scored_customers", *TIERS):
+    for name in ("scored_customers", *TIERS, "control"):
         path = seg_dir / f"{name}.csv"
         assert path.read_bytes()[:3] == BOM, f"{name}.csv has no UTF-8 BOM for Excel"
     scored = _read_csv(seg_dir / "scored_customers.csv")
     n = len(scored)
     assert n == len(pd.read_parquet(chain["processed"] / "scoring.parquet"))
     assert scored["customer_id"].is_unique
-    sizes = {t: len(_read_csv(seg_dir / f"{t}.csv")) for t in TIERS}
+    lists = {t: _read_csv(seg_dir / f"{t}.csv") for t in TIERS}
+    control = _read_csv(seg_dir / "control.csv")
+    sizes = {t: len(lists[t]) + (control["risk_tier"] == t).sum() for t in TIERS}
     assert sum(sizes.values()) == n
     assert sizes == scored["risk_tier"].value_counts().reindex(list(TIERS), fill_value=0).to_dict()
     assert abs(sizes["high"] - sp["high_share"] * n) <= 1
@@ -292,6 +295,49 @@ def test_segment_files(chain):
     probs = scored["churn_probability"].astype(float)
     rest = probs[scored["risk_tier"] != "high"]
     assert high["churn_probability"].astype(float).min() >= rest.max()
+
+
+def test_segment_files_hold_the_control_group_apart(chain):
+    """control.csv (and .parquet, and the workbook's sheet) holds the held-out customers with
+    the campaign id; they are on no action list, whose rows are the campaign's treatment."""
+    seg_dir = chain["segments"]
+    scored = _read_csv(seg_dir / "scored_customers.csv")
+    control = _read_csv(seg_dir / "control.csv")
+    assert list(control.columns) == [
+        "campaign_id",
+        "customer_id",
+        "risk_tier",
+        "value_tier",
+        "group",
+    ]
+    assert len(control) > 0
+    assert set(control["group"]) == {"control"}
+    scoring_month = pd.read_parquet(chain["processed"] / "scoring.parquet")["cutoff"].max()
+    campaign = f"{scoring_month:%Y-%m}-retention"
+    assert set(control["campaign_id"]) == {campaign}
+    assert set(control["risk_tier"]) <= {"high", "medium"}
+    parquet = pd.read_parquet(seg_dir / "control.parquet")
+    assert parquet["customer_id"].astype(str).tolist() == control["customer_id"].tolist()
+    held = set(control["customer_id"])
+    assert held == set(scored.loc[scored["group"] == "control", "customer_id"])
+    for tier in TIERS:
+        rows = _read_csv(seg_dir / f"{tier}.csv")
+        assert not rows["customer_id"].isin(held).any(), tier
+        acted = rows["risk_tier"].isin(["high", "medium"]) & (rows["owner"] != "none")
+        assert (rows.loc[acted, "group"] == "treatment").all()
+        assert (rows.loc[acted, "campaign_id"] == campaign).all()
+    wb = openpyxl.load_workbook(seg_dir / "segments.xlsx", read_only=True)
+    try:
+        assert "control" in wb.sheetnames
+        sheet = list(wb["control"].values)
+        assert {str(r[1]) for r in sheet[1:]} == held
+        for tier in TIERS:
+            ids = {str(r[0]) for r in list(wb[tier].values)[1:]}
+            assert not ids & held, tier
+    finally:
+        wb.close()
+    summary = pd.read_csv(seg_dir / "summary.csv", encoding="utf-8-sig")
+    assert summary["control"].sum() == len(held)
 
 
 def test_model_card_names_the_champion(chain):

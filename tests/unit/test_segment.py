@@ -27,6 +27,7 @@ from churnlight.features.params import parse_params
 from churnlight.features.registry import FAMILIES, build_registry, registry_frame
 from churnlight.models.artifacts import read_snapshots
 from churnlight.models.calibration import Calibrator
+from churnlight.models.control import CONTROL_ACTION, CONTROL_COLUMNS
 from churnlight.models.segment import (
     COLUMN_DOCS,
     REASON_FEATURES,
@@ -438,7 +439,7 @@ def scored(stage_run) -> pd.DataFrame:
 
 
 def test_csv_files_start_with_the_utf8_bom(stage_run):
-    for name in ("scored_customers", *TIERS, "summary"):
+    for name in ("scored_customers", *TIERS, "control", "summary"):
         head = (stage_run["segments"] / f"{name}.csv").read_bytes()[:3]
         assert head == BOM, f"{name}.csv has no UTF-8 BOM"
 
@@ -468,12 +469,24 @@ def test_chinese_reasons_round_trip_through_the_csv(stage_run, scored):
     assert zh.map(lambda s: bool(CJK.search(s))).all()
 
 
-def test_tier_files_split_the_scored_list(stage_run, scored):
-    sizes = {t: len(_read_csv(stage_run["segments"] / f"{t}.csv")) for t in TIERS}
-    assert sizes == scored["risk_tier"].value_counts().reindex(list(TIERS)).to_dict()
+def test_tier_files_split_the_scored_list_but_the_control_group(stage_run, scored):
+    files = {t: _read_csv(stage_run["segments"] / f"{t}.csv") for t in TIERS}
+    control = _read_csv(stage_run["segments"] / "control.csv")
+    acted = scored[scored["group"] != "control"]
+    for t in TIERS:
+        assert (
+            files[t]["customer_id"].tolist()
+            == acted.loc[acted["risk_tier"] == t, "customer_id"].tolist()
+        )
+        assert files[t].equals(acted[acted["risk_tier"] == t].reset_index(drop=True))
+    assert set(control["customer_id"]) == set(
+        scored.loc[scored["group"] == "control", "customer_id"]
+    )
+    assert len(control) > 0
     n = len(scored)
-    assert sizes["high"] == math.ceil(Fraction(1, 10) * n)
-    assert sizes["medium"] == math.ceil(Fraction(2, 10) * n)
+    held = control["risk_tier"].value_counts()
+    assert len(files["high"]) + held.get("high", 0) == math.ceil(Fraction(1, 10) * n)
+    assert len(files["medium"]) + held.get("medium", 0) == math.ceil(Fraction(2, 10) * n)
 
 
 def test_rows_are_ranked_by_expected_retained_value_within_each_tier(scored):
@@ -502,6 +515,8 @@ def test_playbook_and_value_columns_are_consistent(scored):
         action, owner, hours, cost = _expected_play(row.risk_tier, row.value_tier, row.care_layer)
         if float(row.expected_retained_value) < 0:  # costs more than it keeps: no contact
             action, owner, hours = SEGMENT.no_contact_action, "none", 0
+        elif row.group == "control":  # held out: nobody contacts them
+            action, owner, hours = CONTROL_ACTION, "none", 0
         assert action in row.action
         assert (row.owner, int(row.due_within_hours), float(row.action_cost)) == (
             owner,
@@ -523,11 +538,19 @@ def test_playbook_and_value_columns_are_consistent(scored):
 def test_xlsx_has_tier_summary_and_column_sheets(stage_run, scored):
     wb = openpyxl.load_workbook(stage_run["segments"] / "segments.xlsx", read_only=True)
     try:
-        assert wb.sheetnames == ["high", "medium", "low", "summary", "columns"]
+        assert wb.sheetnames == ["high", "medium", "low", "control", "summary", "columns"]
+        acted = scored[scored["group"] != "control"]
         for tier in TIERS:
             rows = list(wb[tier].values)
             assert list(rows[0]) == list(scored.columns)
-            assert len(rows) - 1 == (scored["risk_tier"] == tier).sum()
+            ids = {r[0] for r in rows[1:]}
+            assert ids == set(acted.loc[acted["risk_tier"] == tier, "customer_id"])
+        rows = list(wb["control"].values)
+        assert list(rows[0]) == CONTROL_COLUMNS
+        assert {r[1] for r in rows[1:]} == set(
+            scored.loc[scored["group"] == "control", "customer_id"]
+        )
+        assert {r[4] for r in rows[1:]} == {"control"}
         cols = list(wb["columns"].values)
         assert list(cols[0]) == ["column", "meaning"]
         documented = {r[0]: r[1] for r in cols[1:]}
@@ -591,6 +614,10 @@ def test_segment_stage_writes_hashed_ids(stage_run, scored, tmp_path, monkeypatc
     assert set(pd.read_parquet(out / "scored_customers.parquet")["customer_id"]) == set(
         hashed["customer_id"]
     )
+    # the control group is drawn on the raw ids: the same customers, under their pseudonyms
+    control = pd.read_parquet(out / "control.parquet")["customer_id"]
+    held = hashed.loc[hashed["group"] == "control", "customer_id"]
+    assert len(control) > 0 and set(control) == set(held)
 
 
 def test_segment_stage_without_the_secret_stops_clearly(stage_run, tmp_path, monkeypatch):
@@ -611,7 +638,7 @@ def _tiny_segments(value: np.ndarray | None) -> pd.DataFrame:
     reasons = pd.DataFrame({"customer_id": scoring["customer_id"]})
     p = np.linspace(0.9, 0.05, n)
     tiers = np.array(["gold"] * n, dtype=object)
-    return build_segments(scoring, p, reasons, SEGMENT, value, tiers)
+    return build_segments(scoring, p, reasons, SEGMENT, value, tiers, campaign="c", seed=0)
 
 
 def test_negative_expected_value_is_no_contact_and_sorts_after_every_positive_row():
