@@ -307,6 +307,9 @@ class TrainParams(Section):
     tree: TreeParams
     lgbm: LgbmParams
     search_space: SearchSpace
+    # rows whose outcome a treatment contact changed: left out of training (exclude) or not
+    treated_rows: Literal["exclude", "keep"]
+    treatment_carryover_days: Annotated[int, Field(ge=0)]  # a contact's effect lasts this long
 
     @model_validator(mode="after")
     def _trials_for_every_model(self) -> TrainParams:

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from churnlight.features.snapshots import read_snapshots
 
 __all__ = [
@@ -18,9 +20,25 @@ __all__ = [
     "load_features_report",
     "load_model",
     "load_train_report",
+    "read_contacts",
     "read_snapshots",
     "save_model",
 ]
+
+
+def read_contacts(path: str | Path) -> pd.DataFrame:
+    """The contact log validate writes (data/interim/contacts.parquet); no file means no
+    contacts logged (bring-your-own data from before the log existed)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(
+            {
+                "customer_id": pd.Series(dtype=object),
+                "ts": pd.Series(dtype="datetime64[ns]"),
+                "group": pd.Series(dtype=object),
+            }
+        )
+    return pd.read_parquet(path)
 
 
 def model_path(models_dir: str | Path, name: str) -> Path:

@@ -16,10 +16,12 @@ from churnlight.models.artifacts import (
     load_features_report,
     load_model,
     load_train_report,
+    read_contacts,
     read_snapshots,
 )
 from churnlight.models.evaluate import evaluate_candidates
 from churnlight.models.train import time_split
+from churnlight.models.treatment import treatment_split, treatment_summary
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
 from churnlight.pipelines.common import (
     InputError,
@@ -39,7 +41,13 @@ def run(paths: Layout, params: Params) -> dict:
     models, reports = paths.models, paths.reports
     df = read_snapshots(paths.processed / "features.parquet")
     report = load_train_report(models)
-    split = time_split(df, params.features.label_window_days, tp.test_months, seed=seed)
+    window = params.features.label_window_days
+    contacts = read_contacts(paths.interim / "contacts.parquet")
+    split = time_split(df, window, tp.test_months, seed=seed)
+    # the rules learn from the rows the models trained on; the test rows are the untreated ones
+    ts = treatment_split(df, split, contacts, tp.treated_rows, tp.treatment_carryover_days, window)
+    log.info(treatment_summary(ts, len(contacts), tp.treated_rows))
+    split = ts.split
     fitted = {kind: load_model(models, kind) for kind in tp.models}
     truth = _truth(paths.truth) if is_synthetic(params.data) else None
     has_events = load_features_report(paths.processed)["mode"] == "events"
@@ -48,6 +56,7 @@ def run(paths: Layout, params: Params) -> dict:
         rules=has_events,
         value_tier=_value_tiers(df, params),
     )
+    ev.metrics["treated_rows_excluded"] = ts.excluded
     if ev.metrics["champion_beats_rules"] is False:
         _warn_rules_win(ev.metrics)
     with atomic_dir(reports / "plots") as tmp:

@@ -15,7 +15,12 @@ import pandas as pd
 
 from churnlight.features.params import Params, TrainParams
 from churnlight.models import tracking
-from churnlight.models.artifacts import load_features_report, read_snapshots, save_model
+from churnlight.models.artifacts import (
+    load_features_report,
+    read_contacts,
+    read_snapshots,
+    save_model,
+)
 from churnlight.models.selection import (
     Candidate,
     Choice,
@@ -28,6 +33,7 @@ from churnlight.models.selection import (
     train_tracked,
 )
 from churnlight.models.train import time_split, tree_rules
+from churnlight.models.treatment import treatment_split, treatment_summary
 from churnlight.pipelines.common import Layout, atomic_dir, write_json
 
 log = logging.getLogger("churnlight.train")
@@ -38,7 +44,11 @@ def run(paths: Layout, params: Params) -> dict:
     capacity, primary = params.evaluate.capacity, params.evaluate.primary_metric
     df = read_snapshots(paths.processed / "features.parquet")
     features = pd.read_csv(paths.processed / "feature_registry.csv")["name"].tolist()
+    contacts = read_contacts(paths.interim / "contacts.parquet")
     split = time_split(df, window, tp.test_months, seed=seed)
+    ts = treatment_split(df, split, contacts, tp.treated_rows, tp.treatment_carryover_days, window)
+    log.info(treatment_summary(ts, len(contacts), tp.treated_rows))
+    split = ts.split
     train = split.train.reset_index(drop=True)
     folds = cv_folds(train, window, tp.folds, seed)
     paths.tuning.mkdir(parents=True, exist_ok=True)
@@ -59,6 +69,7 @@ def run(paths: Layout, params: Params) -> dict:
     version = tracking.register_champion(fitted[choice.champion].model_uri, name)
     registered = {"name": name, "version": version, "alias": "champion", "tracking_uri": uri}
     summary = train_summary(choice, cv, fitted, registered, folds, split, train, features)
+    summary.update(treated_rows=tp.treated_rows, treated_rows_excluded=ts.excluded)
     with atomic_dir(paths.models) as tmp:
         for kind, cand in fitted.items():
             save_model(cand.model, tmp, kind)

@@ -371,6 +371,15 @@ def _version(inp: CardInputs, champion: str) -> dict:
     }
 
 
+def treated_excluded(metrics: dict) -> dict[str, int] | None:
+    """Rows left out as treated by a contact (train, test), or None when there were none: the
+    card then says nothing about contacts here."""
+    counts = metrics.get("treated_rows_excluded") or {}
+    if not sum(counts.values()):
+        return None
+    return {"train": int(counts.get("train", 0)), "test": int(counts.get("test", 0))}
+
+
 def build_context(inp: CardInputs) -> dict:
     """The template's context: plain numbers, words and lists (no DataFrames)."""
     params = inp.params
@@ -407,6 +416,7 @@ def build_context(inp: CardInputs) -> dict:
         "capacity": capacity,
         "contacted": round(test_rows * capacity),
         "test_rows": test_rows,
+        "treated_excluded": treated_excluded(m),
         "tiers": tiers,
         "value_at_risk": float(high["value_at_risk"].sum()),
         "expected_churners_high": float(high["expected_churners"].sum()),

@@ -377,6 +377,30 @@ def test_every_bold_run_of_the_template_renders_bold(card, tmp_path, lang):
     assert ("<strong>还不行</strong>" if lang == "zh" else "<strong>Not yet:</strong>") in page
 
 
+@pytest.mark.parametrize(
+    ("lang", "sentence"),
+    [
+        ("en", "Treated rows: 12 training and 3 test rows were left out"),
+        ("zh", "已干预样本：12 行训练样本和 3 行测试样本被排除"),
+    ],
+)
+def test_the_card_says_how_many_treated_rows_were_left_out(card, tmp_path, lang, sentence):
+    """One sentence in the data section when contacts changed rows; none without contacts."""
+    assert "Treated rows" not in card["md"]
+    reports = tmp_path / "reports"
+    shutil.copytree(card["reports"], reports)
+    metrics = json.loads((reports / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["treated_rows_excluded"] == {"train": 0, "test": 0}
+    metrics["treated_rows_excluded"] = {"train": 12, "test": 3}
+    (reports / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params["report"].update(language=lang, screenshot=False)
+    _report(card, reports, params)
+    md = (reports / "model_card.md").read_text(encoding="utf-8")
+    assert sentence in md
+    assert md.count(sentence) == 1
+
+
 def test_tree_rules_keep_paths_that_end_in_churn():
     text = (
         "|--- login_30d <= 2.50\n"
