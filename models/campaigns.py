@@ -27,23 +27,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnlight.models.segment import risk_tiers
+from churnlight.models.contacts import (
+    check_contacts,
+    link_cutoffs,
+    per_customer,
+    what_to_log,
+)
 
 log = logging.getLogger(__name__)
 
-CONTACT_COLUMNS = (
-    "customer_id",
-    "ts",
-    "campaign_id",
-    "kind",
-    "group",
-    "action",
-    "channel",
-    "owner",
-    "cost",
-)
-REQUIRED_COLUMNS = ("customer_id", "ts", "campaign_id", "group")
-GROUPS = ("treatment", "control")
 ALL = "all"  # a tier column's value in a row over every tier
 POOLED = "pooled"  # the campaign_id of the rows pooled over every evaluated campaign
 NO_CAMPAIGNS = "no campaigns logged yet"
@@ -89,102 +81,10 @@ TABLE_COLUMNS = [
 ]
 
 
-def what_to_log() -> str:
-    """The message for a project without contacts: what to log, and where."""
-    return (
-        "Log every contact of a campaign as a `contacts` table in the data folder (CSV or "
-        "Parquet, like the other tables): customer_id, ts (when the contact was made), "
-        "campaign_id, kind (retention or winback), group (treatment, or control for a flagged "
-        "customer deliberately not contacted), action, channel, owner and optionally cost. "
-        "Hold out a random control group (segment writes it beside the action lists): without "
-        "it nobody can tell whether an action worked."
-    )
-
-
 @dataclass(frozen=True)
 class CampaignEvaluation:
     table: pd.DataFrame  # reports/campaigns.csv: one row per campaign (or pooled) and tier
     summary: dict  # reports/campaigns.json: status, latest campaign, pooled, skipped, truth
-
-
-def link_cutoffs(ts: pd.Series, cutoffs: pd.Series | np.ndarray, step_months: int) -> pd.Series:
-    """Per contact, the latest of `cutoffs` at or before `ts` and less than `step_months`
-    before it (the cutoff that opens the contact's month); NaT where there is none."""
-    grid = pd.DatetimeIndex(pd.to_datetime(pd.Series(cutoffs)).dropna().unique()).sort_values()
-    when = pd.to_datetime(pd.Series(ts)).reset_index(drop=True)
-    out = pd.Series(pd.NaT, index=when.index, dtype="datetime64[ns]")
-    if len(grid) == 0:
-        return out.set_axis(pd.Series(ts).index)
-    grid_ns = grid.as_unit("ns")
-    pos = grid_ns.searchsorted(when.to_numpy(dtype="datetime64[ns]"), side="right") - 1
-    ok = pos >= 0
-    found = pd.Series(pd.NaT, index=when.index, dtype="datetime64[ns]")
-    found[ok] = grid_ns[pos[ok]]
-    within = when < found + pd.DateOffset(months=step_months)
-    out[ok & within.to_numpy()] = found[ok & within.to_numpy()]
-    return out.set_axis(pd.Series(ts).index)
-
-
-def campaign_cutoffs(
-    contacts: pd.DataFrame, cutoffs: pd.Series | np.ndarray, step_months: int
-) -> list[pd.Timestamp]:
-    """The labelled cutoffs the contacts link to: the snapshots to score for risk tiers."""
-    if contacts.empty:
-        return []
-    linked = link_cutoffs(contacts["ts"], cutoffs, step_months).dropna()
-    return sorted(pd.Timestamp(c) for c in linked.unique())
-
-
-def risk_tiers_by_cutoff(
-    p: np.ndarray, cutoff: pd.Series, policy: str, **tier_policy: float
-) -> np.ndarray:
-    """The segment stage's risk tiers, cut within each cutoff's snapshot (its customer base)."""
-    out = np.empty(len(p), dtype=object)
-    for _, idx in pd.Series(np.arange(len(p))).groupby(cutoff.to_numpy()).indices.items():
-        out[idx] = risk_tiers(np.asarray(p)[idx], policy, **tier_policy)
-    return out
-
-
-def _check_contacts(contacts: pd.DataFrame) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in contacts.columns]
-    if missing:
-        raise ValueError(
-            f"table 'contacts': missing column(s) {missing}; expected {list(CONTACT_COLUMNS)}"
-        )
-    bad = contacts[~contacts["group"].isin(GROUPS)]
-    if len(bad):
-        raise ValueError(
-            f"table 'contacts', column 'group': {len(bad)} row(s) not in {list(GROUPS)}, e.g.\n"
-            + bad.head(5).to_string()
-        )
-
-
-def _per_customer(contacts: pd.DataFrame) -> pd.DataFrame:
-    """One row per campaign and customer: the earliest contact, its group, the summed cost. A
-    customer in both groups of one campaign is an error (the comparison would be broken)."""
-    df = contacts.assign(
-        customer_id=contacts["customer_id"].astype(str),
-        campaign_id=contacts["campaign_id"].astype(str),
-        ts=pd.to_datetime(contacts["ts"]),
-        cost=pd.to_numeric(contacts["cost"], errors="coerce") if "cost" in contacts else np.nan,
-    )
-    key = ["campaign_id", "customer_id"]
-    groups = df.groupby(key)["group"].nunique()
-    both = groups[groups > 1]
-    if len(both):
-        examples = df.set_index(key).loc[both.index[:5]].reset_index()
-        raise ValueError(
-            f"table 'contacts': {len(both)} customer(s) are both treatment and control in the "
-            f"same campaign, e.g.\n{examples.head(10).to_string()}"
-        )
-    return (
-        df.sort_values("ts", kind="stable")
-        .groupby(key, sort=False)
-        .agg(
-            ts=("ts", "min"), group=("group", "first"), cost=("cost", lambda s: s.sum(min_count=1))
-        )
-        .reset_index()
-    )
 
 
 def _uplift(strata: pd.DataFrame, draws: int, confidence: float, key: str, seed: int) -> dict:
@@ -376,7 +276,7 @@ def evaluate_campaigns(
     true_uplift."""
     if contacts.empty:
         return _empty(NO_CAMPAIGNS, what_to_log(), bootstrap, confidence, {})
-    _check_contacts(contacts)
+    check_contacts(contacts)
     skipped: dict[str, str] = {}
     if "kind" in contacts:
         other = contacts[~contacts["kind"].isin(kinds)]
@@ -384,7 +284,7 @@ def evaluate_campaigns(
             skipped[str(cid)] = f"kind {kind!r}: not evaluated here (campaigns.kinds)"
         contacts = contacts[contacts["kind"].isin(kinds)]
     snaps = _prepare_snapshots(snapshots)
-    rows, unobserved = _outcomes(_per_customer(contacts), snaps, step_months, truth)
+    rows, unobserved = _outcomes(per_customer(contacts), snaps, step_months, truth)
     skipped.update(unobserved)
     if rows.empty:
         message = "Campaigns are logged but none can be evaluated yet: " + "; ".join(

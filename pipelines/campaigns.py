@@ -15,13 +15,8 @@ import pandas as pd
 
 from churnlight.features.params import Params
 from churnlight.models.artifacts import load_champion, read_snapshots
-from churnlight.models.campaigns import (
-    CONTACT_COLUMNS,
-    campaign_cutoffs,
-    evaluate_campaigns,
-    risk_tiers_by_cutoff,
-    success_metrics,
-)
+from churnlight.models.campaigns import evaluate_campaigns, success_metrics
+from churnlight.models.contacts import CONTACT_COLUMNS, campaign_cutoffs, risk_tiers_by_cutoff
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
 from churnlight.pipelines.common import (
     InputError,

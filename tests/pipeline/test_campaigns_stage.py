@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from churnlight.features.params import record_reads
-from churnlight.models.campaigns import ALL, CONTACT_COLUMNS, NO_CAMPAIGNS, POOLED
+from churnlight.models.campaigns import ALL, NO_CAMPAIGNS, POOLED
+from churnlight.models.contacts import CONTACT_COLUMNS
 from churnlight.pipelines.common import InputError, Layout, load_params, run_stage
 
 UP_TO_EVALUATE = ("generate", "validate", "features", "train", "evaluate")

@@ -10,17 +10,19 @@ import pytest
 
 from churnlight.models.campaigns import (
     ALL,
-    CONTACT_COLUMNS,
     EVALUATED,
     NO_CAMPAIGNS,
     NO_CONTROL,
     NOT_OBSERVED,
     POOLED,
-    campaign_cutoffs,
     evaluate_campaigns,
+    success_metrics,
+)
+from churnlight.models.contacts import (
+    CONTACT_COLUMNS,
+    campaign_cutoffs,
     link_cutoffs,
     risk_tiers_by_cutoff,
-    success_metrics,
 )
 
 CUTOFFS = pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"])
