@@ -342,6 +342,8 @@ def _sort(table: pd.DataFrame) -> pd.DataFrame:
 
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN becomes null (DVC reads metrics as strict JSON), numpy numbers plain."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
     if isinstance(value, float | np.floating):
         return None if np.isnan(value) else float(value)
     if isinstance(value, np.integer):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pandas as pd
 
 from churnlight.models.campaigns import ALL, NO_CONTROL, NO_TREATMENT, POOLED
@@ -26,8 +27,8 @@ def _number(x: object) -> float | None:
 
 
 def _covers(x: object) -> bool | None:
-    if isinstance(x, bool):
-        return x
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
     if isinstance(x, str) and x in ("True", "False"):
         return x == "True"
     return None
@@ -53,8 +54,8 @@ def campaign_rows(table: pd.DataFrame, campaign_id: str) -> list[dict]:
     rank = {k: i for i, k in enumerate(TIER_ORDER)}
 
     def order(r: pd.Series) -> tuple:
-        level = 0 if r["risk_tier"] == ALL and r["value_tier"] == ALL else 1
-        level += r["risk_tier"] == ALL  # value tiers after risk tiers
+        # overall, then the risk tiers, then the value tiers
+        level = 0 if r["risk_tier"] == r["value_tier"] == ALL else 1 + (r["risk_tier"] == ALL)
         tier = r["value_tier"] if r["risk_tier"] == ALL else r["risk_tier"]
         return level, rank.get(tier, 99), str(tier)
 

@@ -207,6 +207,7 @@ def campaign_chart(rows: pd.DataFrame, lang: str = "en") -> bytes:
             "c": "control (held out)",
             "y": "churn rate in the window",
             "title": "Churn rate: contacted vs held out, per tier",
+            "uplift": "uplift {:+.1f} pp",
         }
     )
     words = _TIER_WORDS["zh" if zh else "en"]
@@ -223,7 +224,13 @@ def campaign_chart(rows: pd.DataFrame, lang: str = "en") -> bytes:
         ax.bar(x + 0.2, treat, 0.4, color="#1d4ed8", label=w["t"])
         top = float(np.nanmax(np.r_[treat, control, 0.05]))
         for i, (c, t) in enumerate(zip(control, treat, strict=True)):
-            ax.text(i, max(c, t) + top * 0.03, f"{100 * (c - t):+.1f} pp", ha="center", fontsize=9)
+            ax.text(
+                i,
+                max(c, t) + top * 0.03,
+                w["uplift"].format(100 * (c - t)),
+                ha="center",
+                fontsize=9,
+            )
         ax.set_xticks(x, labels)
         ax.set_ylim(0, top * 1.25)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))

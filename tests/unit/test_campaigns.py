@@ -339,3 +339,17 @@ def test_success_metrics_put_the_model_beside_the_targets(evaluated):
     assert e["campaigns_pooled"] == evaluated.summary["pooled"]["early_identification_rate"]
     assert s["model"]["rules_early_identification_rate"] == 0.3
     assert s["roi"]["target"] == 5
+
+
+def test_the_card_reads_the_table_back_overall_first(evaluated, tmp_path):
+    """reports/campaigns.csv read back as the card does: overall, risk tiers, value tiers;
+    the truth's verdict survives the CSV."""
+    from churnlight.models.report.campaigns import campaign_rows, chart_rows
+
+    evaluated.table.to_csv(tmp_path / "campaigns.csv", index=False)
+    table = pd.read_csv(tmp_path / "campaigns.csv")
+    rows = campaign_rows(table, POOLED)
+    assert [r["tier"] for r in rows] == [ALL, "high", "gold", "regular"]
+    assert rows[0]["n_treatment"] == 6000 and rows[0]["covers"] is True
+    bars = chart_rows(table)
+    assert list(bars["tier"]) == [ALL, "high"]
