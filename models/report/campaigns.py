@@ -13,6 +13,7 @@ import pandas as pd
 
 from churnlight.models.campaigns import ALL, NO_CONTROL, NO_TREATMENT, POOLED
 
+EARLY_KEYS = ("campaigns_latest", "campaigns_pooled", "model", "before", "target")
 TIER_ORDER = ("high", "medium", "low", "platinum", "gold", "silver", "regular")
 
 
@@ -128,7 +129,10 @@ def campaign_context(summary: dict, table: pd.DataFrame) -> dict:
         "coverage": truth.get("coverage"),
         "cells_judged": truth.get("cells_judged", 0),
         "cells_covered": truth.get("cells_covered", 0),
-        "early": {k: _number(v) for k, v in early.items()},
-        "roi": {k: _number(v) for k, v in (success.get("roi") or {}).items()},
-        "model": success.get("model") or {},
+        # every key, so that a card without the campaigns stage's file still renders
+        "early": {k: _number(early.get(k)) for k in EARLY_KEYS},
+        "roi": {
+            k: _number((success.get("roi") or {}).get(k)) for k in ("latest", "pooled", "target")
+        },
+        "rules_early": _number((success.get("model") or {}).get("rules_early_identification_rate")),
     }

@@ -200,6 +200,7 @@ def campaign_chart(rows: pd.DataFrame, lang: str = "en") -> bytes:
             "c": "对照组（未联系）",
             "y": "窗口内流失率",
             "title": "联系组与对照组的流失率",
+            "uplift": "挽回 {:+.1f} 个百分点",
         }
         if zh
         else {

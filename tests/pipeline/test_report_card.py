@@ -323,6 +323,20 @@ def test_without_contacts_the_card_says_no_campaigns_logged_yet_and_what_to_log(
     assert "尚未记录任何营销活动" in zh and "`campaign_id`" in zh
 
 
+def test_a_card_without_the_campaigns_files_still_renders(card, tmp_path):
+    """A project whose campaigns stage has not run yet (no reports/campaigns.*)."""
+    reports = tmp_path / "reports"
+    shutil.copytree(card["reports"], reports)
+    (reports / "campaigns.json").unlink()
+    (reports / "campaigns.csv").unlink()
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params["report"].update(screenshot=False)
+    md = _report(card, reports, params)
+    section = md.split("## 9. Did last month's actions work?", 1)[1].split("## 10.", 1)[0]
+    assert "**No campaigns logged yet.**" in section
+    assert "Measures of success" not in section
+
+
 def _judged_campaigns(card: dict, reports: Path) -> dict:
     """reports/campaigns.csv and .json of a campaign at every labelled cutoff of the card's
     run (half of each cutoff's customers flagged, a third of them held out; the truth says
