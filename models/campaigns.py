@@ -436,6 +436,7 @@ def success_metrics(
             "campaigns_latest": latest.get("early_identification_rate"),
             "campaigns_latest_flagged_share": latest.get("flagged_share"),
             "campaigns_pooled": pooled.get("early_identification_rate"),
+            "campaigns_pooled_flagged_share": pooled.get("flagged_share"),
             "model": None if model is None else model["early_identification_rate"],
             "before": targets["early_identification_before"],
             "target": targets["early_identification_target"],

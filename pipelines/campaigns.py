@@ -100,10 +100,14 @@ def _log(summary: dict) -> None:
     p, e = summary["pooled"], summary["success"]["early_identification"]
     log.info(
         "campaigns: %d evaluated; pooled uplift %s [%s, %s], value saved %s, ROI %s; "
-        "early identification: campaigns %s, model %s (target %.0f%%)",
+        "early identification: campaigns %s, model %s (target %s)",
         summary["campaigns_evaluated"],
-        *(p[k] for k in ("uplift", "uplift_low", "uplift_high", "value_saved", "roi")),
-        e["campaigns_pooled"],
-        e["model"],
-        100 * e["target"],
+        *(_pct(p[k]) for k in ("uplift", "uplift_low", "uplift_high")),
+        "n/a" if p["value_saved"] is None else f"{p['value_saved']:,.0f}",
+        "n/a" if p["roi"] is None else f"{p['roi']:.1f}x",
+        *(_pct(e[k]) for k in ("campaigns_pooled", "model", "target")),
     )
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"

@@ -13,7 +13,14 @@ import pandas as pd
 
 from churnlight.models.campaigns import ALL, NO_CONTROL, NO_TREATMENT, POOLED
 
-EARLY_KEYS = ("campaigns_latest", "campaigns_pooled", "model", "before", "target")
+EARLY_KEYS = (
+    "campaigns_latest",
+    "campaigns_pooled",
+    "campaigns_pooled_flagged_share",
+    "model",
+    "before",
+    "target",
+)
 TIER_ORDER = ("high", "medium", "low", "platinum", "gold", "silver", "regular")
 
 
