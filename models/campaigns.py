@@ -293,15 +293,21 @@ def evaluate_campaigns(
         return _empty(NOT_OBSERVED, message, bootstrap, confidence, skipped)
     records, strata_by_cell = [], {}
     cutoffs = {}
+    cells = _cells(rows["risk_tier"], rows["value_tier"])
     for cid, crow in rows.groupby("campaign_id", sort=True):
         cutoff = crow["cutoff"].mode().iloc[0]
         cutoffs[cid] = cutoff
         base = snaps[snaps["cutoff"] == cutoff]
         flagged = set(crow.loc[crow["cutoff"] == cutoff, "customer_id"])
         base = base.assign(flagged=base["customer_id"].isin(flagged))
-        for risk, value in _cells(crow["risk_tier"], crow["value_tier"]):
+        own = set(_cells(crow["risk_tier"], crow["value_tier"]))
+        for risk, value in cells:
             s = _stratum(crow[_in_cell(crow, risk, value)], base[_in_cell(base, risk, value)])
+            # every campaign's churners count in the pooled early identification of a cell,
+            # also where its list flagged nobody in it
             strata_by_cell.setdefault((risk, value), []).append(s)
+            if (risk, value) not in own:
+                continue
             key = f"{cid}|{risk}|{value}"
             records.append(
                 {

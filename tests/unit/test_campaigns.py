@@ -353,3 +353,30 @@ def test_the_card_reads_the_table_back_overall_first(evaluated, tmp_path):
     assert rows[0]["n_treatment"] == 6000 and rows[0]["covers"] is True
     bars = chart_rows(table)
     assert list(bars["tier"]) == [ALL, "high"]
+
+
+def test_pooled_early_identification_counts_every_campaigns_churners():
+    """A second campaign flags only regular customers: its cutoff's gold churners still count
+    in the pooled gold row (2 of 4 flagged, then 0 of 4)."""
+    contacts, snaps = _hand_made()
+    feb = pd.Timestamp("2025-02-01")
+    second = pd.DataFrame(
+        {
+            "customer_id": ["c5", "c6"],
+            "ts": feb + pd.Timedelta(days=1),
+            "campaign_id": "2025-02-retention",
+            "kind": "retention",
+            "group": ["treatment", "control"],
+        }
+    )
+    ev = _evaluate(
+        pd.concat([contacts, second]), pd.concat([snaps, snaps.assign(cutoff=feb)]), bootstrap=200
+    )
+    assert _get(ev.table, "2025-01-retention", ALL, "gold")["early_identification_rate"] == 0.5
+    assert ("2025-02-retention", "gold") not in set(
+        zip(ev.table["campaign_id"], ev.table["value_tier"], strict=True)
+    )
+    pooled = _get(ev.table, POOLED, ALL, "gold")
+    assert (pooled["churners"], pooled["churners_flagged"]) == (8, 2)
+    assert pooled["early_identification_rate"] == 0.25
+    assert _get(ev.table, POOLED)["early_identification_rate"] == 2 / 8
