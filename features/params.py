@@ -336,6 +336,19 @@ class EvaluateParams(Section):
     primary_metric: Metric
 
 
+class CampaignTargets(Section):
+    early_identification_before: Share
+    early_identification_target: Share
+    roi_target: Annotated[float, Field(ge=0)]
+
+
+class CampaignsParams(Section):
+    kinds: Annotated[tuple[Literal["retention", "winback"], ...], Field(min_length=1)]
+    bootstrap: Annotated[int, Field(ge=100)]
+    confidence: Annotated[float, Field(gt=0.5, lt=1)]
+    targets: CampaignTargets
+
+
 class ExplainParams(Section):
     top_reasons: Positive
     global_sample: Positive
@@ -416,6 +429,7 @@ class Params(Section):
     features: FeaturesParams
     train: TrainParams
     evaluate: EvaluateParams
+    campaigns: CampaignsParams
     explain: ExplainParams
     segment: SegmentParams
     export: ExportParams

@@ -25,9 +25,9 @@ log = logging.getLogger("churnlight")
 
 
 @app.command(
-    help="Run one pipeline stage (generate, validate, features, train, evaluate, explain, "
-    "segment, report) in a project folder: what each stage of dvc.yaml calls. Bad input or "
-    "params: every problem is printed, nothing is written, exit code 2."
+    help="Run one pipeline stage (generate, validate, features, train, evaluate, campaigns, "
+    "explain, segment, report) in a project folder: what each stage of dvc.yaml calls. Bad "
+    "input or params: every problem is printed, nothing is written, exit code 2."
 )
 def stage(
     name: Annotated[str, typer.Argument(help="The stage: its module is pipelines/NAME.py.")],
@@ -172,7 +172,7 @@ def _project_params(path: Path):
 
 @app.command(
     help="Run the pipeline: `dvc repro` in the current project folder "
-    "(generate, validate, features, train, evaluate, explain, segment, report)."
+    "(generate, validate, features, train, evaluate, campaigns, explain, segment, report)."
 )
 def run(
     force: Annotated[

@@ -35,7 +35,17 @@ log = logging.getLogger("churnlight")
 RAW_FORMATS = (".parquet", ".csv", ".csv.gz")
 # the stages in the order dvc.yaml runs them: each is a module pipelines/<stage>.py with
 # `run(paths: Layout, params: Params)`, and a section of params.yaml
-STAGES = ("generate", "validate", "features", "train", "evaluate", "explain", "segment", "report")
+STAGES = (
+    "generate",
+    "validate",
+    "features",
+    "train",
+    "evaluate",
+    "campaigns",
+    "explain",
+    "segment",
+    "report",
+)
 GENERATED_RAW = Path("data/raw")
 
 

@@ -121,6 +121,8 @@ def read_inputs(paths: Layout, params: Params) -> CardInputs:
         drift=_csv(reports / "drift.csv", ["name", "psi", "drifted"]),
         calibration=_csv(reports / "plots" / "calibration.csv", ["predicted", "observed"]),
         gains=_csv(reports / "plots" / "gains.csv", ["share_contacted", "share_of_churners"]),
+        campaigns=_json(reports / "campaigns.json", default={}),
+        campaign_table=_csv(reports / "campaigns.csv", ["campaign_id", "risk_tier", "value_tier"]),
         tree_rules=tree_path.read_text(encoding="utf-8") if tree_path.is_file() else None,
         figures=figures,
         version={

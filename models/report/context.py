@@ -13,7 +13,13 @@ import pandas as pd
 
 from churnlight.features.params import Params
 from churnlight.features.registry import FAMILY_NAMES, PROFILE_WORDS_ZH
-from churnlight.models.report.charts import calibration_chart, chart_language, gains_chart
+from churnlight.models.report.campaigns import campaign_context, chart_rows
+from churnlight.models.report.charts import (
+    calibration_chart,
+    campaign_chart,
+    chart_language,
+    gains_chart,
+)
 from churnlight.models.report.format import data_uri, descriptions
 from churnlight.models.report.tree_rules import tree_rules_summary
 from churnlight.models.segment import TIERS
@@ -22,8 +28,8 @@ from churnlight.models.train import RANDOM_HOLD_OUT
 # the card's messages share one logger, whichever module writes them
 log = logging.getLogger("churnlight.report")
 
-# the two charts the card draws itself; every other figure comes from reports/figures/shap
-CHARTS = ("calibration", "gains")
+# the charts the card draws itself; every other figure comes from reports/figures/shap
+CHARTS = ("calibration", "gains", "campaigns")
 
 
 @dataclass
@@ -43,6 +49,8 @@ class CardInputs:
     drift: pd.DataFrame  # reports/drift.csv
     calibration: pd.DataFrame  # reports/plots/calibration.csv
     gains: pd.DataFrame  # reports/plots/gains.csv
+    campaigns: dict = field(default_factory=dict)  # reports/campaigns.json
+    campaign_table: pd.DataFrame | None = None  # reports/campaigns.csv
     train_report: dict = field(default_factory=dict)  # data/artifacts/models/train_report.json
     tree_rules: str | None = None  # data/artifacts/models/tree_rules.txt
     figures: dict[str, bytes] = field(default_factory=dict)  # reports/figures/shap/<name>.png
@@ -321,8 +329,8 @@ def figure_sources(
 
 
 def _images(inp: CardInputs, lang: str, cutoff_p: float | None) -> tuple[dict, dict]:
-    """The images by name: data URIs for the HTML card (the two charts, drawn here, and the
-    SHAP figures), and the SHAP figures' files for the Markdown card."""
+    """The images by name: data URIs for the HTML card (the charts, drawn here, and the SHAP
+    figures), and the SHAP figures' files for the Markdown card."""
     capacity = float(inp.metrics["capacity"])
     rules_recall = inp.metrics.get("rules", {}).get("recall_at_capacity")
     chart_lang = chart_language(lang)  # once: one warning, not one per chart
@@ -334,6 +342,8 @@ def _images(inp: CardInputs, lang: str, cutoff_p: float | None) -> tuple[dict, d
         if len(inp.gains)
         else None,
     }
+    bars = chart_rows(inp.campaign_table)
+    charts["campaigns"] = campaign_chart(bars, chart_lang) if len(bars) else None
     images_html = {n: data_uri(b) for n, b in charts.items() if b is not None}
     images_html.update({n: data_uri(b) for n, b in inp.figures.items()})
     images_md = {n: inp.figure_files.get(n, f"figures/shap/{n}.png") for n in inp.figures}
@@ -439,6 +449,7 @@ def build_context(inp: CardInputs) -> dict:
         ),
         "no_contact": no_contact(scored, params.segment.no_contact_action),
         "control": control_group(scored, params.segment.control_share),
+        "campaigns": campaign_context(inp.campaigns, inp.campaign_table),
         "has_rules": "rules" in m,
         "dated": bool(inp.contract.get("as_of")),
         "random_split": m.get("test_split") == RANDOM_HOLD_OUT,

@@ -18,6 +18,7 @@ ALL_STAGES_AFTER_GENERATE = (
     "features",
     "train",
     "evaluate",
+    "campaigns",
     "explain",
     "segment",
     "report",
@@ -59,6 +60,11 @@ def test_flat_table_runs_end_to_end(flat_run):
     card = (p["reports"] / "model_card.md").read_text(encoding="utf-8")
     assert "flat mode" in card
     assert str(p["params"]["data"]["source"]) in card
+    # bring-your-own data without a contacts table: no campaign to judge, and the card says
+    # what to log
+    campaigns = json.loads((p["reports"] / "campaigns.json").read_text(encoding="utf-8"))
+    assert campaigns["status"] == "no campaigns logged yet"
+    assert "**No campaigns logged yet.**" in card and "`campaign_id`" in card
 
 
 def test_flat_contract_report(flat_run):

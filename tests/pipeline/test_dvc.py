@@ -17,7 +17,17 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("generate", "validate", "features", "train", "evaluate", "explain", "segment", "report")
+STAGES = (
+    "generate",
+    "validate",
+    "features",
+    "train",
+    "evaluate",
+    "campaigns",
+    "explain",
+    "segment",
+    "report",
+)
 OUTPUTS = (
     "data/raw/customers.parquet",
     "data/raw/_truth/risk.parquet",
@@ -31,6 +41,8 @@ OUTPUTS = (
     "data/artifacts/explanations.parquet",
     "reports/metrics.json",
     "reports/metrics_by_slice.csv",
+    "reports/campaigns.csv",
+    "reports/campaigns.json",
     "reports/plots/roc.csv",
     "reports/importance.csv",
     "reports/importance_by_family.csv",

@@ -43,8 +43,9 @@ TITLES_EN = [
     "6. Why customers leave",
     "7. Where the model is weaker",
     "8. Drift",
-    "9. Limitations and ethical considerations",
-    "10. Version",
+    "9. Did last month's actions work?",
+    "10. Limitations and ethical considerations",
+    "11. Version",
 ]
 TITLES_ZH = [
     "1. 本周五句话",
@@ -55,8 +56,9 @@ TITLES_ZH = [
     "6. 客户为什么流失",
     "7. 模型的薄弱之处",
     "8. 数据漂移",
-    "9. 局限与伦理考量",
-    "10. 版本信息",
+    "9. 上月的行动有效吗？",
+    "10. 局限与伦理考量",
+    "11. 版本信息",
 ]
 IMG_SRC = re.compile(r'<img\s[^>]*src="([^"]*)"')
 
@@ -170,7 +172,7 @@ def _assert_renders(seen: dict, page: str, title: str) -> None:
 # --- the files ---------------------------------------------------------------------------------
 
 
-def test_markdown_and_html_have_the_same_ten_sections(card):
+def test_markdown_and_html_have_the_same_eleven_sections(card):
     md_titles = [ln[3:].strip() for ln in card["md"].splitlines() if ln.startswith("## ")]
     assert md_titles == TITLES_EN
     assert _h2(card["html"]) == TITLES_EN
@@ -193,7 +195,9 @@ def test_every_image_is_an_inlined_png(card):
     srcs = IMG_SRC.findall(card["html"])
     figures = sorted((card["reports"] / "figures" / "shap").glob("*.png"))
     assert figures, "explain wrote no figures"
-    assert len(srcs) == len(figures) + 2  # + calibration and cumulative gains, drawn by report
+    campaigns = json.loads((card["reports"] / "campaigns.json").read_text(encoding="utf-8"))
+    # + calibration and cumulative gains, drawn by report; + the campaigns chart once one is judged
+    assert len(srcs) == len(figures) + 2 + (campaigns["status"] == "evaluated")
     for src in srcs:
         width, height = _png_size(src)
         assert width > 100 and height > 100
@@ -228,7 +232,7 @@ def test_card_content_comes_from_the_run(card):
         assert f"(`{model}`)" in md, model
     assert "### The risk tiers in business words" in md
     assert "**High risk:**" in md and "**Low risk:**" in md
-    version = md.split("## 10. Version", 1)[1]
+    version = md.split("## 11. Version", 1)[1]
     train_report = json.loads((card["models"] / "train_report.json").read_text(encoding="utf-8"))
     assert train_report["models"][metrics["champion"]]["run_id"] in version
     assert re.search(r"data hash \| `[0-9a-f]{12}`", version)
@@ -317,6 +321,109 @@ def test_chinese_card_uses_chinese_shap_figures_where_explain_wrote_them(card, t
     params["report"]["language"] = "en"
     md = _report(card, reports, params)
     assert "figures/shap/shap_bar.png" in md and "/zh/" not in md
+
+
+# --- did last month's actions work? ------------------------------------------------------------
+
+
+def test_without_contacts_the_card_says_no_campaigns_logged_yet_and_what_to_log(card, card_zh):
+    section = card["md"].split("## 9. Did last month's actions work?", 1)[1].split("## 10.", 1)[0]
+    assert "**No campaigns logged yet.**" in section
+    for column in ("`customer_id`", "`ts`", "`campaign_id`", "`group`", "`control`", "`cost`"):
+        assert column in section, column
+    metrics = json.loads((card["reports"] / "metrics.json").read_text(encoding="utf-8"))
+    recall = metrics[metrics["champion"]]["recall_at_capacity"]
+    assert f"| {recall * 100:.0f}% | 80% |" in section  # the model's list beside the target
+    assert "from 35% to 80%" in section
+    assert IMG_SRC.findall(_section(card["html"], 9)) == []
+    zh = card_zh["md"].split("## 9. 上月的行动有效吗？", 1)[1].split("## 10.", 1)[0]
+    assert "尚未记录任何营销活动" in zh and "`campaign_id`" in zh
+
+
+def test_a_card_without_the_campaigns_files_still_renders(card, tmp_path):
+    """A project whose campaigns stage has not run yet (no reports/campaigns.*)."""
+    reports = tmp_path / "reports"
+    shutil.copytree(card["reports"], reports)
+    (reports / "campaigns.json").unlink()
+    (reports / "campaigns.csv").unlink()
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params["report"].update(screenshot=False)
+    md = _report(card, reports, params)
+    section = md.split("## 9. Did last month's actions work?", 1)[1].split("## 10.", 1)[0]
+    assert "**No campaigns logged yet.**" in section
+    assert "Measures of success" not in section
+
+
+def _judged_campaigns(card: dict, reports: Path) -> dict:
+    """reports/campaigns.csv and .json of a campaign at every labelled cutoff of the card's
+    run (half of each cutoff's customers flagged, a third of them held out; the truth says
+    0.05), as the campaigns stage writes them."""
+    import numpy as np
+
+    from churnlight.models.campaigns import evaluate_campaigns, success_metrics
+
+    snaps = pd.read_parquet(
+        card["processed"] / "features.parquet",
+        columns=["customer_id", "cutoff", "label", "value_tier", "monetary_per_year"],
+    ).rename(columns={"monetary_per_year": "value"})
+    rng = np.random.default_rng(0)
+    snaps["risk_tier"] = rng.choice(["high", "medium", "low"], len(snaps))
+    contacts = snaps.sample(frac=0.5, random_state=1)[["customer_id", "cutoff"]]
+    contacts = contacts.assign(
+        ts=contacts["cutoff"] + pd.Timedelta(days=1),
+        campaign_id=contacts["cutoff"].dt.strftime("%Y-%m-retention"),
+        kind="retention",
+        group=np.where(np.arange(len(contacts)) % 3 == 0, "control", "treatment"),
+        cost=20.0,
+    ).drop(columns="cutoff")
+    truth = contacts[["customer_id", "campaign_id"]].assign(true_uplift=0.05)
+    ev = evaluate_campaigns(
+        contacts, snaps, step_months=1, bootstrap=200, confidence=0.9, seed=1, truth=truth
+    )
+    metrics = json.loads((reports / "metrics.json").read_text(encoding="utf-8"))
+    targets = {"early_identification_before": 0.35, "early_identification_target": 0.8}
+    summary = {
+        **ev.summary,
+        "success": success_metrics(ev.summary, metrics, targets | {"roi_target": 5}),
+    }
+    ev.table.to_csv(reports / "campaigns.csv", index=False)
+    (reports / "campaigns.json").write_text(json.dumps(summary), encoding="utf-8")
+    return summary
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_judged_campaign_fills_the_section_with_tables_chart_and_targets(card, tmp_path, lang):
+    reports = tmp_path / "reports"
+    shutil.copytree(card["reports"], reports)
+    summary = _judged_campaigns(card, reports)
+    assert summary["status"] == "evaluated"
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params["report"].update(language=lang, screenshot=False)
+    md = _report(card, reports, params)
+    title = "## 9. 上月的行动有效吗？" if lang == "zh" else "## 9. Did last month's actions work?"
+    section = md.split(title, 1)[1].split("## 10.", 1)[0]
+    latest = summary["latest"]
+    assert f"`{latest['campaign_id']}`" in section
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ")]
+    overall = "| 总体 |" if lang == "zh" else "| overall |"
+    assert sum(ln.startswith(overall) for ln in rows) == 2  # the latest campaign and pooled
+    for tier in ("high", "medium", "low"):
+        name = (
+            {"high": "高风险", "medium": "中风险", "low": "低风险"}[tier]
+            if lang == "zh"
+            else f"{tier} risk"
+        )
+        assert sum(ln.startswith(f"| {name} |") for ln in rows) == 2, name
+    assert f"{latest['n_treatment']:,}" in section
+    assert "[" in section and "–" in section  # uplift with its interval
+    assert ("在区间内" if lang == "zh" else "covered") in section  # the truth beside it
+    assert f"{summary['pooled']['early_identification_rate'] * 100:.0f}%" in section
+    page = (reports / "model_card.html").read_text(encoding="utf-8")
+    charts = IMG_SRC.findall(_section(page, 9))
+    assert len(charts) == 1 and _png_size(charts[0])[0] > 300
+    assert "campaigns.csv" in section  # the Markdown card points at the chart's data
+    text = re.sub(r"<[^>]+>", "", page.split("<main>", 1)[1])
+    assert "*" not in text and "{{" not in text
 
 
 # --- the pure pieces ---------------------------------------------------------------------------

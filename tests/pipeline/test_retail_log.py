@@ -15,7 +15,7 @@ import pytest
 from churnlight.features.btyd import OUTPUTS
 from tests.shapes import RETAIL_END, retail_log
 
-STAGES = ("validate", "features", "train", "evaluate", "explain", "segment", "report")
+STAGES = ("validate", "features", "train", "evaluate", "campaigns", "explain", "segment", "report")
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,8 @@ OUTPUTS = (
     "data/artifacts/explanations.parquet",
     "reports/metrics.json",
     "reports/metrics_by_slice.csv",
+    "reports/campaigns.csv",
+    "reports/campaigns.json",
     "reports/plots/roc.csv",
     "reports/plots/calibration.csv",
     "reports/plots/gains.csv",
