@@ -35,7 +35,8 @@ def test_same_seed_gives_byte_identical_files(tmp_path, tiny_world):
         | {f"_truth/{t}.parquet" for t in tiny_world.truth_tables()}
         | {"_truth/as_of.txt"}
     )
-    assert {"_truth/customers.parquet", "_truth/risk.parquet", "_truth/contacts.parquet"} <= expected
+    truth = {"_truth/customers.parquet", "_truth/risk.parquet", "_truth/contacts.parquet"}
+    assert truth <= expected
     assert set(a) == expected
     assert set(b) == expected
     for name in sorted(expected):
