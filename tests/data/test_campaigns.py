@@ -63,9 +63,8 @@ def test_contacts_are_a_raw_table_with_the_interface_columns(world):
 def test_truth_has_one_row_per_contact(world):
     truth, contacts = world.truth_contacts, world.contacts
     assert len(truth) == len(contacts)
-    assert (truth[["customer_id", "campaign_id", "ts", "group"]] == contacts[truth.columns[:4]]).all(
-        axis=None
-    )
+    keys = ["customer_id", "campaign_id", "ts", "group"]
+    assert (truth[keys] == contacts[keys]).all(axis=None)
     assert set(truth["state"]) == {"healthy", "intent", "fading"}
     assert truth[["p_churn_control", "p_churn_treated"]].stack().between(0, 1).all()
     uplift = truth["p_churn_control"] - truth["p_churn_treated"]
@@ -116,7 +115,8 @@ def test_volume_and_identification_of_the_old_process(world, outcomes):
     churn = risk["customer_id"].map(world.truth_customers.set_index("customer_id")["churn_date"])
     churners = risk[(churn >= risk["cutoff"]) & (churn < risk["cutoff"] + pd.Timedelta(days=90))]
     flagged = set(zip(outcomes["customer_id"], outcomes["cutoff"], strict=True))
-    caught = [(c, t) in flagged for c, t in zip(churners["customer_id"], churners["cutoff"])]
+    pairs = zip(churners["customer_id"], churners["cutoff"], strict=True)
+    caught = [pair in flagged for pair in pairs]
     assert 0.15 < sum(caught) / len(caught) < 0.5
 
 
