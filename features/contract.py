@@ -16,7 +16,24 @@ import pandas as pd
 import pandera.pandas as pa
 
 EVENT_TABLES = ("transactions", "activity", "feedback")
-ALL_TABLES = ("customers", "transactions", "activity", "feedback", "market")
+DATA_TABLES = ("customers", "transactions", "activity", "feedback", "market")
+# the log of retention/win-back contacts: optional, never read by the features (a contact
+# changes behaviour, it is not a signal of it); validate always writes it, empty when absent
+CONTACTS = "contacts"
+ALL_TABLES = (*DATA_TABLES, CONTACTS)
+CONTACT_KINDS = ("retention", "winback")
+CONTACT_GROUPS = ("treatment", "control")
+CONTACT_COLUMNS = {
+    "customer_id": "string",
+    "ts": "datetime64[ms]",
+    "campaign_id": "string",
+    "kind": "string",
+    "group": "string",
+    "action": "string",
+    "channel": "string",
+    "owner": "string",
+    "cost": "float64",
+}
 ACTIVITY_TYPES = (
     "login",
     "visit",
@@ -50,6 +67,13 @@ REQUIRED: dict[str, dict[str, str]] = {
         "competitor_launch": "flag",
         "policy_shock": "flag",
     },
+    "contacts": {
+        "customer_id": "id",
+        "ts": "ts",
+        "campaign_id": "str",
+        "kind": "str",
+        "group": "str",
+    },
 }
 OPTIONAL: dict[str, dict[str, str]] = {
     "customers": {
@@ -63,6 +87,7 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "activity": {},
     "feedback": {"score": "num", "text": "str", "ticket_id": "str"},
     "market": {},
+    "contacts": {"action": "str", "channel": "str", "owner": "str", "cost": "num"},
 }
 TRUE_WORDS = {"1", "1.0", "true", "yes", "y", "churn", "churned", "t"}
 FALSE_WORDS = {"0", "0.0", "false", "no", "n", "stay", "stayed", "retained", "f"}
@@ -230,6 +255,15 @@ def _schema(name: str, label_column: str | None) -> pa.DataFrameSchema:
             "competitor_launch": pa.Column("Int8", pa.Check.isin([0, 1]), **nn),
             "policy_shock": pa.Column("Int8", pa.Check.isin([0, 1]), **nn),
         }
+    elif name == CONTACTS:
+        cols = {
+            "customer_id": pa.Column(str, **nn),
+            "ts": pa.Column("datetime64[ms]", **nn),
+            "campaign_id": pa.Column(str, pa.Check.str_length(min_value=1), **nn),
+            "kind": pa.Column(str, pa.Check.isin(CONTACT_KINDS), **nn),
+            "group": pa.Column(str, pa.Check.isin(CONTACT_GROUPS), **nn),
+            "cost": pa.Column(float, pa.Check.ge(0), nullable=True, required=False),
+        }
     return pa.DataFrameSchema(cols, strict=False, coerce=False, name=name)
 
 
@@ -276,6 +310,49 @@ def _latest_date(customers: pd.DataFrame | None) -> pd.Timestamp | None:
     return max(dates).normalize() if dates else None
 
 
+def contacts_frame(contacts: pd.DataFrame | None) -> pd.DataFrame:
+    """The contact log with every column of the interface in its dtype (absent optional
+    columns empty), or an empty log when the user has none, so later stages can always read it.
+    Extra columns are kept after them."""
+    src = pd.DataFrame() if contacts is None else contacts
+    cols = {
+        col: (
+            src[col].astype(dtype)
+            if col in src.columns
+            else pd.Series(pd.NA if dtype == "string" else np.nan, index=src.index).astype(dtype)
+        )
+        for col, dtype in CONTACT_COLUMNS.items()
+    }
+    extra = [c for c in src.columns if c not in CONTACT_COLUMNS]
+    return pd.concat([pd.DataFrame(cols, index=src.index), src[extra]], axis=1).reset_index(
+        drop=True
+    )
+
+
+def _contacts_known(typed: dict[str, pd.DataFrame], n_ex: int, out: list[Violation]) -> None:
+    """Every contact names a known customer: one in customers, or (without a customers table)
+    one seen in the event tables."""
+    if "customers" in typed:
+        known = pd.Index(typed["customers"]["customer_id"])
+        where = "customers"
+    else:
+        ids = [typed[t]["customer_id"] for t in EVENT_TABLES if t in typed]
+        known = pd.Index(pd.concat(ids)) if ids else pd.Index([])
+        where = "any event table"
+    df = typed[CONTACTS]
+    unk = ~df["customer_id"].isin(known)
+    if unk.any():
+        out.append(
+            Violation(
+                CONTACTS,
+                "customer_id",
+                f"contacts for unknown customers (not in {where})",
+                int(unk.sum()),
+                _examples(df, unk, n_ex),
+            )
+        )
+
+
 def parse_label(values: pd.Series) -> pd.Series:
     """Map Yes/No, True/False, 1/0, churned/stayed to 0/1; unknown words become <NA>."""
     s = values.astype("string").str.strip().str.lower()
@@ -318,7 +395,9 @@ def validate_tables(
 
     typed: dict[str, pd.DataFrame] = {}
     for name, df in present.items():
-        if df.empty:
+        if df.empty and name == CONTACTS and len(df.columns) == 0:
+            continue  # an empty log file: no contacts yet
+        if df.empty and name != CONTACTS:
             out.append(Violation(name, "-", "empty table (no rows)", 0))
             continue
         missing = [c for c in REQUIRED[name] if c not in df.columns]
@@ -378,6 +457,9 @@ def validate_tables(
                     )
                 )
 
+    if CONTACTS in typed:
+        _contacts_known(typed, n_ex, out)
+
     stated = pd.Timestamp(as_of) if as_of is not None else None
     latest = max((typed[t]["ts"].max() for t in EVENT_TABLES if t in typed), default=pd.NaT)
     if stated is not None:
@@ -403,6 +485,7 @@ def validate_tables(
         ids = pd.concat([typed[t]["customer_id"] for t in EVENT_TABLES if t in typed])
         typed["customers"] = pd.DataFrame({"customer_id": ids.drop_duplicates().sort_values()})
         typed["customers"] = typed["customers"].reset_index(drop=True)
+    typed[CONTACTS] = contacts_frame(typed.get(CONTACTS))
     resolved_as_of = (
         stated.normalize()
         if stated is not None
@@ -416,8 +499,8 @@ def validate_tables(
     report = {
         "mode": "flat" if flat else "events",
         "as_of": None if resolved_as_of is None else str(resolved_as_of.date()),
-        "rows": {k: len(v) for k, v in typed.items()},
-        "tables_missing": [t for t in ALL_TABLES if t not in present],
+        "rows": {k: len(v) for k, v in typed.items() if k != CONTACTS or k in present},
+        "tables_missing": [t for t in DATA_TABLES if t not in present],
         "tables_ignored": unknown,
         "families": families,
         "customers_derived_from_events": not flat and "customers" not in present,

@@ -167,6 +167,19 @@ class GenerateParams(Section):
     competitor_launch_rate: Share
     policy_shock_rate: Share
     downturn_rate: Share
+    campaigns: bool
+    campaign_control_share: Share
+    campaign_failure_seen: Share
+    campaign_activity_drop: Share
+    campaign_low_satisfaction: float
+    campaign_observation_noise: Annotated[float, Field(ge=0)]
+    campaign_yellow_share: Share
+    campaign_effect_active: Share
+    campaign_effect_silent: Share
+    campaign_red_factor: Share
+    campaign_yellow_factor: Share
+    campaign_red_cost: Annotated[float, Field(ge=0)]
+    campaign_yellow_cost: Annotated[float, Field(ge=0)]
 
 
 class ValidateParams(Section):

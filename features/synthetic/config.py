@@ -56,18 +56,26 @@ class World:
     truth_customers: pd.DataFrame
     truth_risk: pd.DataFrame
     as_of: pd.Timestamp = field(default_factory=lambda: pd.Timestamp("1970-01-01"))
+    contacts: pd.DataFrame | None = None  # the company's contact log (generate.campaigns)
+    truth_contacts: pd.DataFrame | None = None  # each contact's true effect
 
     def raw_tables(self) -> dict[str, pd.DataFrame]:
-        return {
+        tables = {
             "customers": self.customers,
             "transactions": self.transactions,
             "activity": self.activity,
             "feedback": self.feedback,
             "market": self.market,
         }
+        if self.contacts is not None:
+            tables["contacts"] = self.contacts
+        return tables
 
     def truth_tables(self) -> dict[str, pd.DataFrame]:
-        return {"customers": self.truth_customers, "risk": self.truth_risk}
+        tables = {"customers": self.truth_customers, "risk": self.truth_risk}
+        if self.truth_contacts is not None:
+            tables["contacts"] = self.truth_contacts
+        return tables
 
     def write(self, folder: Path) -> None:
         """Raw tables as Parquet in `folder`, truth tables and the data end in `folder/_truth`

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from churnlight.features.synthetic.campaigns import (
+    CampaignLog,
+    is_alive,
+    old_process_colour,
+    run_campaign,
+)
 from churnlight.features.synthetic.config import (
     ACTIVE_REASONS,
     CHURNED,
@@ -65,6 +71,7 @@ class Lives:
     reason: np.ndarray  # per customer: why they left (or intend to)
     churn_month: np.ndarray  # per customer: month of leaving, -1 if never
     churn_kind: np.ndarray  # per customer: active, silent or passive
+    campaigns: CampaignLog | None = None  # the company's campaigns, when it ran any
 
 
 @dataclass(frozen=True)
@@ -137,10 +144,16 @@ def draw_customers(cfg: WorldConfig, rng: np.random.Generator) -> Customers:
 
 
 def simulate_lives(
-    cfg: WorldConfig, people: Customers, shocks: dict[str, np.ndarray], rng: np.random.Generator
+    cfg: WorldConfig,
+    people: Customers,
+    shocks: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    campaign_rng: np.random.Generator | None = None,
 ) -> Lives:
     """Month by month: latent engagement and satisfaction drift, the true risk is recorded at
-    the cutoff opening the month, then churn checks, signups and new decisions."""
+    the cutoff opening the month, then (with `campaign_rng`: `generate.campaigns`) the company's
+    campaign, then churn checks, signups and new decisions. The campaigns draw only from
+    `campaign_rng`, so `rng`'s stream is the same with or without them."""
     n, t_n = cfg.n_customers, cfg.months
     status = np.full((n, t_n), NOT_YET, dtype=np.int8)
     eng = np.zeros((n, t_n))
@@ -150,6 +163,7 @@ def simulate_lives(
     failure = rng.random((n, t_n)) < 0.04
     risk = np.full((n, t_n), np.nan)
     pop = _initial_population(people, rng)
+    log = CampaignLog() if campaign_rng is not None else None
     for t in range(t_n):
         e_now = RHO * pop.e_prev + (1 - RHO) * people.mu_e + 0.15 * rng.standard_normal(n)
         s_now = (
@@ -164,6 +178,8 @@ def simulate_lives(
             alive = (pop.cur == HEALTHY) | (pop.cur == INTENT) | (pop.cur == FADING)
             r = _risk_next_3_months(pop.cur, h_int[:, t - 1], cfg)
             risk[alive, t] = r[alive]
+            if log is not None and campaign_rng is not None:
+                _campaign_month(cfg, people, pop, failure, h_int, r, t, campaign_rng, log)
         cur_month = _churn_checks(cfg, pop, t, rng)
         _signups_and_decisions(cfg, people, pop, cur_month, push, t, h, e_now, s_now, rng)
         status[:, t] = cur_month
@@ -181,7 +197,40 @@ def simulate_lives(
         reason=pop.reason,
         churn_month=pop.churn_month,
         churn_kind=pop.churn_kind,
+        campaigns=log,
     )
+
+
+def _campaign_month(
+    cfg: WorldConfig,
+    people: Customers,
+    pop: _Population,
+    failure: np.ndarray,
+    h_int: np.ndarray,
+    risk_now: np.ndarray,
+    t: int,
+    rng: np.random.Generator,
+    log: CampaignLog,
+) -> None:
+    """The old process flags, the company contacts, and those won back are healthy again before
+    the month's churn checks (updates `pop`)."""
+    colour = old_process_colour(
+        cfg,
+        pop.cur,
+        pop.since,
+        pop.e_prev,
+        people.mu_e,
+        pop.s_prev,
+        failure[:, max(t - 2, 0) : t].any(axis=1),
+        is_alive(pop.cur) & (people.signup_month < t),
+        rng,
+    )
+    healthy = np.full(pop.cur.size, HEALTHY, dtype=pop.cur.dtype)
+    risk_healthy = _risk_next_3_months(healthy, h_int[:, t - 1], cfg)
+    won = run_campaign(cfg, t, pop.cur, colour, risk_now, risk_healthy, rng, log)
+    pop.cur[won] = HEALTHY
+    pop.since[won] = 0
+    pop.reason[won] = ""
 
 
 def _initial_population(people: Customers, rng: np.random.Generator) -> _Population:

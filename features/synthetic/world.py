@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from churnlight.features.synthetic.campaigns import campaign_rng, campaign_tables
 from churnlight.features.synthetic.config import NOT_YET, World, WorldConfig, month_starts_ms
 from churnlight.features.synthetic.events import (
     activity_events,
@@ -39,7 +40,7 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     month_ms = month_starts_ms(cfg)
     shocks = simulate_market(cfg, rng)
     people = draw_customers(cfg, rng)
-    lives = simulate_lives(cfg, people, shocks, rng)
+    lives = simulate_lives(cfg, people, shocks, rng, campaign_rng(seed) if cfg.campaigns else None)
     times = draw_lifetimes(people, lives, month_ms, rng)
     traces = trace_rates(cfg, lives, rng)
     activity, services_done = activity_events(cfg, people, lives, traces, times, rng)
@@ -102,7 +103,14 @@ def _assemble(
             "price_sensitivity": people.price_sens,
         }
     )[signed].reset_index(drop=True)
+    contacts = truth_contacts = None
+    if lives.campaigns is not None:
+        contacts, truth_contacts = campaign_tables(
+            cfg, lives.campaigns.arrays(), times.month_ms, lambda i: take_str(ids_pa, i)
+        )
     return World(
+        contacts=contacts,
+        truth_contacts=truth_contacts,
         customers=customers[signed].reset_index(drop=True),
         transactions=transactions,
         activity=activity,

@@ -129,7 +129,7 @@ def test_flat_labelled_table_validates_in_flat_mode():
     customers = data.tables["customers"]
     assert customers["churn"].tolist() == [1, 0, 1, 0, 1]
     assert customers["signup_date"].dtype == "datetime64[ms]"
-    assert set(data.tables) == {"customers"}
+    assert set(data.tables) == {"customers", "contacts"}  # the contact log: always, empty
 
 
 def test_flat_table_with_unparseable_label_is_rejected():
@@ -155,7 +155,7 @@ def test_missing_event_files(tiny_tables):
     assert v.column == "-"
     assert v.count == 0
     assert v.problem.startswith("missing file")
-    assert "['customers', 'feedback', 'market']" in v.problem  # tells what was found
+    assert "['contacts', 'customers', 'feedback', 'market']" in v.problem  # tells what was found
 
 
 def test_missing_required_column(tiny_tables):

@@ -30,11 +30,13 @@ def test_same_seed_gives_byte_identical_files(tmp_path, tiny_world):
     write_world(generate_world(TINY, seed=7), tmp_path / "b")
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
 
-    expected = {f"{t}.parquet" for t in tiny_world.raw_tables()} | {
-        "_truth/customers.parquet",
-        "_truth/risk.parquet",
-        "_truth/as_of.txt",
-    }
+    expected = (
+        {f"{t}.parquet" for t in tiny_world.raw_tables()}
+        | {f"_truth/{t}.parquet" for t in tiny_world.truth_tables()}
+        | {"_truth/as_of.txt"}
+    )
+    truth = {"_truth/customers.parquet", "_truth/risk.parquet", "_truth/contacts.parquet"}
+    assert truth <= expected
     assert set(a) == expected
     assert set(b) == expected
     for name in sorted(expected):
@@ -73,7 +75,7 @@ def test_truth_is_consistent_with_cancel_dates(tiny_world):
 
 def test_truth_tables_exist_and_raw_tables_hold_no_truth(tiny_world):
     truth = tiny_world.truth_tables()
-    assert set(truth) == {"customers", "risk"}
+    assert set(truth) == {"customers", "risk", "contacts"}
     assert {"churn_kind", "churn_reason"} <= set(truth["customers"].columns)
     assert "true_risk" in truth["risk"].columns
     assert len(truth["risk"]) > 0

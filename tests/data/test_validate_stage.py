@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from churnlight.pipelines.cli import app
 
-TABLES = ("customers", "transactions", "activity", "feedback", "market")
+TABLES = ("customers", "transactions", "activity", "feedback", "market", "contacts")
 
 
 def _run(params: Path, raw: Path, out: Path) -> str:

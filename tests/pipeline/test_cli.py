@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from churnlight.pipelines.cli import app
 
-TABLES = ("customers", "transactions", "activity", "feedback", "market")
+TABLES = ("customers", "transactions", "activity", "feedback", "market", "contacts")
 OPTIONS = {
     "generate": ("--out", "--customers", "--months", "--seed", "--params"),
     "validate": ("--out", "--as-of", "--label-column", "raw_dir"),

@@ -23,7 +23,7 @@ from churnlight.models.explain import workflow as explain_workflow
 from churnlight.models.explain.figures import figure_font
 from churnlight.pipelines.common import Layout, run_stage
 
-TABLES = ("customers", "transactions", "activity", "feedback", "market")
+TABLES = ("customers", "transactions", "activity", "feedback", "market", "contacts")
 MODELS = ("logreg", "tree", "lgbm")
 METRIC_KEYS = {"roc_auc", "pr_auc", "brier", "log_loss", "recall_at_capacity"}
 FAMILIES = {"behaviour", "attitude", "external", "profile"}
