@@ -180,6 +180,7 @@ class GenerateParams(Section):
     campaign_yellow_factor: Share
     campaign_red_cost: Annotated[float, Field(ge=0)]
     campaign_yellow_cost: Annotated[float, Field(ge=0)]
+    campaign_cooldown_months: Annotated[int, Field(ge=1)]
 
 
 class ValidateParams(Section):

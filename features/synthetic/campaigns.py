@@ -50,6 +50,7 @@ class CampaignLog:
     p_control: list[np.ndarray] = field(default_factory=list)
     p_treated: list[np.ndarray] = field(default_factory=list)
     offset_ms: list[np.ndarray] = field(default_factory=list)
+    last_flagged: np.ndarray | None = None  # per customer: the month last flagged (cool-down)
 
     def arrays(self) -> dict[str, np.ndarray]:
         names = (
@@ -108,12 +109,20 @@ def run_campaign(
     log: CampaignLog,
 ) -> np.ndarray:
     """Month t's campaign on the flagged customers: the yellow ones the capacity allows and every
-    red one; a random control share is held out. Returns who is won back to healthy (the caller
-    applies it before the month's churn checks) and logs every flagged customer."""
+    red one, unless flagged in the last `campaign_cooldown_months`; a random control share is
+    held out. Returns who is won back to healthy (the caller applies it before the month's churn
+    checks) and logs every flagged customer."""
     n = cur.size
     u_cap, u_ctl, u_eff = rng.random(n), rng.random(n), rng.random(n)
     offset = (rng.random(n) * 2 * MS_PER_DAY).astype(np.int64)
-    flagged = (colour == RED) | ((colour == YELLOW) & (u_cap < cfg.campaign_yellow_share))
+    if log.last_flagged is None:
+        log.last_flagged = np.full(n, -cfg.campaign_cooldown_months)
+    # flagged in the last months: contacted (or held out) already, left alone for the window
+    rested = t - log.last_flagged >= cfg.campaign_cooldown_months
+    flagged = rested & (
+        (colour == RED) | ((colour == YELLOW) & (u_cap < cfg.campaign_yellow_share))
+    )
+    log.last_flagged[flagged] = t
     treated = flagged & (u_ctl >= cfg.campaign_control_share)
     factor = np.where(colour == RED, cfg.campaign_red_factor, cfg.campaign_yellow_factor)
     base = np.select(

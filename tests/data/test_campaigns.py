@@ -143,3 +143,13 @@ def test_same_seed_same_campaigns():
     a, b = _world(**SMALL), _world(**SMALL)
     pd.testing.assert_frame_equal(a.contacts, b.contacts)
     pd.testing.assert_frame_equal(a.truth_contacts, b.truth_contacts)
+
+
+def test_a_flagged_customer_rests_for_the_cooldown(world):
+    """Held out (or contacted) once, a customer is not flagged again inside the outcome window:
+    otherwise next month's contact would reach the control group and hide the uplift."""
+    contacts = world.raw_tables()["contacts"]
+    month = contacts["ts"].dt.year * 12 + contacts["ts"].dt.month
+    gaps = month.groupby(contacts["customer_id"]).apply(lambda m: m.sort_values().diff().min())
+    assert (gaps.dropna() >= GENERATE["campaign_cooldown_months"]).all()
+    assert (gaps.dropna() == GENERATE["campaign_cooldown_months"]).any()  # they do come back

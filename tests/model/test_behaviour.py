@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from campaign_truth import check_against_truth  # tests/ is on sys.path (rootdir)
 from reference.fingerprint import compare, fingerprint  # tests/ is on sys.path (rootdir)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,25 +52,35 @@ def test_every_output_equals_the_reference(world_run):
     assert differences == [], "\n".join(differences[:40])
 
 
-def test_champion_reaches_95_percent_of_the_oracle(world_run):
-    """The issue's promise. The champion is picked on the tuning folds, never on the test rows,
-    so a failure shows the fold scores: was the pick or the model worse?"""
+# Since issue 14 the world's company acts: its old process contacts the customers it sees at risk,
+# and rows a contact changed leave training and the test (train.treated_rows: exclude). What is
+# left to predict is the risk nobody acted on, harder for the oracle too (ROC-AUC 0.83 -> 0.73 on
+# the default world) and for models that no longer learn from the flagged quarter of the rows:
+# the champion's share of the oracle fell from 0.95 to 0.94. The bar is 93% here, with the
+# measured figures in the issue-14 note.
+ORACLE_SHARE = 0.93
+
+
+def test_champion_reaches_most_of_the_oracle(world_run):
+    """The champion is picked on the tuning folds, never on the test rows, so a failure shows
+    the fold scores: was the pick or the model worse?"""
     root, m = world_run
     cv = json.loads((root / "data" / "artifacts" / "models" / "train_report.json").read_text())[
         "cv"
     ]
     folds = {k: round(v["pr_auc"], 4) for k, v in cv.items()}
-    assert m["champion_oracle_ratio"] >= 0.95, (m["champion"], m["champion_oracle_ratio"], folds)
+    ratio = m["champion_oracle_ratio"]
+    assert ratio >= ORACLE_SHARE, (m["champion"], ratio, folds)
 
 
-def test_lightgbm_reaches_95_percent_of_the_oracle(world_run):
+def test_lightgbm_reaches_most_of_the_oracle(world_run):
     _, m = world_run
-    assert m["lgbm"]["roc_auc"] / m["oracle"]["roc_auc"] >= 0.95, m["lgbm"]["roc_auc"]
+    assert m["lgbm"]["roc_auc"] / m["oracle"]["roc_auc"] >= ORACLE_SHARE, m["lgbm"]["roc_auc"]
 
 
 def test_oracle_difficulty_is_realistic(world_run):
     _, m = world_run
-    assert 0.80 <= m["oracle"]["roc_auc"] <= 0.92
+    assert 0.70 <= m["oracle"]["roc_auc"] <= 0.92  # on the rows no contact changed
 
 
 def test_lightgbm_beats_logistic_regression(world_run):
@@ -107,3 +118,10 @@ def test_planted_drivers_rank_on_top(world_run):
     fam = fam / fam.sum()
     assert fam["behaviour"] > fam["external"]
     assert fam["attitude"] > 0.1
+
+
+def test_estimated_uplift_covers_the_truth(world_run):
+    """Issue 14: the campaigns stage's uplift beside the world's true uplift (a second seed in
+    test_campaign_truth.py)."""
+    root, _ = world_run
+    check_against_truth(pd.read_csv(root / "reports" / "campaigns.csv"))
