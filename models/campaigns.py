@@ -216,9 +216,13 @@ def _outcomes(
     per = per.assign(cutoff=link_cutoffs(per["ts"], labelled, step_months))
     skipped = {}
     observed = per.groupby("campaign_id")["cutoff"].count()
+    first = labelled.min() if len(labelled) else pd.NaT
+    starts = per.groupby("campaign_id")["ts"].min()
     for cid in observed[observed == 0].index:
         skipped[cid] = (
-            "outcome window not fully observed yet (no labelled snapshot cutoff within "
+            "before the first labelled snapshot cutoff: no features to judge it against"
+            if pd.notna(first) and starts[cid] < first
+            else "outcome window not fully observed yet (no labelled snapshot cutoff within "
             "features.step_months before its contacts)"
         )
     per = per[per["cutoff"].notna()]

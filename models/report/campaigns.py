@@ -130,7 +130,7 @@ def campaign_context(summary: dict, table: pd.DataFrame) -> dict:
         "latest_cutoff": latest.get("cutoff"),
         "latest_rows": campaign_rows(table, str(latest.get("campaign_id"))),
         "pooled_rows": campaign_rows(table, POOLED),
-        "skipped": sorted((summary.get("skipped") or {}).items()),
+        "skipped": _grouped(summary.get("skipped") or {}),
         "confidence": summary.get("confidence"),
         "truth": bool(truth.get("available")),
         "coverage": truth.get("coverage"),
@@ -143,3 +143,18 @@ def campaign_context(summary: dict, table: pd.DataFrame) -> dict:
         },
         "rules_early": _number((success.get("model") or {}).get("rules_early_identification_rate")),
     }
+
+
+def _grouped(skipped: dict[str, str]) -> list[tuple[str, str]]:
+    """Campaigns skipped for the same reason on one line (a long history has a dozen from before
+    the first snapshot): "first ... last (n)" with its reason."""
+    by_reason: dict[str, list[str]] = {}
+    for cid, why in sorted(skipped.items()):
+        by_reason.setdefault(why, []).append(cid)
+    out = []
+    for why, ids in by_reason.items():
+        if len(ids) == 1:
+            out.append((ids[0], why))
+        else:  # the card puts the label in backticks: `first` … `last`
+            out.append((f"{ids[0]}` … `{ids[-1]}", f"{len(ids)} campaigns: {why}"))
+    return out

@@ -183,6 +183,9 @@ def test_unobserved_campaigns_are_skipped_with_a_reason(world):
     assert "not fully observed" in ev.summary["skipped"]["2025-09-retention"]
     assert "2025-09-retention" not in set(ev.table["campaign_id"])
     assert ev.summary["latest"]["campaign_id"] == "2025-03-retention"
+    early = late.assign(campaign_id="2023-06-retention", ts=pd.Timestamp("2023-06-02"))
+    ev = _evaluate(pd.concat([world["contacts"], early]), world["snapshots"])
+    assert "before the first labelled snapshot" in ev.summary["skipped"]["2023-06-retention"]
     only_new = world["contacts"].query("campaign_id == '2025-04-retention'")
     none = _evaluate(only_new, world["snapshots"])
     assert none.summary["status"] == NOT_OBSERVED
@@ -380,3 +383,14 @@ def test_pooled_early_identification_counts_every_campaigns_churners():
     assert (pooled["churners"], pooled["churners_flagged"]) == (8, 2)
     assert pooled["early_identification_rate"] == 0.25
     assert _get(ev.table, POOLED)["early_identification_rate"] == 2 / 8
+
+
+def test_the_card_lists_campaigns_skipped_for_one_reason_on_one_line():
+    from churnlight.models.report.campaigns import _grouped
+
+    skipped = {f"2025-{m:02d}-retention": "before" for m in range(1, 12)}
+    skipped["2026-10-retention"] = "not observed"
+    assert _grouped(skipped) == [
+        ("2025-01-retention` … `2025-11-retention", "11 campaigns: before"),
+        ("2026-10-retention", "not observed"),
+    ]
