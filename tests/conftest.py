@@ -70,6 +70,9 @@ def _tiny_pipeline_params() -> dict:
     params["generate"].update(
         n_customers=TINY_CONFIG.n_customers, months=TINY_CONFIG.months, start=TINY_CONFIG.start
     )
+    # the tiny world runs no campaigns: the stage tests log their own contacts where they need
+    # them (test_campaigns_stage, test_treated_rows); the default world's are in tests/model
+    params["generate"]["campaigns"] = False
     params["features"]["first_cutoff"] = "2025-10-01"
     # one thread: LightGBM's OpenMP threads crawl on a busy two-core machine
     params["train"]["lgbm"].update(n_estimators=30, n_jobs=1)
