@@ -360,6 +360,7 @@ class CampaignsParams(Section):
     kinds: Annotated[tuple[Literal["retention", "winback"], ...], Field(min_length=1)]
     bootstrap: Annotated[int, Field(ge=100)]
     confidence: Annotated[float, Field(gt=0.5, lt=1)]
+    min_group: Annotated[int, Field(ge=1)]
     targets: CampaignTargets
 
 

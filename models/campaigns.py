@@ -91,7 +91,7 @@ def _uplift(strata: pd.DataFrame, draws: int, confidence: float, key: str, seed:
     """Uplift over strata (columns n_t, k_t, n_c, k_c: sizes and churners per group), each a
     campaign: the treated-weighted control rate minus the pooled treatment rate, and a
     percentile interval from resampling each group of each stratum (a binomial draw of its
-    churners is exactly a bootstrap of its 0/1 outcomes)."""
+    churners is a bootstrap of its 0/1 outcomes, here around a rate shrunk by half a case)."""
     valid = strata[(strata["n_t"] > 0) & (strata["n_c"] > 0)]
     out = {
         "n_treatment": int(valid["n_t"].sum()),
@@ -109,8 +109,10 @@ def _uplift(strata: pd.DataFrame, draws: int, confidence: float, key: str, seed:
     w = n_t / n_t.sum()
     treat, control = k_t.sum() / n_t.sum(), float(w @ (k_c / n_c))
     rng = np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
-    bt = rng.binomial(n_t.astype(np.int64), k_t / n_t, size=(draws, len(n_t)))
-    bc = rng.binomial(n_c.astype(np.int64), k_c / n_c, size=(draws, len(n_c)))
+    # each group's rate drawn around (k + 1/2) / (n + 1): a group with no churner (or only
+    # churners) still varies, where the plain bootstrap would give a zero-width interval
+    bt = rng.binomial(n_t.astype(np.int64), (k_t + 0.5) / (n_t + 1), size=(draws, len(n_t)))
+    bc = rng.binomial(n_c.astype(np.int64), (k_c + 0.5) / (n_c + 1), size=(draws, len(n_c)))
     boot = (bc / n_c) @ w - bt.sum(axis=1) / n_t.sum()
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha])
@@ -164,9 +166,15 @@ def _stratum(rows: pd.DataFrame, base: pd.DataFrame) -> dict:
     }
 
 
-def _row(strata: pd.DataFrame, draws: int, confidence: float, key: str, seed: int) -> dict:
-    """The table's numbers for one cell over one or more campaigns (`strata`)."""
+def _row(
+    strata: pd.DataFrame, draws: int, confidence: float, key: str, seed: int, min_group: int
+) -> dict:
+    """The table's numbers for one cell over one or more campaigns (`strata`); no interval when
+    a group has fewer than `min_group` customers (a handful of outcomes cannot bound a rate)."""
     est = _uplift(strata, draws, confidence, key, seed)
+    small = not np.isnan(est["uplift"]) and min(est["n_control"], est["n_treatment"]) < min_group
+    if small:
+        est.update(uplift_low=np.nan, uplift_high=np.nan)
     valid = (strata["n_t"] > 0) & (strata["n_c"] > 0)
     v = strata[valid]
     uplift = est["uplift"]
@@ -178,7 +186,7 @@ def _row(strata: pd.DataFrame, draws: int, confidence: float, key: str, seed: in
     true_uplift = float((w * truth).sum()) if len(v) and truth.notna().all() else np.nan
     low, high = est["uplift_low"], est["uplift_high"]
     covers = None if np.isnan(true_uplift) or np.isnan(low) else bool(low <= true_uplift <= high)
-    notes = []
+    notes = [f"fewer than {min_group} in a group: no interval"] if small else []
     if not valid.all():
         no_c = int(((strata["n_t"] > 0) & (strata["n_c"] == 0)).sum())
         no_t = int(((strata["n_c"] > 0) & (strata["n_t"] == 0)).sum())
@@ -269,6 +277,7 @@ def evaluate_campaigns(
     seed: int,
     kinds: tuple[str, ...] = ("retention",),
     truth: pd.DataFrame | None = None,
+    min_group: int = 20,
 ) -> CampaignEvaluation:
     """Every campaign of `kinds` in `contacts` (the contract's columns) whose outcome is
     observed, and all of them pooled, per tier cell and overall.
@@ -277,7 +286,8 @@ def evaluate_campaigns(
     cutoff; missing where not yet known) and optionally `value` (yearly customer value),
     `value_tier` and `risk_tier` (the champion's tier at that cutoff); a missing tier column
     is the single tier "all". `truth` (synthetic world): customer_id, campaign_id,
-    true_uplift."""
+    true_uplift. Cells with fewer than `min_group` treated or held-out customers get the
+    estimate but no interval (and no verdict against the truth)."""
     if contacts.empty:
         return _empty(NO_CAMPAIGNS, what_to_log(), bootstrap, confidence, {})
     check_contacts(contacts)
@@ -319,12 +329,12 @@ def evaluate_campaigns(
                     "cutoff": cutoff,
                     "risk_tier": risk,
                     "value_tier": value,
-                    **_row(pd.DataFrame([s]), bootstrap, confidence, key, seed),
+                    **_row(pd.DataFrame([s]), bootstrap, confidence, key, seed, min_group),
                 }
             )
     for (risk, value), strata in strata_by_cell.items():
         key = f"{POOLED}|{risk}|{value}"
-        pooled = _row(pd.DataFrame(strata), bootstrap, confidence, key, seed)
+        pooled = _row(pd.DataFrame(strata), bootstrap, confidence, key, seed, min_group)
         records.append(
             {"campaign_id": POOLED, "cutoff": pd.NaT, "risk_tier": risk, "value_tier": value}
             | pooled

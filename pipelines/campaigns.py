@@ -46,6 +46,7 @@ def run(paths: Layout, params: Params) -> dict:
             step_months=step,
             bootstrap=cp.bootstrap,
             confidence=cp.confidence,
+            min_group=cp.min_group,
             seed=params.base.seed,
             kinds=cp.kinds,
             truth=truth,

@@ -100,10 +100,12 @@ def test_exclude_drops_treated_rows_from_train_and_test():
     rows = _rows()
     contacts = _contacts(("a", "2025-06-15", "treatment"), ("b", "2025-06-02", "control"))
     ts = treatment_split(rows, _split(rows), contacts, "exclude", CARRY, WINDOW)
-    assert list(ts.split.train.index) == [12, 13]  # a treated; b (control) and c stay
+    # a treated and b held out leave training (a model that saw one arm's outcomes would tier
+    # past campaigns unevenly); c stays
+    assert list(ts.split.train.index) == [13]
     assert list(ts.split.test.index) == []
-    assert ts.excluded == {"train": 1, "test": 1}
-    assert "1 training" in treatment_summary(ts, len(contacts), "exclude")
+    assert ts.excluded == {"train": 2, "test": 1}
+    assert "2 training" in treatment_summary(ts, len(contacts), "exclude")
 
 
 def test_keep_trains_on_treated_rows_but_tests_without_them():
@@ -137,3 +139,12 @@ def test_unknown_policy_is_refused():
     rows = _rows()
     with pytest.raises(ValueError, match="treated_rows"):
         treatment_split(rows, _split(rows), _contacts(), "drop", CARRY, WINDOW)
+
+
+def test_held_out_rows_leave_training_but_stay_in_the_test():
+    rows = _rows()
+    contacts = _contacts(("a", "2025-06-15", "control"))
+    ts = treatment_split(rows, _split(rows), contacts, "exclude", CARRY, WINDOW)
+    assert 10 not in ts.split.train.index  # a's training row: held out, so not trained on
+    assert list(ts.split.test.index) == list(_split(rows).test.index)  # untreated: judged
+    assert ts.excluded["test"] == 0
