@@ -324,6 +324,7 @@ class TrainParams(Section):
     # rows whose outcome a treatment contact changed: left out of training (exclude) or not
     treated_rows: Literal["exclude", "keep"]
     treatment_carryover_days: Annotated[int, Field(ge=0)]  # a contact's effect lasts this long
+    control_rows: Literal["exclude", "keep"]
 
     @model_validator(mode="after")
     def _trials_for_every_model(self) -> TrainParams:

@@ -45,7 +45,15 @@ def run(paths: Layout, params: Params) -> dict:
     contacts = read_contacts(paths.interim / "contacts.parquet")
     split = time_split(df, window, tp.test_months, seed=seed)
     # the rules learn from the rows the models trained on; the test rows are the untreated ones
-    ts = treatment_split(df, split, contacts, tp.treated_rows, tp.treatment_carryover_days, window)
+    ts = treatment_split(
+        df,
+        split,
+        contacts,
+        tp.treated_rows,
+        tp.treatment_carryover_days,
+        window,
+        control_rows=tp.control_rows,
+    )
     log.info(treatment_summary(ts, len(contacts), tp.treated_rows))
     split = ts.split
     fitted = {kind: load_model(models, kind) for kind in tp.models}

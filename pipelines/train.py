@@ -46,7 +46,15 @@ def run(paths: Layout, params: Params) -> dict:
     features = pd.read_csv(paths.processed / "feature_registry.csv")["name"].tolist()
     contacts = read_contacts(paths.interim / "contacts.parquet")
     split = time_split(df, window, tp.test_months, seed=seed)
-    ts = treatment_split(df, split, contacts, tp.treated_rows, tp.treatment_carryover_days, window)
+    ts = treatment_split(
+        df,
+        split,
+        contacts,
+        tp.treated_rows,
+        tp.treatment_carryover_days,
+        window,
+        control_rows=tp.control_rows,
+    )
     log.info(treatment_summary(ts, len(contacts), tp.treated_rows))
     split = ts.split
     train = split.train.reset_index(drop=True)

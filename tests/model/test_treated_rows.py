@@ -99,7 +99,18 @@ def _campaigns(features: pd.DataFrame, names: list[str], params: dict) -> dict:
 
 
 def _judge(w: dict, kind: str, policy: str) -> dict:
-    ts = treatment_split(w["world"], w["split"], w["contacts"], policy, w["carry"], w["window"])
+    # control rows kept: this test is about the treated labels (the default leaves control out
+    # of training too, for the campaigns' tiers; with half the flagged held out here, that would
+    # also drop every untreated flagged example)
+    ts = treatment_split(
+        w["world"],
+        w["split"],
+        w["contacts"],
+        policy,
+        w["carry"],
+        w["window"],
+        control_rows="keep",
+    )
     model = fit_candidate(kind, ts.split.train, w["names"], HYPER[kind], w["seed"])
     test = ts.split.test  # untreated rows only, whatever the policy: their labels are the truth
     p = model.predict_proba(test[w["names"]])[:, 1]

@@ -148,3 +148,7 @@ def test_held_out_rows_leave_training_but_stay_in_the_test():
     assert 10 not in ts.split.train.index  # a's training row: held out, so not trained on
     assert list(ts.split.test.index) == list(_split(rows).test.index)  # untreated: judged
     assert ts.excluded["test"] == 0
+    kept = treatment_split(
+        rows, _split(rows), contacts, "exclude", CARRY, WINDOW, control_rows="keep"
+    )
+    assert 10 in kept.split.train.index and kept.excluded == {"train": 0, "test": 0}
