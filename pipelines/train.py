@@ -32,20 +32,17 @@ from churnlight.models.selection import (
     train_summary,
     train_tracked,
 )
-from churnlight.models.train import time_split, tree_rules
-from churnlight.models.treatment import treatment_split, treatment_summary
+from churnlight.models.train import Split, time_split, tree_rules
+from churnlight.models.treatment import TreatedSplit, treatment_split, treatment_summary
 from churnlight.pipelines.common import Layout, atomic_dir, write_json
 
 log = logging.getLogger("churnlight.train")
 
 
-def run(paths: Layout, params: Params) -> dict:
-    seed, tp, window = params.base.seed, params.train, params.features.label_window_days
-    capacity, primary = params.evaluate.capacity, params.evaluate.primary_metric
-    df = read_snapshots(paths.processed / "features.parquet")
-    features = pd.read_csv(paths.processed / "feature_registry.csv")["name"].tolist()
-    contacts = read_contacts(paths.interim / "contacts.parquet")
-    split = time_split(df, window, tp.test_months, seed=seed)
+def _untouched(
+    df: pd.DataFrame, split: Split, contacts: pd.DataFrame, tp: TrainParams, window: int
+) -> TreatedSplit:
+    """The split without the rows a campaign touched (train.treated_rows, control_rows)."""
     ts = treatment_split(
         df,
         split,
@@ -56,6 +53,17 @@ def run(paths: Layout, params: Params) -> dict:
         control_rows=tp.control_rows,
     )
     log.info(treatment_summary(ts, len(contacts), tp.treated_rows))
+    return ts
+
+
+def run(paths: Layout, params: Params) -> dict:
+    seed, tp, window = params.base.seed, params.train, params.features.label_window_days
+    capacity, primary = params.evaluate.capacity, params.evaluate.primary_metric
+    df = read_snapshots(paths.processed / "features.parquet")
+    features = pd.read_csv(paths.processed / "feature_registry.csv")["name"].tolist()
+    contacts = read_contacts(paths.interim / "contacts.parquet")
+    split = time_split(df, window, tp.test_months, seed=seed)
+    ts = _untouched(df, split, contacts, tp, window)
     split = ts.split
     train = split.train.reset_index(drop=True)
     folds = cv_folds(train, window, tp.folds, seed)
