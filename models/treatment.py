@@ -15,16 +15,19 @@ the per-tier uplift (default world, low tier: -2.9% estimated against +7.8% true
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from churnlight.features.params import TrainParams
 from churnlight.models.train import Split
 
 TREATMENT, CONTROL = "treatment", "control"
 CONTACT_COLUMNS = ("customer_id", "ts", "group")
 POLICIES = ("exclude", "keep")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,3 +131,25 @@ def treatment_summary(ts: TreatedSplit, n_contacts: int, policy: str) -> str:
         f"rows a campaign touched, excluded: {ts.excluded['train']} training (treated or held "
         f"out; train.treated_rows: {policy}), {ts.excluded['test']} test (treated)"
     )
+
+
+def untouched_split(
+    df: pd.DataFrame,
+    split: Split,
+    contacts: pd.DataFrame,
+    train: TrainParams,
+    label_window_days: int,
+) -> TreatedSplit:
+    """`treatment_split` under params.yaml's `train` policy, logged: the one call the train and
+    evaluate stages share, so both see the same rows."""
+    ts = treatment_split(
+        df,
+        split,
+        contacts,
+        train.treated_rows,
+        train.treatment_carryover_days,
+        label_window_days,
+        control_rows=train.control_rows,
+    )
+    log.info(treatment_summary(ts, len(contacts), train.treated_rows))
+    return ts

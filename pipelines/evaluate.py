@@ -21,7 +21,7 @@ from churnlight.models.artifacts import (
 )
 from churnlight.models.evaluate import evaluate_candidates
 from churnlight.models.train import time_split
-from churnlight.models.treatment import treatment_split, treatment_summary
+from churnlight.models.treatment import untouched_split
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
 from churnlight.pipelines.common import (
     InputError,
@@ -45,16 +45,7 @@ def run(paths: Layout, params: Params) -> dict:
     contacts = read_contacts(paths.interim / "contacts.parquet")
     split = time_split(df, window, tp.test_months, seed=seed)
     # the rules learn from the rows the models trained on; the test rows are the untreated ones
-    ts = treatment_split(
-        df,
-        split,
-        contacts,
-        tp.treated_rows,
-        tp.treatment_carryover_days,
-        window,
-        control_rows=tp.control_rows,
-    )
-    log.info(treatment_summary(ts, len(contacts), tp.treated_rows))
+    ts = untouched_split(df, split, contacts, tp, window)
     split = ts.split
     fitted = {kind: load_model(models, kind) for kind in tp.models}
     truth = _truth(paths.truth) if is_synthetic(params.data) else None

@@ -32,28 +32,11 @@ from churnlight.models.selection import (
     train_summary,
     train_tracked,
 )
-from churnlight.models.train import Split, time_split, tree_rules
-from churnlight.models.treatment import TreatedSplit, treatment_split, treatment_summary
+from churnlight.models.train import time_split, tree_rules
+from churnlight.models.treatment import untouched_split
 from churnlight.pipelines.common import Layout, atomic_dir, write_json
 
 log = logging.getLogger("churnlight.train")
-
-
-def _untouched(
-    df: pd.DataFrame, split: Split, contacts: pd.DataFrame, tp: TrainParams, window: int
-) -> TreatedSplit:
-    """The split without the rows a campaign touched (train.treated_rows, control_rows)."""
-    ts = treatment_split(
-        df,
-        split,
-        contacts,
-        tp.treated_rows,
-        tp.treatment_carryover_days,
-        window,
-        control_rows=tp.control_rows,
-    )
-    log.info(treatment_summary(ts, len(contacts), tp.treated_rows))
-    return ts
 
 
 def run(paths: Layout, params: Params) -> dict:
@@ -63,7 +46,7 @@ def run(paths: Layout, params: Params) -> dict:
     features = pd.read_csv(paths.processed / "feature_registry.csv")["name"].tolist()
     contacts = read_contacts(paths.interim / "contacts.parquet")
     split = time_split(df, window, tp.test_months, seed=seed)
-    ts = _untouched(df, split, contacts, tp, window)
+    ts = untouched_split(df, split, contacts, tp, window)
     split = ts.split
     train = split.train.reset_index(drop=True)
     folds = cv_folds(train, window, tp.folds, seed)
