@@ -7,10 +7,10 @@ contact with `ts` in [cutoff - carryover_days, cutoff + label_window_days): insi
 window the contact shaped the outcome directly; in the carryover days before the cutoff its
 effect still lasts. Control contacts (flagged, deliberately not contacted) are untreated: their
 rows stay in the test metrics. They leave training too, though (`train.control_rows: exclude`,
-with `treated_rows: exclude`): the champion
-later cuts past campaigns into risk tiers, and a model that learned the control group's outcomes
-(but not the treated group's) sorts control churners up and control stayers down, which biased
-the per-tier uplift (default world, low tier: -2.9% estimated against +7.8% true).
+with `treated_rows: exclude`): the champion later cuts past campaigns into risk tiers, and a
+model that learned the control group's outcomes (but not the treated group's) sorts control
+churners up and control stayers down, which biased the per-tier uplift (default world, low
+tier: -2.9% estimated against +7.8% true).
 """
 
 from __future__ import annotations
