@@ -40,8 +40,16 @@ PLAYBOOK = {
         "account_manager",
     ),
     "gold": ("Personal call with a come-back offer", "phone", "customer_success"),
-    "silver": ("Come-back offer by message: a discount on the first order back", "sms", "marketing"),
-    "regular": ("Automated come-back offer: free delivery on the first order back", "email", "marketing"),
+    "silver": (
+        "Come-back offer by message: a discount on the first order back",
+        "sms",
+        "marketing",
+    ),
+    "regular": (
+        "Automated come-back offer: free delivery on the first order back",
+        "email",
+        "marketing",
+    ),
 }
 CONTROL_ACTION = "none (control)"
 ACTIVITY_TYPES = ("login", "visit", "booking", "outreach_sent", "outreach_replied")
@@ -105,7 +113,8 @@ def simulate_winback(
     mass = rate * tau
     back = e < mass
     s_days = np.where(back, -tau * np.log1p(-np.where(back, e / np.maximum(mass, 1e-300), 0)), 0)
-    own_ms = np.where(back, start_ms + (s_days * MS_PER_DAY).astype(np.int64), np.iinfo(np.int64).max)
+    never = np.iinfo(np.int64).max
+    own_ms = np.where(back, start_ms + (s_days * MS_PER_DAY).astype(np.int64), never)
     # the campaign after leaving: the next month's first 2 days, for the recent leavers not back
     nxt = lives.churn_month[who] + 1
     offset = (rng.random(n) * 2 * MS_PER_DAY).astype(np.int64)
@@ -264,9 +273,7 @@ def winback_tables(
             "ts": pd.to_datetime(wb.ts_ms, unit="ms"),
             "p_return_control": wb.p_control,
             "p_return_offer": wb.p_offer,
-            "returned_date": pd.to_datetime(np.where(back, wb.return_ms, 0), unit="ms").where(
-                back
-            ),
+            "returned_date": pd.to_datetime(np.where(back, wb.return_ms, 0), unit="ms").where(back),
         }
     )
     return contacts, truth

@@ -18,14 +18,6 @@ from churnlight.features.synthetic.events import (
 )
 from churnlight.features.synthetic.feedback import feedback_events
 from churnlight.features.synthetic.market import market_table, simulate_market
-from churnlight.features.synthetic.winback import (
-    Winback,
-    append_after,
-    return_events,
-    simulate_winback,
-    winback_rng,
-    winback_tables,
-)
 from churnlight.features.synthetic.simulation import (
     Customers,
     Lifetimes,
@@ -33,6 +25,14 @@ from churnlight.features.synthetic.simulation import (
     draw_customers,
     draw_lifetimes,
     simulate_lives,
+)
+from churnlight.features.synthetic.winback import (
+    Winback,
+    append_after,
+    return_events,
+    simulate_winback,
+    winback_rng,
+    winback_tables,
 )
 
 log = logging.getLogger(__name__)

@@ -145,9 +145,7 @@ def test_return_chances_fade_with_time_since_leaving(world):
 def test_offers_follow_value_tiers(flagged):
     """A stronger (and dearer) offer for more valuable leavers."""
     treated = flagged[flagged["group"] == "treatment"]
-    lift = (treated["p_return_offer"] - treated["p_return_control"]).groupby(
-        treated["value_tier"]
-    )
+    lift = (treated["p_return_offer"] - treated["p_return_control"]).groupby(treated["value_tier"])
     assert lift.mean()["platinum"] > lift.mean()["gold"] > lift.mean()["silver"]
     assert lift.mean()["silver"] > lift.mean()["regular"]
 
