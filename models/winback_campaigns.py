@@ -66,7 +66,7 @@ COLUMNS = [
 
 
 def what_is_missing(has_contacts: bool, has_returns: bool) -> str:
-    """What bring-your-own data lacks for a win-back evaluation, in words."""
+    """What bring-your-own data lacks for a win-back evaluation, in words ("" if nothing)."""
     parts = []
     if not has_contacts:
         parts.append(
@@ -331,8 +331,6 @@ def evaluate_winback(
             f"{k}: {v}" for k, v in sorted(skipped.items())
         )
         return empty, {**base, "status": NOT_OBSERVED, "message": msg, "skipped": skipped}
-    if not len(events):
-        base["missing"] = what_is_missing(True, False)
     tiers = [ALL, *sorted(set(per["value_tier"]), key=_tier_order)]
     args = {
         "draws": bootstrap,

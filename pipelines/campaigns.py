@@ -22,7 +22,7 @@ from churnlight.models.campaigns import evaluate_campaigns, success_metrics
 from churnlight.models.contacts import CONTACT_COLUMNS, campaign_cutoffs, risk_tiers_by_cutoff
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
 from churnlight.models.winback_campaigns import KIND as WINBACK
-from churnlight.models.winback_campaigns import evaluate_winback
+from churnlight.models.winback_campaigns import evaluate_winback, what_is_missing
 from churnlight.pipelines.common import (
     InputError,
     Layout,
@@ -121,7 +121,7 @@ def _winback(
         pd.read_parquet(truth_path) if is_synthetic(params.data) and truth_path.exists() else None
     )
     targets = cp.targets
-    return evaluate_winback(
+    table, summary = evaluate_winback(
         contacts,
         events,
         snapshots,
@@ -136,6 +136,23 @@ def _winback(
         left_date=left,
         truth=truth,
     )
+    returns = _returns_seen(paths, events)
+    summary["returns_seen"] = returns
+    summary["missing"] = what_is_missing(bool(len(contacts)), returns != 0)
+    return table, summary
+
+
+def _returns_seen(paths: Layout, events: pd.DataFrame) -> int | None:
+    """How many customers have an own event after their cancel_date's day (came back); None
+    when the data has no cancel dates (the inactivity definition)."""
+    path = paths.interim / "customers.parquet"
+    cust = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    if "cancel_date" not in cust or not len(events):
+        return None if "cancel_date" not in cust else 0
+    cancel = cust.set_index(cust["customer_id"].astype(str))["cancel_date"].dropna()
+    ids = events["customer_id"].astype(str)
+    left = pd.to_datetime(ids.map(cancel)).dt.normalize() + pd.Timedelta(days=1)
+    return int(ids[pd.to_datetime(events["ts"]) >= left].nunique())
 
 
 def _own_events(paths: Layout) -> pd.DataFrame:
