@@ -55,6 +55,12 @@ CONTROL_ACTION = "none (control)"
 ACTIVITY_TYPES = ("login", "visit", "booking", "outreach_sent", "outreach_replied")
 
 
+def lookup(keys: np.ndarray, mapping: dict, default: object = 0.0) -> np.ndarray:
+    """mapping[key] per element, vectorised over the few distinct keys (no loop per customer)."""
+    uniq, inv = np.unique(keys.astype(str), return_inverse=True)
+    return np.array([mapping.get(k, default) for k in uniq])[inv.reshape(-1)]
+
+
 def winback_rng(seed: int) -> np.random.Generator:
     """The win-back's own generator, derived from base.seed."""
     return np.random.default_rng([seed, WINBACK_SEED])
@@ -105,7 +111,7 @@ def simulate_winback(
     tier = company_tiers(cfg, value)
     n = who.size
     # own return hazard, per day, s days after the day after leaving
-    rate_m = np.array([cfg.winback_return_rate.get(r, 0.0) for r in reason], dtype=float)
+    rate_m = lookup(reason, cfg.winback_return_rate).astype(float)
     rate = rate_m / DAYS_PER_MONTH * (value / MEDIAN_VALUE) ** cfg.winback_return_value
     tau = cfg.winback_return_decay_months * DAYS_PER_MONTH
     start_ms = churn_ms + MS_PER_DAY
@@ -123,8 +129,8 @@ def simulate_winback(
     recent = month_ms[nxt] - churn_ms <= cfg.winback_lookback_days * MS_PER_DAY
     flagged = (nxt < t_n) & recent & (own_ms > ts_ms)
     treated = flagged & (u_ctl >= cfg.winback_control_share)
-    factor = np.array([cfg.winback_offer_tier_factor[t] for t in tier], dtype=float)
-    effect = np.array([cfg.winback_offer_effect.get(r, 0.0) for r in reason]) * factor
+    factor = lookup(tier, cfg.winback_offer_tier_factor).astype(float)
+    effect = lookup(reason, cfg.winback_offer_effect).astype(float) * factor
     # true chances over the window from the contact (or the month start after leaving)
     a = np.maximum((ts_ms - start_ms) / MS_PER_DAY, 0.0)
     p_control = 1 - np.exp(-_cum_hazard(rate, tau, a, a + cfg.winback_window_days))
@@ -238,8 +244,8 @@ def winback_tables(
     f = np.flatnonzero(wb.flagged)
     f = f[np.lexsort((wb.customer[f], wb.ts_ms[f]))]
     treated, tier = wb.treated[f], wb.tier[f]
-    play = [np.array([PLAYBOOK[t][k] for t in tier], dtype=object) for k in range(3)]
-    cost = np.array([cfg.winback_offer_cost[t] for t in tier], dtype=float)
+    play = [lookup(tier, {t: p[k] for t, p in PLAYBOOK.items()}, "") for k in range(3)]
+    cost = lookup(tier, cfg.winback_offer_cost).astype(float)
     contacts = pd.DataFrame(
         {
             "customer_id": ids(wb.customer[f]),
