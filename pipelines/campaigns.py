@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 import pandas as pd
 
 from churnlight.features.params import Params
@@ -22,7 +21,7 @@ from churnlight.models.campaigns import evaluate_campaigns, success_metrics
 from churnlight.models.contacts import CONTACT_COLUMNS, campaign_cutoffs, risk_tiers_by_cutoff
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
 from churnlight.models.winback_campaigns import KIND as WINBACK
-from churnlight.models.winback_campaigns import evaluate_winback, what_is_missing
+from churnlight.models.winback_inputs import campaigns_table, judge_winback, split_kinds
 from churnlight.pipelines.common import (
     InputError,
     Layout,
@@ -37,16 +36,7 @@ log = logging.getLogger("churnlight.campaigns")
 
 def run(paths: Layout, params: Params) -> dict:
     cp, step = params.campaigns, params.features.step_months
-    contacts = _contacts(paths)
-    is_winback = (
-        contacts["kind"].astype(object) == WINBACK
-        if "kind" in contacts
-        else pd.Series(False, index=contacts.index)
-    ).to_numpy(dtype=bool)
-    if WINBACK in cp.kinds:  # judged on their own below, per value tier
-        winback_contacts, contacts = contacts[is_winback], contacts[~is_winback]
-    else:
-        winback_contacts = contacts.iloc[0:0]
+    contacts, winback_contacts = split_kinds(_contacts(paths), cp.kinds)
     df = read_snapshots(paths.processed / "features.parquet")
     rows = df[df["cutoff"].isin(campaign_cutoffs(contacts, df["cutoff"], step))]
     truth_path = paths.truth / "contacts.parquet"
@@ -69,30 +59,16 @@ def run(paths: Layout, params: Params) -> dict:
     except ValueError as e:
         raise InputError(str(e)) from e
     metrics = json.loads((paths.reports / "metrics.json").read_text(encoding="utf-8"))
-    targets = cp.targets.model_dump()
     summary = {
         **ev.summary,
-        "success": success_metrics(ev.summary, metrics, targets),
+        "success": success_metrics(ev.summary, metrics, cp.targets.model_dump()),
     }
     if WINBACK in cp.kinds:
         summary["winback"] = wb_summary
-    write_csv(_one_table(ev.table, wb_table), paths.reports / "campaigns.csv")
+    write_csv(campaigns_table(ev.table, wb_table), paths.reports / "campaigns.csv")
     write_json(summary, paths.reports / "campaigns.json")
     _log(summary)
-    if WINBACK in cp.kinds:
-        _log_winback(wb_summary)
     return summary
-
-
-def _one_table(retention: pd.DataFrame, winback: pd.DataFrame) -> pd.DataFrame:
-    """reports/campaigns.csv: the retention rows, then the win-back rows, every column of
-    both (a `kind` column first says which)."""
-    cols = ["kind", *retention.columns]
-    cols += [c for c in winback.columns if c not in cols]
-    frames = [f for f in (retention.assign(kind="retention"), winback) if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=cols)
-    return pd.concat(frames, ignore_index=True).reindex(columns=cols)
 
 
 def _contacts(paths: Layout) -> pd.DataFrame:
@@ -107,124 +83,29 @@ def _contacts(paths: Layout) -> pd.DataFrame:
 def _winback(
     contacts: pd.DataFrame, df: pd.DataFrame, paths: Layout, params: Params
 ) -> tuple[pd.DataFrame, dict]:
-    """The win-back campaigns: own events, each leaver's value tier before leaving, the truth
-    on the synthetic world."""
-    cp = params.campaigns
-    events = _own_events(paths)
-    snapshots, left = pd.DataFrame(columns=["customer_id", "cutoff", "value", "value_tier"]), None
-    if len(contacts):
-        ids = set(contacts["customer_id"].astype(str))
-        snapshots = _values(df, ids, params)
-        left = _left_dates(paths, params, contacts, events)
-    truth_path = paths.truth / "winback.parquet"
-    truth = (
-        pd.read_parquet(truth_path) if is_synthetic(params.data) and truth_path.exists() else None
-    )
-    targets = cp.targets
-    table, summary = evaluate_winback(
+    """The win-back campaigns on own events, cancel dates and the data end validate wrote."""
+    read = paths.interim
+    events = [
+        pd.read_parquet(read / f"{name}.parquet", columns=["customer_id", "ts"])
+        for name in ("transactions", "activity")
+        if (read / f"{name}.parquet").exists()
+    ]
+    events = pd.concat(events) if events else pd.DataFrame(columns=["customer_id", "ts"])
+    customers = pd.read_parquet(read / "customers.parquet")
+    as_of = json.loads((read / "contract_report.json").read_text(encoding="utf-8")).get("as_of")
+    end = pd.Timestamp(as_of) + pd.Timedelta(days=1) if as_of else pd.Timestamp(events["ts"].max())
+    truth = paths.truth / "winback.parquet"
+    truth = pd.read_parquet(truth) if is_synthetic(params.data) and truth.exists() else None
+    return judge_winback(
         contacts,
         events,
-        snapshots,
-        data_end=_data_end(paths, events),
-        window_days=cp.winback_window_days,
-        bootstrap=cp.bootstrap,
-        confidence=cp.confidence,
-        seed=params.base.seed,
-        targets=dict(targets.winback_rate),
-        roi_target=targets.winback_roi_target,
-        min_group=cp.min_group,
-        left_date=left,
+        customers,
+        df,
+        params,
+        scoring=rfm_scoring(params),
+        data_end=end,
         truth=truth,
     )
-    returns = _returns_seen(paths, events)
-    summary["returns_seen"] = returns
-    summary["missing"] = what_is_missing(bool(len(contacts)), returns != 0)
-    return table, summary
-
-
-def _returns_seen(paths: Layout, events: pd.DataFrame) -> int | None:
-    """How many customers have an own event after their cancel_date's day (came back); None
-    when the data has no cancel dates (the inactivity definition)."""
-    path = paths.interim / "customers.parquet"
-    cust = pd.read_parquet(path) if path.exists() else pd.DataFrame()
-    if "cancel_date" not in cust or not len(events):
-        return None if "cancel_date" not in cust else 0
-    cancel = cust.set_index(cust["customer_id"].astype(str))["cancel_date"].dropna()
-    ids = events["customer_id"].astype(str)
-    left = pd.to_datetime(ids.map(cancel)).dt.normalize() + pd.Timedelta(days=1)
-    return int(ids[pd.to_datetime(events["ts"]) >= left].nunique())
-
-
-def _own_events(paths: Layout) -> pd.DataFrame:
-    """customer_id and ts of every transaction and activity row validate kept."""
-    frames = [
-        pd.read_parquet(paths.interim / f"{name}.parquet", columns=["customer_id", "ts"])
-        for name in ("transactions", "activity")
-        if (paths.interim / f"{name}.parquet").exists()
-    ]
-    if not frames:
-        return pd.DataFrame(
-            {"customer_id": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns]")}
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
-def _data_end(paths: Layout, events: pd.DataFrame) -> pd.Timestamp:
-    """The exclusive end of the data: the day after validate's as_of (else the last event)."""
-    report = paths.interim / "contract_report.json"
-    as_of = json.loads(report.read_text(encoding="utf-8")).get("as_of") if report.exists() else None
-    if as_of:
-        return pd.Timestamp(as_of) + pd.Timedelta(days=1)
-    return pd.to_datetime(events["ts"]).max() if len(events) else pd.Timestamp.max
-
-
-def _values(df: pd.DataFrame, ids: set[str], params: Params) -> pd.DataFrame:
-    """Value and value tier of the contacted customers' snapshot rows, tiers cut within each
-    cutoff's whole snapshot as the segment stage cuts them."""
-    dp = params.data
-    try:
-        value = customer_value(df, dp.value_column, dp.value_multiplier)
-    except ValueColumnError as e:
-        raise InputError(str(e)) from e
-    tiers = value_tiers(
-        df, value, rfm_scoring(params), dict(params.features.rfm.tiers), by="cutoff"
-    )
-    out = pd.DataFrame(
-        {
-            "customer_id": df["customer_id"].astype(str).to_numpy(),
-            "cutoff": df["cutoff"].to_numpy(),
-            "value": np.nan if value is None else value,
-            "value_tier": tiers,
-        }
-    )
-    return out[out["customer_id"].isin(ids)]
-
-
-def _left_dates(
-    paths: Layout, params: Params, contacts: pd.DataFrame, events: pd.DataFrame
-) -> pd.Series | None:
-    """customer_id -> the day each contacted leaver left: its cancel_date, or under the
-    inactivity definition its last own event before the contact + inactivity_days."""
-    fp = params.features
-    if fp.churn_definition == "cancellation":
-        path = paths.interim / "customers.parquet"
-        if not path.exists():
-            return None
-        cust = pd.read_parquet(path)
-        if "cancel_date" not in cust:
-            return None
-        return cust.set_index(cust["customer_id"].astype(str))["cancel_date"].dropna()
-    c = contacts.assign(
-        customer_id=contacts["customer_id"].astype(str),
-        ts=pd.to_datetime(contacts["ts"]).astype("datetime64[ns]"),
-    ).sort_values("ts")
-    e = events.assign(
-        customer_id=events["customer_id"].astype(str),
-        last=pd.to_datetime(events["ts"]).astype("datetime64[ns]"),
-    )[["customer_id", "last"]].sort_values("last")
-    m = pd.merge_asof(c, e, left_on="ts", right_on="last", by="customer_id", direction="backward")
-    left = m["last"] + pd.Timedelta(days=fp.inactivity_days)
-    return pd.Series(left.to_numpy(), index=m["customer_id"]).groupby(level=0).min().dropna()
 
 
 def _tiers(rows: pd.DataFrame, paths: Layout, params: Params) -> pd.DataFrame:
@@ -261,25 +142,6 @@ def _log(summary: dict) -> None:
         "n/a" if p["value_saved"] is None else f"{p['value_saved']:,.0f}",
         "n/a" if p["roi"] is None else f"{p['roi']:.1f}x",
         *(_pct(e[k]) for k in ("campaigns_pooled", "model", "target")),
-    )
-
-
-def _log_winback(summary: dict) -> None:
-    if summary.get("status") != "evaluated":
-        log.info("win-back: %s", summary.get("message") or summary.get("status"))
-        return
-    tiers = summary["pooled"]["tiers"]
-    log.info(
-        "win-back: %d campaign(s) evaluated; pooled return rate %s treated vs %s control, "
-        "uplift %s [%s, %s]; by tier: %s",
-        summary["campaigns_evaluated"],
-        *(_pct(tiers["all"][k]) for k in ("return_rate_treatment", "return_rate_control")),
-        *(_pct(tiers["all"][k]) for k in ("uplift", "uplift_low", "uplift_high")),
-        ", ".join(
-            f"{t} {_pct(v['return_rate_treatment'])} (target {_pct(v['target_rate'])})"
-            for t, v in tiers.items()
-            if t != "all"
-        ),
     )
 
 

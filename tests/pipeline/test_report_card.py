@@ -697,4 +697,5 @@ def test_the_winback_part_says_what_is_missing(card):
     """The tiny run has no win-back list and no win-back contacts: the section says both."""
     section = _winback_section(card["md"])
     assert "No win-back list yet" in section and "list.parquet" in section
-    assert "cannot be judged yet" in section and 'kind "winback"' in section
+    assert "cannot be judged yet" in section and '`kind` "winback"' in section
+    assert "No returns in the data" in section  # the tiny run's world has none
