@@ -138,10 +138,19 @@ def leaver_snapshot(
     )
 
 
+def _resample_rate(k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Each stratum's rate to draw around: its own (the plain bootstrap, unbiased however small
+    the campaign's group), or shrunk by half a case when the group has no return at all (or
+    only returns) in every stratum, where the plain bootstrap has zero width."""
+    if k.sum() == 0 or k.sum() == n.sum():
+        return (k + 0.5) / (n + 1)
+    return k / n
+
+
 def _boot(strata: pd.DataFrame, draws: int, confidence: float, key: str, seed: int) -> dict:
     """Rates and uplift over strata (n_t, k_t, n_c, k_c: sizes and returns per group, one row
-    per campaign) with percentile intervals; each group's returns drawn binomially around a rate
-    shrunk by half a case (no zero-width interval for a group with none)."""
+    per campaign) with percentile intervals; each group's returns drawn binomially around its
+    rate (`_resample_rate`)."""
     v = strata[(strata["n_t"] > 0) & (strata["n_c"] > 0)]
     out = {
         "n_treatment": int(v["n_t"].sum()),
@@ -166,8 +175,8 @@ def _boot(strata: pd.DataFrame, draws: int, confidence: float, key: str, seed: i
     w = n_t / n_t.sum()
     treat, control = k_t.sum() / n_t.sum(), float(w @ (k_c / n_c))
     rng = np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
-    bt = rng.binomial(n_t.astype(np.int64), (k_t + 0.5) / (n_t + 1), size=(draws, len(n_t)))
-    bc = rng.binomial(n_c.astype(np.int64), (k_c + 0.5) / (n_c + 1), size=(draws, len(n_c)))
+    bt = rng.binomial(n_t.astype(np.int64), _resample_rate(k_t, n_t), size=(draws, len(n_t)))
+    bc = rng.binomial(n_c.astype(np.int64), _resample_rate(k_c, n_c), size=(draws, len(n_c)))
     rate_t = bt.sum(axis=1) / n_t.sum()
     boot = rate_t - (bc / n_c) @ w
     a = (1 - confidence) / 2
@@ -290,6 +299,8 @@ def evaluate_winback(
         contacts = contacts[contacts["kind"].astype(object) == KIND]
     base = {
         "window_days": window_days,
+        "min_group": min_group,
+        "confidence": confidence,
         "targets": {"winback_rate": dict(targets), "roi_target": roi_target},
         "campaigns_evaluated": 0,
         "latest": None,

@@ -127,6 +127,8 @@ def winback_context(summary: dict | None, listed: pd.DataFrame | None) -> dict:
         "no_returns": wb.get("returns_seen") == 0,
         "n": int(wb.get("campaigns_evaluated") or 0),
         "window": wb.get("window_days"),
+        "min_group": wb.get("min_group"),
+        "confidence": _number(wb.get("confidence")),
         "latest_id": latest.get("campaign_id"),
         "latest_rows": _rows(latest.get("tiers") or {}),
         "pooled_rows": pooled_rows,
