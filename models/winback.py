@@ -102,12 +102,15 @@ def leavers(
         if "cancel_date" not in customers:
             return empty
         cust = customers[["customer_id", "cancel_date"]].dropna()
-        cust = cust.assign(customer_id=cust["customer_id"].astype(str), cancel_date=_ns(cust["cancel_date"]))
+        cust = cust.assign(
+            customer_id=cust["customer_id"].astype(str), cancel_date=_ns(cust["cancel_date"])
+        )
+        back = int(lookback_days)
         out = _query(
             f"""
             SELECT c.customer_id, k.cutoff, c.cancel_date AS left_date
             FROM cust c JOIN ks k
-              ON c.cancel_date < k.cutoff AND c.cancel_date >= k.cutoff - INTERVAL {int(lookback_days)} DAY
+              ON c.cancel_date < k.cutoff AND c.cancel_date >= k.cutoff - INTERVAL {back} DAY
             WHERE NOT EXISTS (
                 SELECT 1 FROM events e WHERE e.customer_id = c.customer_id
                 AND e.ts >= date_trunc('day', c.cancel_date) + INTERVAL 1 DAY AND e.ts < k.cutoff)
@@ -136,9 +139,7 @@ def leavers(
         raise ValueError(f"unknown churn definition {definition!r}")
     if out.empty:
         return empty
-    out = out.assign(
-        cutoff=_ns(out["cutoff"]), left_date=_ns(out["left_date"]), churn_kind=kind
-    )
+    out = out.assign(cutoff=_ns(out["cutoff"]), left_date=_ns(out["left_date"]), churn_kind=kind)
     return out.sort_values(["cutoff", "customer_id"], ignore_index=True)[LEAVER_KEYS]
 
 

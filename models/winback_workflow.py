@@ -104,7 +104,6 @@ def build_winback(
     return WinbackResult(table, the_list, metrics, rm, missing)
 
 
-
 def _base_metrics(
     table: pd.DataFrame, labelled: pd.DataFrame, current: pd.DataFrame, wp: WinbackParams
 ) -> dict:

@@ -38,19 +38,23 @@ def add_returns(
     first = cust["cancel_date"].min().to_period("M").to_timestamp()
     rows, contacts, returns = [], [], []
     for k in pd.date_range(first, end, freq="MS"):
-        m = (cust["cancel_date"] < k) & (cust["cancel_date"] >= k - pd.Timedelta(days=lookback_days))
+        since = k - pd.Timedelta(days=lookback_days)
+        m = (cust["cancel_date"] < k) & (cust["cancel_date"] >= since)
         if not m.any():
             continue
         g = cust[m.to_numpy()]
         days = ((k - g["cancel_date"]) / pd.Timedelta(days=1)).to_numpy()
         control = rng.random(len(g)) < 0.1
-        moved = g["customer_id"].map(reasons).eq("moved").to_numpy() if reasons is not None else (
-            np.zeros(len(g), bool)
+        moved = (
+            g["customer_id"].map(reasons).eq("moved").to_numpy()
+            if reasons is not None
+            else (np.zeros(len(g), bool))
         )
         p = true_p_return(rank[m.to_numpy()], days, (~control).astype(float), moved)
         back = rng.random(len(g)) < p
         when = k + pd.to_timedelta(rng.uniform(1, 85, len(g)), unit="D")
-        for cid, c, b, w, pr, mv in zip(g["customer_id"], control, back, when, p, moved, strict=True):
+        each = zip(g["customer_id"], control, back, when, p, moved, strict=True)
+        for cid, c, b, w, pr, mv in each:
             ts = k + pd.Timedelta(hours=float(rng.uniform(1, 40)))
             if ts < end:
                 contacts.append(
@@ -69,8 +73,14 @@ def add_returns(
             if b and w < end:
                 returns.append({"customer_id": cid, "ts": w, "amount": 500.0})
             rows.append(
-                {"customer_id": cid, "cutoff": k, "p_return": pr, "offer": int(not c),
-                 "returned": bool(b), "moved": bool(mv)}
+                {
+                    "customer_id": cid,
+                    "cutoff": k,
+                    "p_return": pr,
+                    "offer": int(not c),
+                    "returned": bool(b),
+                    "moved": bool(mv),
+                }
             )
     if returns:
         extra = pd.DataFrame(returns)
