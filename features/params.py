@@ -421,41 +421,25 @@ class SegmentParams(Section):
         }
 
 
-class WinbackPlay(Section):
-    """One value tier's win-back play (domain.md sections 5 and 8)."""
-
+class WinbackPlay(Section):  # a value tier's win-back play (domain.md sections 5, 8)
     action: str
     owner: str
     due_within_hours: Annotated[int, Field(ge=0)]
     cost: Annotated[float, Field(ge=0)]
 
 
-class WinbackParams(Section):
-    """Issue 15: the win-back list of recent leavers and the return model behind it."""
-
-    lookback_days: Positive  # leavers of the last this many days are on the list
-    window_days: Positive  # a return counts within this many days of the cutoff
-    capacity: Share  # share of leavers the team can make an offer to (orderings compared)
+class WinbackParams(Section):  # issue 15: the win-back list and its return model
+    lookback_days: Positive
+    window_days: Positive
+    capacity: Share
     control_share: Annotated[float, Field(ge=0, lt=1)]
     campaign_id: Annotated[str, Field(min_length=1)] | None
     model: Literal["logreg", "lgbm"]
     test_months: Positive
-    folds: Annotated[int, Field(ge=2)]
-    calibration: Annotated[tuple[Literal["none", "sigmoid", "isotonic"], ...], Field(min_length=1)]
     logreg: LogregParams
     lgbm: LgbmParams
-    top_reasons: Positive
-    playbook: dict[ValueTier, WinbackPlay]
+    playbook: dict[ValueTier, WinbackPlay]  # every tier: checked by the winback stage
     no_offer_action: str
-
-    @model_validator(mode="after")
-    def _every_tier(self) -> WinbackParams:
-        _complete(self.playbook, ("platinum", "gold", "silver", "regular"), "winback.playbook")
-        return self
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The chosen model's fixed hyperparameters."""
-        return getattr(self, self.model).model_dump()
 
 
 class ExportParams(Section):

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from churnlight.features.activity import OWN_ACTIVITY
+from churnlight.models.control import CONTROL, CONTROL_ACTION, assign_groups
 
 CANCELLED, INACTIVE = "cancelled", "inactive"
 WINBACK_KIND = "winback"
@@ -299,3 +300,72 @@ def empty_list() -> pd.DataFrame:
             "deadline": "M8[ns]",
         }
     )
+
+
+# --- the list's control group and summary (exported by the segment stage) ---------------------
+
+WINBACK_STRATA = ["value_tier"]
+WINBACK_CONTROL_COLUMNS = ["campaign_id", "customer_id", "value_tier", "left_date", "group"]
+
+
+def winback_campaign_id(configured: str | None, scoring_cutoff: pd.Timestamp | None) -> str:
+    """winback.campaign_id, else from the scoring month (2026-11-01 -> "2026-11-winback")."""
+    if configured:
+        return configured
+    if scoring_cutoff is None or pd.isna(scoring_cutoff):
+        return WINBACK_KIND
+    return f"{pd.Timestamp(scoring_cutoff):%Y-%m}-{WINBACK_KIND}"
+
+
+def hold_out_leavers(
+    wb: pd.DataFrame, share: float, campaign: str, seed: int, no_offer_action: str
+) -> pd.DataFrame:
+    """The list with `campaign_id` and `group`: the leavers worth an offer are treatment, or
+    control for a seeded `share` of each value tier (`assign_groups`); control leavers keep
+    their place and scores but get the control action, no owner, deadline or cost."""
+    candidate = wb["action"].ne(no_offer_action).to_numpy()
+    group = assign_groups(wb, candidate, share, campaign, seed, strata=WINBACK_STRATA)
+    out = wb.copy()
+    out["campaign_id"] = np.where(group != "", campaign, "").astype(object)
+    out["group"] = group
+    control = group == CONTROL
+    out.loc[control, ["action", "owner"]] = [CONTROL_ACTION, "none"]
+    out.loc[control, "due_within_hours"] = 0
+    out.loc[control, "deadline"] = pd.NaT
+    out.loc[control, "cost"] = 0.0
+    return out
+
+
+def winback_action_list(wb: pd.DataFrame) -> pd.DataFrame:
+    """The list the team works: without the control group."""
+    return wb[wb["group"] != CONTROL].reset_index(drop=True)
+
+
+def winback_control_list(wb: pd.DataFrame) -> pd.DataFrame:
+    """The held-out leavers, to log as win-back contacts with group "control"."""
+    return wb.loc[wb["group"] == CONTROL, WINBACK_CONTROL_COLUMNS].reset_index(drop=True)
+
+
+def winback_summary(wb: pd.DataFrame, no_offer_action: str) -> pd.DataFrame:
+    """Per value tier: leavers, those offered, held out, not worth an offer, their value and
+    expected win-back value."""
+    tiers = ["platinum", "gold", "silver", "regular"]
+    rows = []
+    for tier in tiers:
+        g = wb[wb["value_tier"] == tier]
+        offered = g["group"].eq("treatment")
+        rows.append(
+            {
+                "value_tier": tier,
+                "leavers": len(g),
+                "offered": int(offered.sum()),
+                "control": int(g["group"].eq(CONTROL).sum()),
+                "no_offer": int(g["action"].eq(no_offer_action).sum()),
+                "value": round(float(g["value"].sum()), 2),
+                "expected_value_offered": round(
+                    float(g.loc[offered, "expected_value"].fillna(0).sum()), 2
+                ),
+                "offer_cost": round(float(g.loc[offered, "cost"].sum()), 2),
+            }
+        )
+    return pd.DataFrame(rows)

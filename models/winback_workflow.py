@@ -55,6 +55,19 @@ class WinbackData:
     registry: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What the winback stage takes from other sections: calibration as train does it
+    (methods, folds, tie, floor), the explain stage's number of reasons, the seed."""
+
+    calibration: tuple[str, ...]
+    folds: int
+    tie: float
+    floor: float
+    top_reasons: int
+    seed: int
+
+
 @dataclass
 class WinbackResult:
     table: pd.DataFrame  # every leaver row (all cutoffs), with label and offer
@@ -64,10 +77,11 @@ class WinbackResult:
     missing: list[str] = field(default_factory=list)
 
 
-def build_winback(
-    data: WinbackData, wp: WinbackParams, *, tie: float, floor: float, seed: int
-) -> WinbackResult:
+def build_winback(data: WinbackData, wp: WinbackParams, how: Settings) -> WinbackResult:
     """Leavers, the return model and the win-back list (see the module docstring)."""
+    tiers = ("platinum", "gold", "silver", "regular")
+    if set(tiers) - set(wp.playbook):
+        raise ValueError(f"winback.playbook needs a play for each of {list(tiers)}")
     missing: list[str] = []
     if data.events.empty:
         missing.append("no own events (transactions, activity): leavers cannot be found")
@@ -93,13 +107,13 @@ def build_winback(
     elif labelled["label"].nunique() < 2:
         missing.append("no return observed within the window: no return model")
     else:
-        rm, judged = _fit_and_judge(labelled, features, wp, tie, floor, seed)
+        rm, judged = _fit_and_judge(labelled, features, wp, how)
         metrics.update(judged)
     if not (table.empty or labelled.empty) and table[OFFER].sum() == 0:
         missing.append("no win-back offers logged: P(return | offer) = P(return | no offer)")
     metrics["missing"] = missing
     metrics["status"] = "ok" if rm is not None else missing[0]
-    the_list = _the_list(current, rm, data, wp, scoring_cutoff)
+    the_list = _the_list(current, rm, data, wp, how.top_reasons, scoring_cutoff)
     metrics["list"] = _list_summary(the_list)
     return WinbackResult(table, the_list, metrics, rm, missing)
 
@@ -124,16 +138,20 @@ def _fit_and_judge(
     labelled: pd.DataFrame,
     features: list[str],
     wp: WinbackParams,
-    tie: float,
-    floor: float,
-    seed: int,
+    how: Settings,
 ) -> tuple[ReturnModel, dict]:
     """Fit on the earlier cutoffs, judge on the newest labelled one(s), then refit on all the
     labelled rows for the list (the test only measures)."""
-    split = split_leavers(labelled, wp.window_days, wp.test_months, seed)
-    how = {"folds": wp.folds, "window_days": wp.window_days, "calibration": wp.calibration}
-    fit = {"tie": tie, "floor": floor, "seed": seed, **how}
-    hyper = wp.hyperparameters()
+    split = split_leavers(labelled, wp.window_days, wp.test_months, how.seed)
+    fit = {
+        "folds": how.folds,
+        "window_days": wp.window_days,
+        "calibration": how.calibration,
+        "tie": how.tie,
+        "floor": how.floor,
+        "seed": how.seed,
+    }
+    hyper = getattr(wp, wp.model).model_dump()
     out: dict = {"model": wp.model, "scheme": split.scheme}
     test = split.test.reset_index(drop=True)
     if split.train["label"].nunique() == 2 and len(test):
@@ -175,13 +193,14 @@ def _the_list(
     rm: ReturnModel | None,
     data: WinbackData,
     wp: WinbackParams,
+    top_reasons: int,
     scoring_cutoff: pd.Timestamp,
 ) -> pd.DataFrame:
     if current.empty:
         return empty_list()
     x = current[data.churn_features]
     background = data.snapshots[data.churn_features].head(2000)
-    reasons = leaver_reasons(data.churn_pipe, x, data.registry, wp.top_reasons, background)
+    reasons = leaver_reasons(data.churn_pipe, x, data.registry, top_reasons, background)
     rows = current[["customer_id", "left_date", "days_since_leaving", "churn_kind"]].copy()
     rows["value"] = current[VALUE].to_numpy(dtype=float)
     rows["value_tier"] = current[TIER].to_numpy()

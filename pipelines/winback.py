@@ -21,7 +21,13 @@ from churnlight.models import tracking
 from churnlight.models.artifacts import load_champion, read_contacts, read_snapshots, save_model
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
 from churnlight.models.winback import own_events
-from churnlight.models.winback_workflow import TIER, VALUE, WinbackData, build_winback
+from churnlight.models.winback_workflow import (
+    TIER,
+    VALUE,
+    Settings,
+    WinbackData,
+    build_winback,
+)
 from churnlight.pipelines.common import InputError, Layout, atomic_dir, rfm_scoring, write_json
 
 log = logging.getLogger("churnlight.winback")
@@ -47,8 +53,11 @@ def run(paths: Layout, params: Params) -> dict:
         churn_features=features,
         registry=pd.read_csv(paths.processed / "feature_registry.csv"),
     )
-    seed = params.base.seed
-    res = build_winback(data, wp, tie=tp.calibration_tie, floor=tp.probability_floor, seed=seed)
+    how = Settings(
+        *(tp.calibration, tp.folds, tp.calibration_tie, tp.probability_floor),
+        *(params.explain.top_reasons, params.base.seed),
+    )
+    res = build_winback(data, wp, how)
     with atomic_dir(paths.winback) as tmp:
         res.winback_list.to_parquet(tmp / "list.parquet", index=False)
         write_json(res.metrics, tmp / "metrics.json")
