@@ -94,13 +94,13 @@ def test_return_labels_count_the_window_after_the_cutoff_once_it_is_over():
 
 
 def test_offers_are_winback_treatment_contacts_in_the_cutoffs_month():
-    rows = pd.DataFrame(
-        {"customer_id": ["c1", "c2", "c3", "c4"], "cutoff": [T("2026-02-01")] * 4}
-    )
+    rows = pd.DataFrame({"customer_id": ["c1", "c2", "c3", "c4"], "cutoff": [T("2026-02-01")] * 4})
     contacts = pd.DataFrame(
         {
             "customer_id": ["c1", "c2", "c3", "c4"],
-            "ts": pd.to_datetime(["2026-02-01 09:00", "2026-02-02", "2026-02-01", "2026-03-01"], format="ISO8601"),
+            "ts": pd.to_datetime(
+                ["2026-02-01 09:00", "2026-02-02", "2026-02-01", "2026-03-01"], format="ISO8601"
+            ),
             "kind": ["winback", "winback", "retention", "winback"],
             "group": ["treatment", "control", "treatment", "treatment"],
         }
@@ -132,9 +132,7 @@ def _snapshots(customers: pd.Series, cutoffs: list[pd.Timestamp], seed: int) -> 
 
 
 @pytest.mark.parametrize("definition", ["cancellation", "inactivity"])
-def test_changing_everything_at_or_after_a_cutoff_changes_only_the_label(
-    tiny_tables, definition
-):
+def test_changing_everything_at_or_after_a_cutoff_changes_only_the_label(tiny_tables, definition):
     customers = tiny_tables["customers"]
     events = own_events(tiny_tables["transactions"], tiny_tables["activity"])
     cutoffs = list(pd.date_range("2025-06-01", "2026-03-01", freq="MS"))
@@ -144,7 +142,11 @@ def test_changing_everything_at_or_after_a_cutoff_changes_only_the_label(
     checked = flipped = 0
     for k in cutoffs[3:]:
         base = training_table(
-            leavers(customers, events, [k], definition, 90, 30), snaps, events, contacts, 90,
+            leavers(customers, events, [k], definition, 90, 30),
+            snaps,
+            events,
+            contacts,
+            90,
             DATA_END,
         )
         # after k: every event moved by a random amount, one more for every customer, every
