@@ -441,6 +441,27 @@ class SegmentParams(Section):
         }
 
 
+class WinbackPlay(Section):  # a value tier's win-back play (domain.md sections 5, 8)
+    action: str
+    owner: str
+    due_within_hours: Annotated[int, Field(ge=0)]
+    cost: Annotated[float, Field(ge=0)]
+
+
+class WinbackParams(Section):  # issue 15: the win-back list and its return model
+    lookback_days: Positive
+    window_days: Positive
+    capacity: Share
+    control_share: Annotated[float, Field(ge=0, lt=1)]
+    campaign_id: Annotated[str, Field(min_length=1)] | None
+    model: Literal["logreg", "lgbm"]
+    test_months: Positive
+    logreg: LogregParams
+    lgbm: LgbmParams
+    playbook: dict[ValueTier, WinbackPlay]  # every tier: checked by the winback stage
+    no_offer_action: str
+
+
 class ExportParams(Section):
     hash_ids: bool
     hash_secret_env: str
@@ -468,6 +489,7 @@ class Params(Section):
     campaigns: CampaignsParams
     explain: ExplainParams
     segment: SegmentParams
+    winback: WinbackParams
     export: ExportParams
     report: ReportParams
 
