@@ -141,6 +141,9 @@ class DataParams(Section):
     encoding: Encoding
 
 
+WinbackTier = Literal["platinum", "gold", "silver", "regular"]
+
+
 class GenerateParams(Section):
     n_customers: Positive
     months: Positive
@@ -181,6 +184,20 @@ class GenerateParams(Section):
     campaign_red_cost: Annotated[float, Field(ge=0)]
     campaign_yellow_cost: Annotated[float, Field(ge=0)]
     campaign_cooldown_months: Annotated[int, Field(ge=1)]
+    # issue 15: returns after leaving and the simulated company's win-back campaigns
+    winback: bool
+    winback_lookback_days: Annotated[int, Field(ge=1)]
+    winback_control_share: Share
+    winback_return_rate: dict[str, Annotated[float, Field(ge=0)]]
+    winback_return_decay_months: Annotated[float, Field(gt=0)]
+    winback_return_value: float
+    winback_offer_effect: dict[str, Share]
+    winback_offer_tier_factor: dict[WinbackTier, Share]
+    winback_offer_cost: dict[WinbackTier, Annotated[float, Field(ge=0)]]
+    winback_tier_values: dict[Literal["platinum", "gold", "silver"], Annotated[float, Field(ge=0)]]
+    winback_offer_response_days: Annotated[int, Field(ge=1)]
+    winback_window_days: Annotated[int, Field(ge=1)]
+    winback_return_level: Annotated[float, Field(gt=0)]
 
 
 class ValidateParams(Section):
@@ -355,6 +372,8 @@ class CampaignTargets(Section):
     early_identification_before: Share
     early_identification_target: Share
     roi_target: Annotated[float, Field(ge=0)]
+    winback_rate: dict[Literal["platinum", "gold", "silver", "regular"], Share]
+    winback_roi_target: Annotated[float, Field(ge=0)]
 
 
 class CampaignsParams(Section):
@@ -362,6 +381,7 @@ class CampaignsParams(Section):
     bootstrap: Annotated[int, Field(ge=100)]
     confidence: Annotated[float, Field(gt=0.5, lt=1)]
     min_group: Annotated[int, Field(ge=1)]
+    winback_window_days: Annotated[int, Field(ge=1)]
     targets: CampaignTargets
 
 
@@ -421,6 +441,27 @@ class SegmentParams(Section):
         }
 
 
+class WinbackPlay(Section):  # a value tier's win-back play (domain.md sections 5, 8)
+    action: str
+    owner: str
+    due_within_hours: Annotated[int, Field(ge=0)]
+    cost: Annotated[float, Field(ge=0)]
+
+
+class WinbackParams(Section):  # issue 15: the win-back list and its return model
+    lookback_days: Positive
+    window_days: Positive
+    capacity: Share
+    control_share: Annotated[float, Field(ge=0, lt=1)]
+    campaign_id: Annotated[str, Field(min_length=1)] | None
+    model: Literal["logreg", "lgbm"]
+    test_months: Positive
+    logreg: LogregParams
+    lgbm: LgbmParams
+    playbook: dict[ValueTier, WinbackPlay]  # every tier: checked by the winback stage
+    no_offer_action: str
+
+
 class ExportParams(Section):
     hash_ids: bool
     hash_secret_env: str
@@ -448,6 +489,7 @@ class Params(Section):
     campaigns: CampaignsParams
     explain: ExplainParams
     segment: SegmentParams
+    winback: WinbackParams
     export: ExportParams
     report: ReportParams
 

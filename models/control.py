@@ -60,19 +60,25 @@ def control_count(share: float, n: int) -> int:
 
 
 def assign_groups(
-    customers: pd.DataFrame, candidate: np.ndarray, share: float, campaign: str, seed: int
+    customers: pd.DataFrame,
+    candidate: np.ndarray,
+    share: float,
+    campaign: str,
+    seed: int,
+    strata: list[str] = STRATA,
 ) -> np.ndarray:
     """ "treatment", or "control" for the lowest draws of each stratum, per candidate row of
-    `customers` (customer_id and the `STRATA` columns); "" for the others."""
+    `customers` (customer_id and the `strata` columns, by default `STRATA`); "" for the
+    others."""
     candidate = np.asarray(candidate, dtype=bool)
     group = np.where(candidate, TREATMENT, "").astype(object)
     if share <= 0 or not candidate.any():
         return group
-    rows = customers.loc[candidate, ["customer_id", *STRATA]].copy()
+    rows = customers.loc[candidate, ["customer_id", *strata]].copy()
     rows["_u"] = draw(rows["customer_id"], campaign, seed)
     rows["_id"] = rows["customer_id"].astype(str)  # ties (never in practice) by id
     rows["_pos"] = np.flatnonzero(candidate)
-    for _, g in rows.groupby(STRATA, sort=False, dropna=False):
+    for _, g in rows.groupby(strata, sort=False, dropna=False):
         k = control_count(share, len(g))
         if k:
             lowest = g.sort_values(["_u", "_id"], kind="stable").head(k)

@@ -15,14 +15,22 @@ import pandas as pd
 from churnlight.models.artifacts import json_text
 from churnlight.models.control import action_list, control_list
 from churnlight.models.segment import COLUMN_DOCS, TIERS
+from churnlight.models.winback import winback_action_list, winback_control_list
 
 BOM_UTF8 = "utf-8-sig"
 
 
-def write_segment_files(seg: pd.DataFrame, summary: pd.DataFrame, folder: Path) -> None:
+def write_segment_files(
+    seg: pd.DataFrame,
+    summary: pd.DataFrame,
+    folder: Path,
+    winback: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> None:
     """Write the segment table and its summary into `folder` (which must exist). The scored
     list holds every customer (`group` says who is held out); the tier files hold only those
-    to act on, and control.csv those held out."""
+    to act on, and control.csv those held out. `winback`: the win-back list (with `group`)
+    and its summary, written as winback.csv / .parquet, winback_control.csv / .parquet and
+    winback_summary.csv, and as sheets."""
     seg.to_csv(folder / "scored_customers.csv", index=False, encoding=BOM_UTF8)
     seg.to_parquet(folder / "scored_customers.parquet", index=False)
     acted = action_list(seg)
@@ -34,11 +42,29 @@ def write_segment_files(seg: pd.DataFrame, summary: pd.DataFrame, folder: Path) 
     control.to_parquet(folder / "control.parquet", index=False)
     summary.to_csv(folder / "summary.csv", index=False, encoding=BOM_UTF8)
     (folder / "summary.json").write_text(json_text(summary.to_dict("records")), encoding="utf-8")
-    write_workbook(seg, summary, folder / "segments.xlsx")
+    if winback is not None:
+        _write_winback(*winback, folder)
+    write_workbook(seg, summary, folder / "segments.xlsx", winback)
 
 
-def write_workbook(seg: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
-    """A sheet per risk tier (without the control group), then `control`, `summary` and
+def _write_winback(wb: pd.DataFrame, wb_summary: pd.DataFrame, folder: Path) -> None:
+    """The win-back list without its control group, the control group, the summary."""
+    acted, control = winback_action_list(wb), winback_control_list(wb)
+    acted.to_csv(folder / "winback.csv", index=False, encoding=BOM_UTF8)
+    acted.to_parquet(folder / "winback.parquet", index=False)
+    control.to_csv(folder / "winback_control.csv", index=False, encoding=BOM_UTF8)
+    control.to_parquet(folder / "winback_control.parquet", index=False)
+    wb_summary.to_csv(folder / "winback_summary.csv", index=False, encoding=BOM_UTF8)
+
+
+def write_workbook(
+    seg: pd.DataFrame,
+    summary: pd.DataFrame,
+    path: Path,
+    winback: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> None:
+    """A sheet per risk tier (without the control group), then `control`, `summary`, the
+    win-back sheets when given (`winback`, `winback_control`, `winback_summary`) and
     `columns` (each column and its meaning)."""
     docs = pd.DataFrame({"column": list(COLUMN_DOCS), "meaning": list(COLUMN_DOCS.values())})
     acted = action_list(seg)
@@ -47,4 +73,9 @@ def write_workbook(seg: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None
             acted[acted["risk_tier"] == tier].to_excel(xl, sheet_name=tier, index=False)
         control_list(seg).to_excel(xl, sheet_name="control", index=False)
         summary.to_excel(xl, sheet_name="summary", index=False)
+        if winback is not None:
+            wb, wb_summary = winback
+            winback_action_list(wb).to_excel(xl, sheet_name="winback", index=False)
+            winback_control_list(wb).to_excel(xl, sheet_name="winback_control", index=False)
+            wb_summary.to_excel(xl, sheet_name="winback_summary", index=False)
         docs.to_excel(xl, sheet_name="columns", index=False)

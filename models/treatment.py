@@ -54,7 +54,11 @@ def treated_rows(
         raise KeyError(f"treated_rows: missing column(s) {missing}")
     mask = pd.Series(False, index=rows.index, name="treated")
     unlinkable = int(rows["cutoff"].isna().sum())
-    treat = contacts.loc[contacts["group"] == group, ["customer_id", "ts"]].dropna()
+    # a win-back contact comes after the customer left: it cannot change a churn label
+    keep = contacts["group"] == group
+    if "kind" in contacts:
+        keep &= contacts["kind"].astype(object) != "winback"
+    treat = contacts.loc[keep, ["customer_id", "ts"]].dropna()
     if treat.empty or unlinkable == len(rows):
         return Treated(mask, unlinkable)
     key = rows["customer_id"].astype(str).to_numpy()

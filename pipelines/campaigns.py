@@ -1,9 +1,11 @@
 """Stage `campaigns`: did last month's actions work? Links the contact log to the snapshot
 labels, compares treatment with control per campaign and tier (risk tiers from the champion at
 each campaign's cutoff, value tiers as the action lists cut them), and sets the early
-identification rate beside the model's and the domain brief's targets. Writes
-reports/campaigns.csv and reports/campaigns.json (DVC metrics). Without contacts both say
-"no campaigns logged yet" and what to log.
+identification rate beside the model's and the domain brief's targets. With `winback` among
+campaigns.kinds, the win-back campaigns too (kind winback: return rates by value tier against
+the control group and the brief's win-back targets; models/winback_campaigns.py). Writes
+reports/campaigns.csv (a `kind` column) and reports/campaigns.json (DVC metrics; the win-back
+part under "winback"). Without contacts both say "no campaigns logged yet" and what to log.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from churnlight.models.artifacts import load_champion, read_snapshots
 from churnlight.models.campaigns import evaluate_campaigns, success_metrics
 from churnlight.models.contacts import CONTACT_COLUMNS, campaign_cutoffs, risk_tiers_by_cutoff
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
+from churnlight.models.winback_campaigns import KIND as WINBACK
+from churnlight.models.winback_inputs import campaigns_table, judge_winback, split_kinds
 from churnlight.pipelines.common import (
     InputError,
     Layout,
@@ -32,7 +36,7 @@ log = logging.getLogger("churnlight.campaigns")
 
 def run(paths: Layout, params: Params) -> dict:
     cp, step = params.campaigns, params.features.step_months
-    contacts = _contacts(paths)
+    contacts, winback_contacts = split_kinds(_contacts(paths), cp.kinds)
     df = read_snapshots(paths.processed / "features.parquet")
     rows = df[df["cutoff"].isin(campaign_cutoffs(contacts, df["cutoff"], step))]
     truth_path = paths.truth / "contacts.parquet"
@@ -48,9 +52,10 @@ def run(paths: Layout, params: Params) -> dict:
             confidence=cp.confidence,
             min_group=cp.min_group,
             seed=params.base.seed,
-            kinds=cp.kinds,
+            kinds=tuple(k for k in cp.kinds if k != WINBACK) or ("retention",),
             truth=truth,
         )
+        wb_table, wb_summary = _winback(winback_contacts, df, paths, params)
     except ValueError as e:
         raise InputError(str(e)) from e
     metrics = json.loads((paths.reports / "metrics.json").read_text(encoding="utf-8"))
@@ -58,7 +63,9 @@ def run(paths: Layout, params: Params) -> dict:
         **ev.summary,
         "success": success_metrics(ev.summary, metrics, cp.targets.model_dump()),
     }
-    write_csv(ev.table, paths.reports / "campaigns.csv")
+    if WINBACK in cp.kinds:
+        summary["winback"] = wb_summary
+    write_csv(campaigns_table(ev.table, wb_table), paths.reports / "campaigns.csv")
     write_json(summary, paths.reports / "campaigns.json")
     _log(summary)
     return summary
@@ -71,6 +78,34 @@ def _contacts(paths: Layout) -> pd.DataFrame:
         log.info("no %s: no campaigns logged", path)
         return pd.DataFrame(columns=list(CONTACT_COLUMNS))
     return pd.read_parquet(path)
+
+
+def _winback(
+    contacts: pd.DataFrame, df: pd.DataFrame, paths: Layout, params: Params
+) -> tuple[pd.DataFrame, dict]:
+    """The win-back campaigns on own events, cancel dates and the data end validate wrote."""
+    read = paths.interim
+    events = [
+        pd.read_parquet(read / f"{name}.parquet", columns=["customer_id", "ts"])
+        for name in ("transactions", "activity")
+        if (read / f"{name}.parquet").exists()
+    ]
+    events = pd.concat(events) if events else pd.DataFrame(columns=["customer_id", "ts"])
+    customers = pd.read_parquet(read / "customers.parquet")
+    as_of = json.loads((read / "contract_report.json").read_text(encoding="utf-8")).get("as_of")
+    end = pd.Timestamp(as_of) + pd.Timedelta(days=1) if as_of else pd.Timestamp(events["ts"].max())
+    truth = paths.truth / "winback.parquet"
+    truth = pd.read_parquet(truth) if is_synthetic(params.data) and truth.exists() else None
+    return judge_winback(
+        contacts,
+        events,
+        customers,
+        df,
+        params,
+        scoring=rfm_scoring(params),
+        data_end=end,
+        truth=truth,
+    )
 
 
 def _tiers(rows: pd.DataFrame, paths: Layout, params: Params) -> pd.DataFrame:

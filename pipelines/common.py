@@ -40,6 +40,7 @@ STAGES = (
     "validate",
     "features",
     "train",
+    "winback",
     "evaluate",
     "campaigns",
     "explain",
@@ -96,6 +97,11 @@ class Layout:
     @property
     def tuning(self) -> Path:
         return self.root / "data" / "artifacts" / "tuning"
+
+    @property
+    def winback(self) -> Path:
+        """The win-back list, its return model and metrics (stage winback, issue 15)."""
+        return self.root / "data" / "artifacts" / "winback"
 
     @property
     def explanations(self) -> Path:

@@ -5,6 +5,7 @@ cutoff; on synthetic data also the oracle (the world's own risk). Writes reports
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def run(paths: Layout, params: Params) -> dict:
         value_tier=_value_tiers(df, params),
     )
     ev.metrics["treated_rows_excluded"] = ts.excluded
+    ev.metrics["winback"] = _winback_metrics(paths.winback / "metrics.json")
     if ev.metrics["champion_beats_rules"] is False:
         _warn_rules_win(ev.metrics)
     with atomic_dir(reports / "plots") as tmp:
@@ -78,6 +80,15 @@ def _value_tiers(df: pd.DataFrame, params: Params) -> pd.Series:
         raise InputError(str(e)) from e
     tiers = dict(params.features.rfm.tiers)
     return pd.Series(value_tiers(df, value, rfm_scoring(params), tiers, by="cutoff"), df.index)
+
+
+def _winback_metrics(path: Path) -> dict | None:
+    """The winback stage's held-out figures (issue 15), copied under "winback"; None (and a
+    warning) when that stage has not run."""
+    if not path.exists():
+        log.warning("no win-back metrics (%s): run stage winback first", path)
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _truth(truth_dir: Path) -> pd.DataFrame | None:

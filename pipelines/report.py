@@ -32,6 +32,7 @@ from churnlight.models.report.context import (
 )
 from churnlight.models.report.format import content_hash
 from churnlight.models.report.render import render_card
+from churnlight.models.report.winback import read_winback_list
 from churnlight.pipelines.common import Layout, atomic_dir, is_synthetic, write_text
 
 log = logging.getLogger("churnlight.report")
@@ -123,6 +124,7 @@ def read_inputs(paths: Layout, params: Params) -> CardInputs:
         gains=_csv(reports / "plots" / "gains.csv", ["share_contacted", "share_of_churners"]),
         campaigns=_json(reports / "campaigns.json", default={}),
         campaign_table=_csv(reports / "campaigns.csv", ["campaign_id", "risk_tier", "value_tier"]),
+        winback_list=read_winback_list(models.parent / "winback" / "list.parquet"),
         tree_rules=tree_path.read_text(encoding="utf-8") if tree_path.is_file() else None,
         figures=figures,
         version={

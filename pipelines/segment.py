@@ -17,6 +17,7 @@ from churnlight.models.control import CONTROL, campaign_id
 from churnlight.models.export import write_segment_files
 from churnlight.models.segment import TIERS, feature_drift, pseudonymise, segment_customers
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
+from churnlight.models.winback import hold_out_leavers, winback_campaign_id, winback_summary
 from churnlight.pipelines.common import InputError, Layout, atomic_dir, rfm_scoring, write_csv
 
 log = logging.getLogger("churnlight.segment")
@@ -46,7 +47,7 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     if secret is not None:
         seg = pseudonymise(seg, secret)
     with atomic_dir(paths.segments) as tmp:
-        write_segment_files(seg, summary, tmp)
+        write_segment_files(seg, summary, tmp, _winback(paths, params, scoring, secret))
 
     # drift: the training window against the scoring snapshot
     train_cutoffs = load_train_report(models)["train_cutoffs"]
@@ -98,6 +99,30 @@ def _value(scoring: pd.DataFrame, params: Params) -> tuple[np.ndarray | None, np
         "value tiers by %s scoring: %s", scoring_rule, pd.Series(tiers).value_counts().to_dict()
     )
     return value, tiers
+
+
+def _winback(
+    paths: Layout, params: Params, scoring: pd.DataFrame, secret: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The win-back list (stage winback) with its own control group held out, and its summary."""
+    path = paths.winback / "list.parquet"
+    if not path.exists():
+        log.warning("no win-back list (%s): run stage winback first", path)
+        return None
+    wp = params.winback
+    cutoff = scoring["cutoff"].max() if "cutoff" in scoring and len(scoring) else None
+    campaign = winback_campaign_id(wp.campaign_id, cutoff)
+    wb = pd.read_parquet(path)
+    wb = hold_out_leavers(wb, wp.control_share, campaign, params.base.seed, wp.no_offer_action)
+    summary = winback_summary(wb, wp.no_offer_action)
+    log.info(
+        "win-back campaign %s: %d leavers, %d to offer, %d held out as its control group",
+        campaign,
+        len(wb),
+        int(summary["offered"].sum()),
+        int(summary["control"].sum()),
+    )
+    return (wb if secret is None else pseudonymise(wb, secret)), summary
 
 
 def _id_secret(export: ExportParams) -> str | None:

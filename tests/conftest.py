@@ -73,6 +73,8 @@ def _tiny_pipeline_params() -> dict:
     # the tiny world runs no campaigns: the stage tests log their own contacts where they need
     # them (test_campaigns_stage, test_treated_rows); the default world's are in tests/model
     params["generate"]["campaigns"] = False
+    # ... nor win-back campaigns (test_winback_stage turns them on)
+    params["generate"]["winback"] = False
     params["features"]["first_cutoff"] = "2025-10-01"
     # one thread: LightGBM's OpenMP threads crawl on a busy two-core machine
     params["train"]["lgbm"].update(n_estimators=30, n_jobs=1)

@@ -58,6 +58,7 @@ class World:
     as_of: pd.Timestamp = field(default_factory=lambda: pd.Timestamp("1970-01-01"))
     contacts: pd.DataFrame | None = None  # the company's contact log (generate.campaigns)
     truth_contacts: pd.DataFrame | None = None  # each contact's true effect
+    truth_winback: pd.DataFrame | None = None  # each leaver's true return chances (winback)
 
     def raw_tables(self) -> dict[str, pd.DataFrame]:
         tables = {
@@ -75,6 +76,8 @@ class World:
         tables = {"customers": self.truth_customers, "risk": self.truth_risk}
         if self.truth_contacts is not None:
             tables["contacts"] = self.truth_contacts
+        if self.truth_winback is not None:
+            tables["winback"] = self.truth_winback
         return tables
 
     def write(self, folder: Path) -> None:

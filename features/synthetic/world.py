@@ -26,6 +26,14 @@ from churnlight.features.synthetic.simulation import (
     draw_lifetimes,
     simulate_lives,
 )
+from churnlight.features.synthetic.winback import (
+    Winback,
+    append_after,
+    return_events,
+    simulate_winback,
+    winback_rng,
+    winback_tables,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +55,14 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
     transactions = transaction_events(people, traces, times, rng)
     feedback = feedback_events(cfg, people, lives, traces, shocks, times, services_done, rng)
     market = market_table(cfg, shocks)
-    world = _assemble(cfg, people, lives, times, activity, transactions, feedback, market)
+    wb = None
+    if cfg.winback:  # after every draw of the main stream, from its own generator
+        wrng = winback_rng(seed)
+        wb = simulate_winback(cfg, people, lives, times, wrng)
+        back_tx, back_act = return_events(cfg, people, wb, times.month_ms, wrng)
+        transactions = append_after(transactions, back_tx)
+        activity = append_after(activity, back_act)
+    world = _assemble(cfg, people, lives, times, activity, transactions, feedback, market, wb)
     log.info(
         "world: %d customers, %d transactions, %d activity events, %d feedback rows",
         len(world.customers),
@@ -67,6 +82,7 @@ def _assemble(
     transactions: pd.DataFrame,
     feedback: pd.DataFrame,
     market: pd.DataFrame,
+    wb: Winback | None = None,
 ) -> World:
     """Customer ids and timestamps in place of numbers, the customers table and the truth;
     customers who sign up after the history ends are left out of all of them."""
@@ -103,14 +119,24 @@ def _assemble(
             "price_sensitivity": people.price_sens,
         }
     )[signed].reset_index(drop=True)
-    contacts = truth_contacts = None
+    contacts = truth_contacts = truth_winback = None
     if lives.campaigns is not None:
         contacts, truth_contacts = campaign_tables(
             cfg, lives.campaigns.arrays(), times.month_ms, lambda i: take_str(ids_pa, i)
         )
+    if wb is not None:
+        wb_contacts, truth_winback = winback_tables(
+            cfg, wb, lives, times.month_ms, lambda i: take_str(ids_pa, i)
+        )
+        contacts = (
+            wb_contacts
+            if contacts is None
+            else _by_month(pd.concat([contacts, wb_contacts], ignore_index=True))
+        )
     return World(
         contacts=contacts,
         truth_contacts=truth_contacts,
+        truth_winback=truth_winback,
         customers=customers[signed].reset_index(drop=True),
         transactions=transactions,
         activity=activity,
@@ -120,6 +146,12 @@ def _assemble(
         truth_risk=_truth_risk(lives, times.month_ms, ids_pa),
         as_of=cfg.as_of,
     )
+
+
+def _by_month(contacts: pd.DataFrame) -> pd.DataFrame:
+    """The contact log month by month, each month's retention rows before its win-back rows."""
+    month = contacts["ts"].to_numpy().astype("datetime64[M]")
+    return contacts.iloc[np.argsort(month, kind="stable")].reset_index(drop=True)
 
 
 def _truth_risk(lives: Lives, month_ms: np.ndarray, ids_pa: pa.Array) -> pd.DataFrame:

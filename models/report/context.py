@@ -22,6 +22,7 @@ from churnlight.models.report.charts import (
 )
 from churnlight.models.report.format import data_uri, descriptions
 from churnlight.models.report.tree_rules import tree_rules_summary
+from churnlight.models.report.winback import winback_context
 from churnlight.models.segment import TIERS
 from churnlight.models.train import RANDOM_HOLD_OUT
 
@@ -51,6 +52,7 @@ class CardInputs:
     gains: pd.DataFrame  # reports/plots/gains.csv
     campaigns: dict = field(default_factory=dict)  # reports/campaigns.json
     campaign_table: pd.DataFrame | None = None  # reports/campaigns.csv
+    winback_list: pd.DataFrame | None = None  # data/artifacts/winback/list.parquet, if any
     train_report: dict = field(default_factory=dict)  # data/artifacts/models/train_report.json
     tree_rules: str | None = None  # data/artifacts/models/tree_rules.txt
     figures: dict[str, bytes] = field(default_factory=dict)  # reports/figures/shap/<name>.png
@@ -450,6 +452,7 @@ def build_context(inp: CardInputs) -> dict:
         "no_contact": no_contact(scored, params.segment.no_contact_action),
         "control": control_group(scored, params.segment.control_share),
         "campaigns": campaign_context(inp.campaigns, inp.campaign_table),
+        "winback": winback_context((inp.campaigns or {}).get("winback"), inp.winback_list),
         "has_rules": "rules" in m,
         "dated": bool(inp.contract.get("as_of")),
         "random_split": m.get("test_split") == RANDOM_HOLD_OUT,

@@ -20,6 +20,11 @@ SMALL = {"n_customers": 1500, "months": 14, "start": "2025-01-01"}
 NOT_CAMPAIGNS = ("customers", "transactions", "activity", "feedback", "market")
 
 
+def _retention(world: World) -> pd.DataFrame:
+    """The retention rows of the contact log (the win-back campaigns have their own tests)."""
+    return world.contacts[world.contacts["kind"] == "retention"].reset_index(drop=True)
+
+
 def _world(**changes) -> World:
     return generate_world(WorldConfig.from_params(GENERATE, **changes), seed=SEED)
 
@@ -45,9 +50,8 @@ def outcomes(world: World) -> pd.DataFrame:
 
 
 def test_contacts_are_a_raw_table_with_the_interface_columns(world):
-    contacts = world.raw_tables()["contacts"]
-    assert list(contacts.columns) == list(CONTACT_COLUMNS)
-    assert set(contacts["kind"]) == {"retention"}
+    assert list(world.raw_tables()["contacts"].columns) == list(CONTACT_COLUMNS)
+    contacts = _retention(world)
     assert set(contacts["group"]) == {"treatment", "control"}
     assert contacts["customer_id"].isin(world.customers["customer_id"]).all()
     month = contacts["ts"].dt.to_period("M").dt.to_timestamp()
@@ -61,7 +65,7 @@ def test_contacts_are_a_raw_table_with_the_interface_columns(world):
 
 
 def test_truth_has_one_row_per_contact(world):
-    truth, contacts = world.truth_contacts, world.contacts
+    truth, contacts = world.truth_contacts, _retention(world)
     assert len(truth) == len(contacts)
     keys = ["customer_id", "campaign_id", "ts", "group"]
     assert (truth[keys] == contacts[keys]).all(axis=None)
@@ -75,7 +79,7 @@ def test_truth_has_one_row_per_contact(world):
 
 
 def test_control_share_is_the_param(world):
-    share = (world.contacts["group"] == "control").mean()
+    share = (_retention(world)["group"] == "control").mean()
     assert abs(share - GENERATE["campaign_control_share"]) < 0.02
 
 
@@ -109,7 +113,7 @@ def test_volume_and_identification_of_the_old_process(world, outcomes):
     """A practice-like old process: a small share of customers flagged a month, catching a
     minority of the churners to come (domain.md section 2: ~35%)."""
     alive = len(world.truth_risk)
-    assert 0.03 < len(world.contacts) / alive < 0.15
+    assert 0.03 < len(_retention(world)) / alive < 0.15
     risk = world.truth_risk
     risk = risk[risk["cutoff"] + pd.Timedelta(days=90) <= world.as_of]
     churn = risk["customer_id"].map(world.truth_customers.set_index("customer_id")["churn_date"])
@@ -124,18 +128,22 @@ def test_without_campaigns_no_contacts_and_the_same_random_stream():
     """campaigns: false writes no contact log; and the campaigns draw from their own generator,
     so a world whose contacts have no effect equals the world without campaigns, table by
     table (the effects are the only way campaigns change the world)."""
-    off = _world(**SMALL, campaigns=False)
+    off = _world(**SMALL, campaigns=False, winback=False)
     assert off.contacts is None and off.truth_contacts is None
     assert "contacts" not in off.raw_tables() and "contacts" not in off.truth_tables()
     no_effect = _world(
-        **SMALL, campaigns=True, campaign_effect_active=0.0, campaign_effect_silent=0.0
+        **SMALL,
+        campaigns=True,
+        winback=False,
+        campaign_effect_active=0.0,
+        campaign_effect_silent=0.0,
     )
     assert len(no_effect.contacts) > 0
     for name in NOT_CAMPAIGNS:
         pd.testing.assert_frame_equal(off.raw_tables()[name], no_effect.raw_tables()[name])
     for name in ("customers", "risk"):
         pd.testing.assert_frame_equal(off.truth_tables()[name], no_effect.truth_tables()[name])
-    on = _world(**SMALL, campaigns=True)
+    on = _world(**SMALL, campaigns=True, winback=False)
     assert not on.truth_customers.equals(off.truth_customers)  # the effects change lives
 
 
@@ -148,7 +156,7 @@ def test_same_seed_same_campaigns():
 def test_a_flagged_customer_rests_for_the_cooldown(world):
     """Held out (or contacted) once, a customer is not flagged again inside the outcome window:
     otherwise next month's contact would reach the control group and hide the uplift."""
-    contacts = world.raw_tables()["contacts"]
+    contacts = _retention(world)
     month = contacts["ts"].dt.year * 12 + contacts["ts"].dt.month
     gaps = month.groupby(contacts["customer_id"]).apply(lambda m: m.sort_values().diff().min())
     assert (gaps.dropna() >= GENERATE["campaign_cooldown_months"]).all()

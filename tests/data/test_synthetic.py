@@ -75,7 +75,7 @@ def test_truth_is_consistent_with_cancel_dates(tiny_world):
 
 def test_truth_tables_exist_and_raw_tables_hold_no_truth(tiny_world):
     truth = tiny_world.truth_tables()
-    assert set(truth) == {"customers", "risk", "contacts"}
+    assert set(truth) == {"customers", "risk", "contacts", "winback"}
     assert {"churn_kind", "churn_reason"} <= set(truth["customers"].columns)
     assert "true_risk" in truth["risk"].columns
     assert len(truth["risk"]) > 0
@@ -102,10 +102,16 @@ def test_no_events_outside_a_customers_lifetime(tiny_world: World, table: str):
     cancel = events["customer_id"].map(customers["cancel_date"])
     day = events["ts"].dt.normalize()
 
+    # a leaver who came back (generate.winback) has events again from its return on
+    back = events["customer_id"].map(
+        tiny_world.truth_winback.set_index("customer_id")["returned_date"]
+    )
     before_signup = events["ts"] < signup
-    after_cancel = cancel.notna() & (day > cancel)
+    after_cancel = cancel.notna() & (day > cancel) & ~(events["ts"] >= back)
     assert not before_signup.any(), events[before_signup].head()
     assert not after_cancel.any(), events[after_cancel].head()
+    if table != "feedback":  # own events resume after a return (no surveys modelled then)
+        assert (events["ts"] >= back).any()
 
 
 @pytest.mark.parametrize("table", EVENT_TABLES)

@@ -608,3 +608,94 @@ def test_charts_fall_back_to_english_labels_without_a_cjk_font(card, monkeypatch
         fallback = charts.calibration_chart(calibration, 0.1, 0.3, "zh")
     assert fallback == english
     assert "no CJK font" in caplog.text and "fonts-noto-cjk" in caplog.text
+
+
+# --- the win-back part of section 9 (issue 15) -------------------------------------------------
+
+
+def _winback_section(md: str, zh: bool = False) -> str:
+    title = "### 召回：已流失的客户" if zh else "### Win-back: the customers who left"
+    return md.split(title, 1)[1].split("## 10.", 1)[0]
+
+
+def _winback_list() -> pd.DataFrame:
+    """A list as the winback stage writes it (the interface's columns that the card reads)."""
+    return pd.DataFrame(
+        {
+            "rank": [1, 2, 3],
+            "customer_id": ["C1", "C2", "C3"],
+            "value": [40000.0, 20000.0, 3000.0],
+            "value_tier": ["platinum", "gold", "regular"],
+            "expected_value": [9000.0, 2500.0, -5.0],
+            "owner": ["account_manager", "customer_success", "marketing"],
+            "due_within_hours": [24, 48, 168],
+        }
+    )
+
+
+def _winback_summary() -> dict:
+    from churnlight.models.campaigns import ALL
+
+    tier = {
+        "n_treatment": 90,
+        "n_control": 12,
+        "return_rate_treatment": 0.41,
+        "return_rate_treatment_low": 0.31,
+        "return_rate_treatment_high": 0.51,
+        "return_rate_control": 0.08,
+        "uplift": 0.33,
+        "uplift_low": 0.18,
+        "uplift_high": 0.45,
+        "value_saved": 123456.0,
+        "cost": 27000.0,
+        "roi": 4.6,
+        "target_rate": 0.7,
+        "meets_target": False,
+        "true_return_rate_treatment": 0.4,
+        "true_uplift": 0.3,
+    }
+    tiers = {ALL: {**tier, "target_rate": None, "meets_target": None}, "platinum": tier}
+    return {
+        "status": "evaluated",
+        "window_days": 90,
+        "campaigns_evaluated": 3,
+        "latest": {"campaign_id": "2026-07-winback", "tiers": tiers},
+        "pooled": {"tiers": tiers},
+        "targets": {"winback_rate": {"platinum": 0.7}, "roi_target": 5.0},
+        "truth": {"available": True},
+        "skipped": {},
+        "missing": "",
+    }
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_winback_part_shows_the_list_and_the_rates_against_targets(card, tmp_path, lang):
+    reports = tmp_path / "reports"
+    shutil.copytree(card["reports"], reports)
+    summary = json.loads((reports / "campaigns.json").read_text(encoding="utf-8"))
+    summary["winback"] = _winback_summary()
+    (reports / "campaigns.json").write_text(json.dumps(summary), encoding="utf-8")
+    # the list: the winback stage's artifact, in a data folder of this project's own
+    root = reports.parent
+    shutil.copytree(card["root"] / "data", root / "data", symlinks=True)
+    (root / "data" / "artifacts" / "winback").mkdir(parents=True, exist_ok=True)
+    _winback_list().to_parquet(root / "data" / "artifacts" / "winback" / "list.parquet")
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params["report"].update(language=lang, screenshot=False)
+    section = _winback_section(_report(card, reports, params), zh=lang == "zh")
+    assert "63,000" in section  # the list's yearly value
+    assert "11,500" in section  # expected value won back (a negative one counts as 0)
+    assert "`2026-07-winback`" in section
+    assert "41.0% [31.0%–51.0%]" in section and "> 70%" in section
+    assert ("**未达标**" if lang == "zh" else "**not met**") in section
+    assert "4.6x" in section and "> 5x" in section
+    assert ("客户经理 1 位" if lang == "zh" else "account manager 1") in section
+    assert "{{" not in section
+
+
+def test_the_winback_part_says_what_is_missing(card):
+    """The tiny run has no win-back list and no win-back contacts: the section says both."""
+    section = _winback_section(card["md"])
+    assert "No win-back list yet" in section and "list.parquet" in section
+    assert "cannot be judged yet" in section and '`kind` "winback"' in section
+    assert "No returns in the data" in section  # the tiny run's world has none

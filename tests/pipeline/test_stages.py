@@ -342,6 +342,23 @@ def test_segment_files_hold_the_control_group_apart(chain):
     assert summary["control"].sum() == len(held)
 
 
+def test_winback_without_returns_lists_the_leavers_by_value(chain):
+    """The tiny world has leavers but no returns yet (issue 15): no return model, the list
+    goes by value, the metrics say what is missing; segment exports it all the same."""
+    from churnlight.models.winback import LIST_COLUMNS
+
+    folder = chain["root"] / "data" / "artifacts" / "winback"
+    wb = pd.read_parquet(folder / "list.parquet")
+    assert list(wb.columns) == LIST_COLUMNS and len(wb) > 0
+    assert wb["p_return_offer"].isna().all() and wb["value"].is_monotonic_decreasing
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["status"].startswith("no return observed")
+    assert json.loads((chain["reports"] / "metrics.json").read_text())["winback"] == metrics
+    exported = _read_csv(chain["segments"] / "winback.csv")
+    held = _read_csv(chain["segments"] / "winback_control.csv")
+    assert len(exported) + len(held) == len(wb)
+
+
 def test_model_card_names_the_champion(chain):
     card = (chain["reports"] / "model_card.md").read_text(encoding="utf-8")
     champion = json.loads((chain["reports"] / "metrics.json").read_text())["champion"]

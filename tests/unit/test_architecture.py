@@ -24,6 +24,7 @@ STAGES = (
     "validate",
     "features",
     "train",
+    "winback",
     "evaluate",
     "campaigns",
     "explain",

@@ -152,3 +152,14 @@ def test_held_out_rows_leave_training_but_stay_in_the_test():
         rows, _split(rows), contacts, "exclude", CARRY, WINDOW, control_rows="keep"
     )
     assert 10 in kept.split.train.index and kept.excluded == {"train": 0, "test": 0}
+
+
+def test_a_winback_contact_treats_no_row():
+    """A win-back offer reaches a customer after leaving: it cannot change a churn label, and
+    the leaver's earlier rows (its churn) must stay in training."""
+    contacts = _contacts(("c", "2025-06-20", "treatment"), ("b", "2025-06-20", "treatment"))
+    contacts["kind"] = ["winback", "retention"]
+    mask = _mark(contacts)
+    assert mask.to_dict() == {10: False, 11: False, 12: True, 13: False}
+    held = contacts.assign(group="control")
+    assert treated_rows(_rows(), held, CARRY, WINDOW, group="control").mask.sum() == 1
