@@ -79,6 +79,7 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "customers": {
         "signup_date": "date",
         "cancel_date": "date",
+        "cancel_reason": "str",  # stated at cancellation: the win-back list's, never a feature
         "region": "str",
         "industry": "str",
         "plan": "str",

@@ -34,7 +34,9 @@ from churnlight.features.rules import rule_columns
 from churnlight.features.sql import ident, literal
 from churnlight.features.sql import number as num
 
-RESERVED_CUSTOMER_COLUMNS = {"customer_id", "signup_date", "cancel_date"}
+# cancel_reason is written when the customer leaves: a churn feature made of it would be the
+# label in disguise (the win-back list reads it instead)
+RESERVED_CUSTOMER_COLUMNS = {"customer_id", "signup_date", "cancel_date", "cancel_reason"}
 # DuckDB's number types: a customer attribute of one of them is a number, any other a category
 NUMERIC_TYPES = (
     "TINYINT",

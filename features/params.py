@@ -12,72 +12,14 @@ Fields marked `runtime()` cannot change any result (threads, workers, memory cap
 from __future__ import annotations
 
 import codecs
-import contextlib
-import contextvars
 import datetime as dt
-from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-# --- reading ---------------------------------------------------------------------------------
+from churnlight.features.sections import Section, record_reads, runtime
 
-_READS: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("reads", default=None)
-
-
-class Section(BaseModel):
-    """A params.yaml section: unknown keys are errors, every key is required, values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    _path: str = ""
-
-    def __getattribute__(self, name: str) -> Any:
-        seen = _READS.get()
-        if seen is not None and not name.startswith("_") and name in type(self).model_fields:
-            private = object.__getattribute__(self, "__pydantic_private__") or {}
-            prefix = private.get("_path", "")
-            alias = type(self).model_fields[name].alias or name
-            if prefix:  # the top level's reads are sections, not keys
-                seen.add(f"{prefix}.{alias}")
-        return super().__getattribute__(name)
-
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
-        """As pydantic's, and a read of every field for `record_reads`."""
-        if _READS.get() is not None:
-            for name in type(self).model_fields:
-                getattr(self, name)
-        return super().model_dump(**kwargs)
-
-    def model_post_init(self, context: Any, /) -> None:
-        private = object.__getattribute__(self, "__pydantic_private__") or {}
-        self._set_paths(private.get("_path", ""))
-
-    def _set_paths(self, prefix: str) -> None:
-        """Name each nested section by its key path, for `record_reads`."""
-        object.__setattr__(self, "__pydantic_private__", {"_path": prefix})
-        for name, info in type(self).model_fields.items():
-            value = object.__getattribute__(self, name)
-            if isinstance(value, Section):
-                key = info.alias or name
-                value._set_paths(f"{prefix}.{key}" if prefix else key)
-
-
-@contextlib.contextmanager
-def record_reads() -> Iterator[set[str]]:
-    """Collect the key paths (`features.signals.gap_ratio`) read inside the block: the DVC test
-    checks that every key a stage reads is one of its dependencies in dvc.yaml."""
-    seen: set[str] = set()
-    token = _READS.set(seen)
-    try:
-        yield seen
-    finally:
-        _READS.reset(token)
-
-
-def runtime(**kwargs: Any) -> Any:
-    """A field that cannot change results: kept out of dvc.yaml's dependencies."""
-    return Field(json_schema_extra={"runtime": True}, **kwargs)
+__all__ = ["Params", "ParamsError", "Section", "parse_params", "record_reads", "runtime"]
 
 
 def _iso_date(value: Any) -> Any:
@@ -198,6 +140,7 @@ class GenerateParams(Section):
     winback_offer_response_days: Annotated[int, Field(ge=1)]
     winback_window_days: Annotated[int, Field(ge=1)]
     winback_return_level: Annotated[float, Field(gt=0)]
+    cancel_reason_share: Share  # the stated reason in customers.cancel_reason
 
 
 class ValidateParams(Section):
@@ -381,7 +324,6 @@ class CampaignsParams(Section):
     bootstrap: Annotated[int, Field(ge=100)]
     confidence: Annotated[float, Field(gt=0.5, lt=1)]
     min_group: Annotated[int, Field(ge=1)]
-    winback_window_days: Annotated[int, Field(ge=1)]
     targets: CampaignTargets
 
 

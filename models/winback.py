@@ -31,12 +31,16 @@ WINBACK_KIND = "winback"
 # columns the training table adds to the snapshot's features
 LEAVER_COLUMNS = ["days_since_leaving", "snapshot_age_days"]
 OFFER = "offer"
+# the reason the leaver gave (customers.cancel_reason, blank if none): an input of the return
+# model, so that leavers who cannot come back (moved away) sink down the list
+STATED = "stated_reason"
 LIST_COLUMNS = [
     "rank",
     "customer_id",
     "left_date",
     "days_since_leaving",
     "churn_kind",
+    STATED,
     "value",
     "value_tier",
     "p_return_offer",
@@ -50,7 +54,7 @@ LIST_COLUMNS = [
     "deadline",
     "cost",
 ]
-LEAVER_KEYS = ["customer_id", "cutoff", "left_date", "churn_kind"]
+LEAVER_KEYS = ["customer_id", "cutoff", "left_date", "churn_kind", STATED]
 
 
 def _ns(s: pd.Series) -> pd.Series:
@@ -102,14 +106,18 @@ def leavers(
     if definition == "cancellation":
         if "cancel_date" not in customers:
             return empty
-        cust = customers[["customer_id", "cancel_date"]].dropna()
-        cust = cust.assign(
-            customer_id=cust["customer_id"].astype(str), cancel_date=_ns(cust["cancel_date"])
+        cust = customers.dropna(subset=["cancel_date"])
+        cust = pd.DataFrame(
+            {
+                "customer_id": cust["customer_id"].astype(str),
+                "cancel_date": _ns(cust["cancel_date"]),
+                STATED: stated_reason(cust),
+            }
         )
         back = int(lookback_days)
         out = _query(
             f"""
-            SELECT c.customer_id, k.cutoff, c.cancel_date AS left_date
+            SELECT c.customer_id, k.cutoff, c.cancel_date AS left_date, c.{STATED}
             FROM cust c JOIN ks k
               ON c.cancel_date < k.cutoff AND c.cancel_date >= k.cutoff - INTERVAL {back} DAY
             WHERE NOT EXISTS (
@@ -128,7 +136,8 @@ def leavers(
             WITH last AS (
                 SELECT e.customer_id, k.cutoff, max(e.ts) AS last_ts
                 FROM events e JOIN ks k ON e.ts < k.cutoff GROUP BY e.customer_id, k.cutoff)
-            SELECT customer_id, cutoff, last_ts + INTERVAL {n} DAY AS left_date FROM last
+            SELECT customer_id, cutoff, last_ts + INTERVAL {n} DAY AS left_date,
+                   '' AS {STATED} FROM last
             WHERE last_ts + INTERVAL {n} DAY < cutoff
               AND last_ts + INTERVAL {n} DAY >= cutoff - INTERVAL {int(lookback_days)} DAY
             """,
@@ -142,6 +151,15 @@ def leavers(
         return empty
     out = out.assign(cutoff=_ns(out["cutoff"]), left_date=_ns(out["left_date"]), churn_kind=kind)
     return out.sort_values(["cutoff", "customer_id"], ignore_index=True)[LEAVER_KEYS]
+
+
+def stated_reason(customers: pd.DataFrame) -> pd.Series:
+    """customers.cancel_reason as one spelling (trimmed, lower case), blank where none is
+    recorded or the column is absent (same index)."""
+    if "cancel_reason" not in customers:
+        return pd.Series("", index=customers.index, dtype=object)
+    text = customers["cancel_reason"].astype("string").str.strip().str.lower()
+    return text.fillna("").astype(object)
 
 
 def return_labels(

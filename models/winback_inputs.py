@@ -129,7 +129,7 @@ def judge_winback(
         events,
         values,
         data_end=data_end,
-        window_days=cp.winback_window_days,
+        window_days=params.winback.window_days,
         bootstrap=cp.bootstrap,
         confidence=cp.confidence,
         seed=params.base.seed,

@@ -23,15 +23,15 @@ from churnlight.models.explain.workflow import customer_reasons
 from churnlight.models.segment import share_count
 from churnlight.models.train import time_split
 from churnlight.models.tune import CalibratedModel, fit_fold, out_of_fold, rolling_folds
-from churnlight.models.winback import LEAVER_COLUMNS, OFFER
+from churnlight.models.winback import LEAVER_COLUMNS, OFFER, STATED
 
 log = logging.getLogger(__name__)
 
 
 def model_features(churn_features: list[str]) -> list[str]:
     """The return model's inputs: the churn features at the last snapshot, the days since
-    leaving, the snapshot's age and the offer."""
-    return [*churn_features, *LEAVER_COLUMNS, OFFER]
+    leaving, the snapshot's age, the reason the leaver stated and the offer."""
+    return [*churn_features, *LEAVER_COLUMNS, STATED, OFFER]
 
 
 @dataclass(frozen=True)

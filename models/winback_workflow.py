@@ -17,6 +17,7 @@ from churnlight.features.params import WinbackParams
 from churnlight.models.winback import (
     LIST_COLUMNS,
     OFFER,
+    STATED,
     empty_list,
     leavers,
     rank_leavers,
@@ -201,7 +202,8 @@ def _the_list(
     x = current[data.churn_features]
     background = data.snapshots[data.churn_features].head(2000)
     reasons = leaver_reasons(data.churn_pipe, x, data.registry, top_reasons, background)
-    rows = current[["customer_id", "left_date", "days_since_leaving", "churn_kind"]].copy()
+    keep = ["customer_id", "left_date", "days_since_leaving", "churn_kind", STATED]
+    rows = current[keep].copy()
     rows["value"] = current[VALUE].to_numpy(dtype=float)
     rows["value_tier"] = current[TIER].to_numpy()
     for c in LIST_COLUMNS:

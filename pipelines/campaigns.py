@@ -39,10 +39,6 @@ def run(paths: Layout, params: Params) -> dict:
     contacts, winback_contacts = split_kinds(_contacts(paths), cp.kinds)
     df = read_snapshots(paths.processed / "features.parquet")
     rows = df[df["cutoff"].isin(campaign_cutoffs(contacts, df["cutoff"], step))]
-    truth_path = paths.truth / "contacts.parquet"
-    truth = (
-        pd.read_parquet(truth_path) if is_synthetic(params.data) and truth_path.exists() else None
-    )
     try:
         ev = evaluate_campaigns(
             contacts,
@@ -53,7 +49,7 @@ def run(paths: Layout, params: Params) -> dict:
             min_group=cp.min_group,
             seed=params.base.seed,
             kinds=tuple(k for k in cp.kinds if k != WINBACK) or ("retention",),
-            truth=truth,
+            truth=_truth(paths, params, "contacts"),
         )
         wb_table, wb_summary = _winback(winback_contacts, df, paths, params)
     except ValueError as e:
@@ -94,8 +90,6 @@ def _winback(
     customers = pd.read_parquet(read / "customers.parquet")
     as_of = json.loads((read / "contract_report.json").read_text(encoding="utf-8")).get("as_of")
     end = pd.Timestamp(as_of) + pd.Timedelta(days=1) if as_of else pd.Timestamp(events["ts"].max())
-    truth = paths.truth / "winback.parquet"
-    truth = pd.read_parquet(truth) if is_synthetic(params.data) and truth.exists() else None
     return judge_winback(
         contacts,
         events,
@@ -104,8 +98,14 @@ def _winback(
         params,
         scoring=rfm_scoring(params),
         data_end=end,
-        truth=truth,
+        truth=_truth(paths, params, "winback"),
     )
+
+
+def _truth(paths: Layout, params: Params, name: str) -> pd.DataFrame | None:
+    """The synthetic world's truth table `name`, shown beside the estimates; none otherwise."""
+    path = paths.truth / f"{name}.parquet"
+    return pd.read_parquet(path) if is_synthetic(params.data) and path.exists() else None
 
 
 def _tiers(rows: pd.DataFrame, paths: Layout, params: Params) -> pd.DataFrame:

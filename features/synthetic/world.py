@@ -9,7 +9,12 @@ import pandas as pd
 import pyarrow as pa
 
 from churnlight.features.synthetic.campaigns import campaign_rng, campaign_tables
-from churnlight.features.synthetic.config import NOT_YET, World, WorldConfig, month_starts_ms
+from churnlight.features.synthetic.config import (
+    NOT_YET,
+    World,
+    WorldConfig,
+    month_starts_ms,
+)
 from churnlight.features.synthetic.events import (
     activity_events,
     take_str,
@@ -36,6 +41,7 @@ from churnlight.features.synthetic.winback import (
 )
 
 log = logging.getLogger(__name__)
+REASON_SEED = 0x5EA5  # the stated reasons' own generator: the rest of the world is unchanged
 
 
 def generate_world(cfg: WorldConfig, seed: int) -> World:
@@ -63,6 +69,12 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
         transactions = append_after(transactions, back_tx)
         activity = append_after(activity, back_act)
     world = _assemble(cfg, people, lives, times, activity, transactions, feedback, market, wb)
+    if cfg.cancel_reason_share > 0:
+        stated = stated_reasons(
+            lives, cfg.cancel_reason_share, np.random.default_rng([seed, REASON_SEED])
+        )
+        signed = times.signup_ms < times.month_ms[-1]
+        world.customers["cancel_reason"] = pd.array(stated[signed], dtype="string")
     log.info(
         "world: %d customers, %d transactions, %d activity events, %d feedback rows",
         len(world.customers),
@@ -71,6 +83,16 @@ def generate_world(cfg: WorldConfig, seed: int) -> World:
         len(world.feedback),
     )
     return world
+
+
+def stated_reasons(lives: Lives, share: float, rng: np.random.Generator) -> np.ndarray:
+    """What the CRM's cancellation record says, per customer: the reason a leaver gave (the
+    true one; a silent leaver's fading: `other`) for a `share` of them, None for the rest and
+    for those who stay. Real records are this patchy: an exit survey some leavers answer."""
+    churned = lives.churn_month >= 0
+    told = churned & (rng.random(len(churned)) < share)
+    reason = np.where(lives.reason == "fading", "other", lives.reason)
+    return np.where(told, reason, None)
 
 
 def _assemble(

@@ -49,12 +49,12 @@ ACTIVE_REASONS = ("service", "price", "convenience", "relationship")
 
 
 def test_leavers_who_moved_away_rank_low(winback_run):
-    """Moved-away leavers cannot come back. Nothing observable tells them from the other
-    passive leavers (need gone, asset sold), so the model can only see "left without warning
-    signs": their P(return | offer) must be well below that of leavers with a reason a
-    company can fix, and the list (expected value = P x value - cost) must put them lower than
-    value alone would. Measured on the merged default world (issue 15 note): P 0.13 vs 0.22,
-    mean rank percentile 0.48 on the list vs 0.39 by value."""
+    """Moved-away leavers cannot come back. The CRM records the reason a share of leavers
+    state at cancellation (customers.cancel_reason); the return model learns that "moved"
+    means no return, so those leavers sink to the bottom of the list, and moved-away leavers
+    as a whole rank well below where value alone would put them. Measured on the default
+    world (issue 15 note): stated "moved" at 0.78 of the list, P(return | offer) 0.04; all
+    moved-away leavers at 0.62 against 0.39 by value."""
     wb, truth = winback_run["list"], winback_run["truth"]
     reason = truth.drop_duplicates("customer_id", keep="last").set_index("customer_id")
     wb = wb.assign(reason=wb["customer_id"].map(reason["churn_reason"]))
@@ -62,12 +62,13 @@ def test_leavers_who_moved_away_rank_low(winback_run):
     wb["percentile"] = wb["rank"] / n  # 1 is the bottom of the list
     wb["by_value"] = wb["value"].rank(ascending=False, method="first") / n
     moved = wb[wb["reason"] == "moved"]
+    said = moved[moved["stated_reason"] == "moved"]
     active = wb[wb["reason"].isin(ACTIVE_REASONS)]
-    assert len(moved) >= 10, f"only {len(moved)} moved-away leavers on the list"
-    p = (moved["p_return_offer"].mean(), active["p_return_offer"].mean())
-    assert p[0] < 0.75 * p[1], p
+    assert len(said) >= 10, f"only {len(said)} leavers on the list said they moved"
+    assert said["p_return_offer"].mean() < 0.25 * active["p_return_offer"].mean()
+    assert said["percentile"].mean() > 0.65, said["percentile"].mean()
     ranks = (moved["percentile"].mean(), moved["by_value"].mean())
-    assert ranks[0] > ranks[1] + 0.04, ranks
+    assert ranks[0] > ranks[1] + 0.1, ranks
 
 
 def test_the_return_model_beats_both_orderings_on_held_out_leavers(winback_run):

@@ -694,8 +694,9 @@ def test_the_winback_part_shows_the_list_and_the_rates_against_targets(card, tmp
 
 
 def test_the_winback_part_says_what_is_missing(card):
-    """The tiny run has no win-back list and no win-back contacts: the section says both."""
+    """The tiny run lists its leavers but has no win-back contacts and no returns: the section
+    gives the list and says what is missing for judging it."""
     section = _winback_section(card["md"])
-    assert "No win-back list yet" in section and "list.parquet" in section
+    assert "**The win-back list**" in section and "No win-back list yet" not in section
     assert "cannot be judged yet" in section and '`kind` "winback"' in section
     assert "No returns in the data" in section  # the tiny run's world has none

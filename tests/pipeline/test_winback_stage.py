@@ -79,7 +79,7 @@ def test_the_params_it_read_are_declared(project):
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["campaigns"]
     declared = stage["params"]
     reads = project["reads"]["campaigns"]
-    assert "campaigns.winback_window_days" in reads
+    assert "winback.window_days" in reads
     assert [k for k in reads if not any(k == d or k.startswith(d + ".") for d in declared)] == []
 
 

@@ -192,6 +192,7 @@ def _rows() -> pd.DataFrame:
             "left_date": pd.to_datetime(["2026-10-20"] * 4),
             "days_since_leaving": [12.0] * 4,
             "churn_kind": ["cancelled"] * 4,
+            "stated_reason": ["price", "", "moved", ""],
             "value": [1000.0, 5000.0, 20.0, 300.0],
             "value_tier": ["gold", "platinum", "regular", "silver"],
         }
@@ -326,3 +327,17 @@ def test_orderings_count_the_value_of_the_returned_in_the_top_share():
     assert got["most_recent_first"]["value_won_back_at_capacity"] == 10.0  # a, b
     assert got["highest_value_first"]["value_won_back_at_capacity"] == 50.0  # b, c
     assert got["highest_value_first"]["share_of_value_won_back"] == round(50 / 60, 4)
+
+
+def test_the_stated_reason_is_read_for_the_list_and_never_a_churn_feature():
+    from churnlight.features.derived import profile_columns
+    from churnlight.models.winback import stated_reason
+
+    # written at cancellation: as a churn feature it would be the label in disguise
+    cols = profile_columns({"cancel_reason": "VARCHAR", "region": "VARCHAR"})
+    assert "cancel_reason" not in cols and "region" in cols
+    customers = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "cancel_reason": [" Moved", None, "price"]}
+    )
+    assert stated_reason(customers).tolist() == ["moved", "", "price"]
+    assert stated_reason(customers.drop(columns="cancel_reason")).tolist() == ["", "", ""]
