@@ -59,10 +59,12 @@ def policy(params: Params) -> ScoringPolicy:
     )
 
 
-def score(model, scoring, features, reasons, descriptions, params: Params) -> Scored:
-    """`score_snapshot` under the project's params; a missing value column is bad input."""
+def score(model, scoring, features, reasons, descriptions, params: Params, p=None) -> Scored:
+    """`score_snapshot` under the project's params (`p`: the probabilities, when already
+    computed); a missing value column is bad input."""
+    prm = policy(params)
     try:
-        return score_snapshot(model, scoring, features, reasons, descriptions, policy(params))
+        return score_snapshot(model, scoring, features, reasons, descriptions, prm, p)
     except ValueColumnError as e:
         raise InputError(str(e)) from e
 
