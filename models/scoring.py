@@ -3,8 +3,8 @@
 
 `score_snapshot` turns a scoring snapshot, the champion and the reasons into the segment table
 and its summary (probabilities, risk tiers, value tiers, the playbook, the campaign's control
-group, pseudonymous ids); `acted_reasons` gives the reasons of the tiers someone acts on, as the
-explain stage does. `check_features` says, before anything is scored, whether a snapshot built
+group, pseudonymous ids); the reasons come from `churnlight.models.explain.workflow.acted_reasons`,
+the explain stage's call. `check_features` says, before anything is scored, whether a snapshot built
 from new data has the features the model was trained on.
 """
 
@@ -18,8 +18,7 @@ import pandas as pd
 
 from churnlight.features.params import SegmentParams
 from churnlight.models.control import campaign_id
-from churnlight.models.explain.workflow import CustomerReasons, reasons_for_tiers
-from churnlight.models.segment import pseudonymise, risk_tiers, segment_customers
+from churnlight.models.segment import pseudonymise, segment_customers
 from churnlight.models.value import customer_value, value_tiers
 
 log = logging.getLogger(__name__)
@@ -114,33 +113,6 @@ def check_features(built: dict[str, str], trained: dict[str, str]) -> None:
             lines.append(f"  {what[key]}: {', '.join(names)}")
     lines.append("  give the data the tables and columns the model was trained on, or retrain")
     raise FeatureMismatchError("\n".join(lines))
-
-
-def background_sample(x: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """The seeded sample of the scoring snapshot that centres linear attributions (and that
-    the explain stage's global drivers use)."""
-    return x.sample(n=min(n, len(x)), random_state=seed)
-
-
-def acted_reasons(
-    model,
-    x: pd.DataFrame,
-    customer_ids: pd.Series,
-    p: np.ndarray,
-    registry: pd.DataFrame,
-    sp: SegmentParams,
-    reason_tiers: list[str],
-    k: int,
-    threads: int | None,
-    background: pd.DataFrame,
-) -> CustomerReasons:
-    """The top `k` reasons of the customers whose risk tier (by `p` and the segment policy)
-    is one of `reason_tiers`: what the explain stage writes and the segment table reads."""
-    tiers = risk_tiers(p, sp.policy, **sp.tier_policy())
-    pipe = model.pipeline
-    return reasons_for_tiers(
-        pipe, x, customer_ids, tiers, reason_tiers, registry, k, threads, background=background
-    )
 
 
 def campaign_for(scoring: pd.DataFrame, configured: str | None) -> str:

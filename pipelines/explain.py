@@ -15,8 +15,12 @@ import pandas as pd
 from churnlight.features.params import Params
 from churnlight.models.artifacts import load_champion, load_model, load_train_report
 from churnlight.models.explain.figures import check_figure_languages, save_figures
-from churnlight.models.explain.workflow import driver_figures, global_drivers
-from churnlight.models.scoring import acted_reasons, background_sample
+from churnlight.models.explain.workflow import (
+    acted_reasons,
+    background_sample,
+    driver_figures,
+    global_drivers,
+)
 from churnlight.pipelines.common import (
     Layout,
     atomic_dir,

@@ -24,14 +24,9 @@ import pandas as pd
 from churnlight.features.build import build_snapshots
 from churnlight.features.params import Params
 from churnlight.models.artifacts import load_champion, load_train_report
+from churnlight.models.explain.workflow import acted_reasons, background_sample
 from churnlight.models.export import write_segment_files
-from churnlight.models.scoring import (
-    acted_reasons,
-    background_sample,
-    check_features,
-    feature_kinds,
-    trained_features,
-)
+from churnlight.models.scoring import check_features, feature_kinds, trained_features
 from churnlight.models.scoring_page import scoring_page
 from churnlight.models.segment import feature_drift
 from churnlight.pipelines.common import InputError, Layout, atomic_dir, peak_rss_gb
