@@ -37,7 +37,7 @@ from churnlight.pipelines.validate import resolve_as_of, validate_folder
 log = logging.getLogger("churnlight.score")
 
 DEFAULT_MODEL = "models:/churnlight@champion"
-STEPS = ("validate", "features", "score", "reasons", "write")
+STEPS = ("validate", "features", "score", "reasons", "segment", "write")
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,7 @@ def score_folder(
             found = acted_reasons(
                 sm.model, x, scoring["customer_id"], p, registry, sp, tiers, k, threads, sample
             )
+        with _timed(t, "segment", advance):
             descriptions = registry.set_index("name")["description_en"]
             scored = score(sm.model, scoring, features, found.reasons, descriptions, params, p)
         psi = training_drift(sm, scoring, params)
