@@ -27,9 +27,12 @@ Progress goes to stderr; stdout gets exactly one line:
     customers=<n> total_s=<t> features_s=<f> score_s=<s> reasons_s=<r> write_s=<w> rss_gb=<m>
     validate_s=<v>
 
-(on one line). `total_s` is the whole `score_folder` call (model loading and the drift check
-included). Other processes on the machine slow every figure down: the log reports the load
-average before and after.
+(on one line), then ` scored=<k> events=<e>`. `customers` is the size of the export (the
+customers table); `scored` those still customers at the data end, the rows of the scoring
+snapshot (about a quarter of a synthetic world's customers have left by then); `events` the
+rows of the event tables validated and aggregated. `total_s` is the whole `score_folder` call
+(model loading and the drift check included). Other processes on the machine slow every figure
+down: the log reports the load average before and after.
 """
 
 from __future__ import annotations
@@ -192,9 +195,10 @@ def bench(args: argparse.Namespace, workdir: Path) -> str:
     log.info("load average after: %s; child wall %.1f s", load_avg(), wall)
     score_s = t["score"] + t["segment"]
     return (
-        f"customers={int(t['customers'])} total_s={t['total']:.1f} "
+        f"customers={args.customers} total_s={t['total']:.1f} "
         f"features_s={t['features']:.1f} score_s={score_s:.1f} reasons_s={t['reasons']:.1f} "
-        f"write_s={t['write']:.1f} rss_gb={rss:.2f} validate_s={t['validate']:.1f}"
+        f"write_s={t['write']:.1f} rss_gb={rss:.2f} validate_s={t['validate']:.1f} "
+        f"scored={int(t['customers'])} events={events}"
     )
 
 
