@@ -96,14 +96,15 @@ def build_scoring(data_dir: Path, scratch: Path, params: Params, as_of: str | No
     with _timed(t, "validate", advance):
         interim = scratch / "interim"
         stated = resolve_as_of(as_of, data_dir)
-        data = validate_folder(
+        # only the report: the typed tables are on disk, and held they would double the memory
+        report = validate_folder(
             data_dir, interim, stated, dp.label_column, dp.encoding, params.validate_
-        )
+        ).report
     with _timed(t, "features", advance):
         processed = scratch / "processed"
         processed.mkdir()
         fp, label = params.features, dp.label_column
-        _, registry = build_snapshots(interim, processed, data.report, fp, label, scoring_only=True)
+        _, registry = build_snapshots(interim, processed, report, fp, label, scoring_only=True)
         # through CSV, as the stages read it: the same registry values to the last NaN
         registry.to_csv(processed / "feature_registry.csv", index=False, encoding="utf-8")
         registry = pd.read_csv(processed / "feature_registry.csv")
