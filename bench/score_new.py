@@ -27,12 +27,14 @@ Progress goes to stderr; stdout gets exactly one line:
     customers=<n> total_s=<t> features_s=<f> score_s=<s> reasons_s=<r> write_s=<w> rss_gb=<m>
     validate_s=<v>
 
-(on one line), then ` scored=<k> events=<e>`. `customers` is the size of the export (the
-customers table); `scored` those still customers at the data end, the rows of the scoring
-snapshot (about a quarter of a synthetic world's customers have left by then); `events` the
-rows of the event tables validated and aggregated. `total_s` is the whole `score_folder` call
-(model loading and the drift check included). Other processes on the machine slow every figure
-down: the log reports the load average before and after.
+(on one line), then ` scored=<k> events=<e> cpu_s=<c>`. `customers` is the size of the
+export (the customers table); `scored` those still customers at the data end, the rows of the
+scoring snapshot (about a quarter of a synthetic world's customers have left by then); `events`
+the rows of the event tables validated and aggregated. `total_s` is the whole `score_folder`
+call (model loading and the drift check included); `cpu_s` the scoring process's CPU seconds
+(all threads), which say on a shared machine whether a slow run was slow or starved. Other
+processes on the machine slow every figure down: the log reports the load average before and
+after.
 """
 
 from __future__ import annotations
@@ -127,7 +129,8 @@ def child_score(project: Path, data: Path, out: Path) -> dict:
 
 
 def run_child(kind: str, args: list[str]) -> tuple[dict, float, float]:
-    """Run this script as `--child kind`; return its JSON result, peak RSS (GiB), wall seconds."""
+    """Run this script as `--child kind`; return its JSON result (with `cpu_s`, the child's
+    CPU seconds, user + system, all threads), peak RSS (GiB), wall seconds."""
     fd, name = tempfile.mkstemp(prefix=f"bench-{kind}-", suffix=".json")
     os.close(fd)
     result_path = Path(name)
@@ -142,6 +145,7 @@ def run_child(kind: str, args: list[str]) -> tuple[dict, float, float]:
         if code != 0:
             raise RuntimeError(f"child {kind} failed with exit code {code}")
         result = json.loads(result_path.read_text())
+        result["cpu_s"] = usage.ru_utime + usage.ru_stime
     finally:
         result_path.unlink(missing_ok=True)
     return result, usage.ru_maxrss / 1024**2, wall  # ru_maxrss: KiB on Linux
@@ -198,7 +202,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> str:
         f"customers={args.customers} total_s={t['total']:.1f} "
         f"features_s={t['features']:.1f} score_s={score_s:.1f} reasons_s={t['reasons']:.1f} "
         f"write_s={t['write']:.1f} rss_gb={rss:.2f} validate_s={t['validate']:.1f} "
-        f"scored={int(t['customers'])} events={events}"
+        f"scored={int(t['customers'])} events={events} cpu_s={t['cpu_s']:.1f}"
     )
 
 
