@@ -33,7 +33,7 @@ def tier_counts(seg: pd.DataFrame) -> pd.DataFrame:
 
 def actions_due(seg: pd.DataFrame, no_contact: str, run_at: pd.Timestamp) -> pd.DataFrame:
     """The actions on the lists (not the control group, not `no_contact`), with their owner and
-    the time they are due by, counted; soonest first."""
+    the time they are due by, counted; soonest first, those without a deadline last."""
     acted = action_list(seg)
     acted = acted[acted["action"] != no_contact]
     cols = ["action", "owner", "due_within_hours"]
@@ -42,8 +42,12 @@ def actions_due(seg: pd.DataFrame, no_contact: str, run_at: pd.Timestamp) -> pd.
     out = acted.groupby(cols, sort=False).size().rename("customers").reset_index()
     due = pd.to_timedelta(out["due_within_hours"], unit="h")
     out.insert(3, "due_by", (run_at + due).dt.strftime("%Y-%m-%d %H:%M"))
-    out.loc[out["due_within_hours"] == 0, "due_by"] = ""
-    return out.sort_values(["due_within_hours", "customers"], ascending=[True, False])
+    undated = out["due_within_hours"] == 0
+    out.loc[undated, "due_by"] = ""
+    out = out.assign(_undated=undated).sort_values(
+        ["_undated", "due_within_hours", "customers"], ascending=[True, True, False]
+    )
+    return out.drop(columns="_undated").reset_index(drop=True)
 
 
 def model_facts(info: dict, run_at: pd.Timestamp) -> dict[str, str]:
@@ -52,7 +56,7 @@ def model_facts(info: dict, run_at: pd.Timestamp) -> dict[str, str]:
     age = f"{(run_at - trained).total_seconds() / 86400:.1f} days" if trained is not None else "?"
     return {
         "source": str(info.get("source", "")),
-        "model": str(info.get("name", "")),
+        "name": str(info.get("name", "")),
         "version": str(info.get("version", "")),
         "trained": "" if trained is None else trained.strftime("%Y-%m-%d %H:%M UTC"),
         "age": age,

@@ -72,7 +72,7 @@ def test_tier_counts_and_actions_due():
             "risk_tier": ["high", "high", "medium", "low"],
             "group": ["treatment", "control", "treatment", ""],
             "churn_probability": [0.9, 0.8, 0.5, 0.1],
-            "action": ["call", "Control: do not contact", "mail", "none"],
+            "action": ["call", "Control: do not contact", "mail", "as usual"],
             "owner": ["sales", "none", "crm", "none"],
             "due_within_hours": [48, 0, 168, 0],
         }
@@ -80,5 +80,8 @@ def test_tier_counts_and_actions_due():
     counts = tier_counts(seg).set_index("risk_tier")
     assert counts.loc["high", "customers"] == 2 and counts.loc["high", "control"] == 1
     due = actions_due(seg, "none", pd.Timestamp("2026-08-03 09:00", tz="UTC"))
-    assert due["action"].tolist() == ["call", "mail"]
-    assert due["due_by"].tolist() == ["2026-08-05 09:00", "2026-08-10 09:00"]
+    assert due["action"].tolist() == ["call", "mail", "as usual"]
+    assert due["due_by"].tolist() == ["2026-08-05 09:00", "2026-08-10 09:00", ""]
+    assert actions_due(seg, "as usual", pd.Timestamp("2026-08-03", tz="UTC"))[
+        "action"
+    ].tolist() == ["call", "mail"]
