@@ -8,7 +8,7 @@ example rows; all of them are collected before failing so that a user fixes a fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,7 +135,7 @@ def _coerce(
     name: str, df: pd.DataFrame, kinds: dict[str, str], n_ex: int, out: list[Violation]
 ) -> pd.DataFrame:
     """Coerce each known column to its type; report values that would not convert."""
-    df = df.copy()
+    df = df.copy(deep=False)  # copy-on-write (pandas 3): the input is never changed
     for col, kind in kinds.items():
         if col not in df.columns:
             continue
@@ -329,18 +329,12 @@ def contacts_frame(contacts: pd.DataFrame | None) -> pd.DataFrame:
     )
 
 
-def _contacts_known(typed: dict[str, pd.DataFrame], n_ex: int, out: list[Violation]) -> None:
+def _contacts_known(
+    contacts: pd.DataFrame, known: pd.Index, where: str, n_ex: int, out: list[Violation]
+) -> None:
     """Every contact names a known customer: one in customers, or (without a customers table)
-    one seen in the event tables."""
-    if "customers" in typed:
-        known = pd.Index(typed["customers"]["customer_id"])
-        where = "customers"
-    else:
-        ids = [typed[t]["customer_id"] for t in EVENT_TABLES if t in typed]
-        known = pd.Index(pd.concat(ids)) if ids else pd.Index([])
-        where = "any event table"
-    df = typed[CONTACTS]
-    unk = ~is_known(df["customer_id"], known)
+    one seen in the event tables (`where` says which)."""
+    unk = ~is_known(contacts["customer_id"], known)
     if unk.any():
         out.append(
             Violation(
@@ -348,9 +342,82 @@ def _contacts_known(typed: dict[str, pd.DataFrame], n_ex: int, out: list[Violati
                 "customer_id",
                 f"contacts for unknown customers (not in {where})",
                 int(unk.sum()),
-                _examples(df, unk, n_ex),
+                _examples(contacts, unk, n_ex),
             )
         )
+
+
+def _check_table(
+    name: str,
+    df: pd.DataFrame,
+    label_column: str,
+    score_ranges: Mapping[str, tuple[float, float]],
+    n_ex: int,
+    out: list[Violation],
+) -> pd.DataFrame | None:
+    """One table on its own: columns, types, values and row rules. The typed table, or None
+    when it cannot be typed (an empty log file without columns is no table either)."""
+    if df.empty and name == CONTACTS and len(df.columns) == 0:
+        return None  # an empty log file: no contacts yet
+    if df.empty and name != CONTACTS:
+        out.append(Violation(name, "-", "empty table (no rows)", 0))
+        return None
+    missing = [c for c in REQUIRED[name] if c not in df.columns]
+    if missing:
+        for c in missing:
+            out.append(
+                Violation(name, c, f"missing column (columns found: {list(df.columns)})", len(df))
+            )
+        return None
+    kinds = {**REQUIRED[name], **OPTIONAL[name]}
+    before = len(out)
+    tdf = _coerce(name, df.reset_index(drop=True), kinds, n_ex, out)
+    if len(out) > before:
+        return None
+    _run_schema(name, tdf, _schema(name, label_column), n_ex, out)
+    _row_rules(name, tdf, score_ranges, n_ex, out)
+    if name == "customers":
+        tdf = _numeric_attributes(tdf, set(kinds) | {label_column})
+    for col in tdf.columns.difference(list(kinds), sort=False):  # attributes, extra columns
+        if pd.api.types.is_float_dtype(tdf[col]):
+            _infinite(name, tdf, col, tdf[col], n_ex, out)
+    return tdf
+
+
+def _parse_label_column(
+    customers: pd.DataFrame, label_column: str, n_ex: int, out: list[Violation]
+) -> pd.DataFrame:
+    """A flat table's label as 0/1, or a violation naming the words not understood."""
+    lab = parse_label(customers[label_column])
+    bad = lab.isna()
+    if bad.any():
+        out.append(
+            Violation(
+                "customers",
+                label_column,
+                "label not understood (use yes/no, true/false, 1/0)",
+                int(bad.sum()),
+                _examples(customers, bad, n_ex),
+            )
+        )
+        return customers
+    return customers.assign(**{label_column: lab})
+
+
+def _unknown_events(name: str, df: pd.DataFrame, known: pd.Index, n_ex: int) -> list[Violation]:
+    unk = ~is_known(df["customer_id"], known)
+    if not unk.any():
+        return []
+    problem = "events for unknown customers (not in customers)"
+    return [Violation(name, "customer_id", problem, int(unk.sum()), _examples(df, unk, n_ex))]
+
+
+def _late_events(name: str, df: pd.DataFrame, stated: pd.Timestamp, n_ex: int) -> list[Violation]:
+    late = df["ts"] >= stated.normalize() + pd.Timedelta(days=1)
+    if not late.any():
+        return []
+    problem = f"timestamps after the data's stated end date (as_of {stated.date()})"
+    return [Violation(name, "ts", problem, int(late.sum()), _examples(df, late, n_ex))]
 
 
 def parse_label(values: pd.Series) -> pd.Series:
@@ -372,140 +439,150 @@ def validate_tables(
 ) -> ValidatedData:
     """Check raw tables against the contract and return them typed, or raise ContractError.
     `score_ranges` maps a feedback kind (nps, csat) to its inclusive score range."""
-    out: list[Violation] = []
-    n_ex = max_examples
-    unknown = sorted(set(tables) - set(ALL_TABLES))
-    present = {k: v for k, v in tables.items() if k in ALL_TABLES}
-    has_events = any(t in present for t in ("transactions", "activity"))
-    flat = (
-        not has_events and "customers" in present and label_column in present["customers"].columns
-    )
-    if not has_events and not flat:
-        out.append(
-            Violation(
-                "transactions|activity",
-                "-",
-                "missing file: at least one event table (transactions or activity) is required, "
-                f"or a customers table with a '{label_column}' label column (flat mode); "
-                f"found tables: {sorted(tables) or 'none'}",
-                0,
-            )
-        )
-        raise ContractError(out)
-
     typed: dict[str, pd.DataFrame] = {}
-    for name, df in present.items():
-        if df.empty and name == CONTACTS and len(df.columns) == 0:
-            continue  # an empty log file: no contacts yet
-        if df.empty and name != CONTACTS:
-            out.append(Violation(name, "-", "empty table (no rows)", 0))
-            continue
-        missing = [c for c in REQUIRED[name] if c not in df.columns]
-        if missing:
-            for c in missing:
-                out.append(
-                    Violation(
-                        name, c, f"missing column (columns found: {list(df.columns)})", len(df)
-                    )
-                )
-            continue
-        kinds = {**REQUIRED[name], **OPTIONAL[name]}
-        before = len(out)
-        tdf = _coerce(name, df.reset_index(drop=True), kinds, n_ex, out)
-        if len(out) > before:
-            continue
-        _run_schema(name, tdf, _schema(name, label_column), n_ex, out)
-        _row_rules(name, tdf, score_ranges, n_ex, out)
-        if name == "customers":
-            tdf = _numeric_attributes(tdf, set(kinds) | {label_column})
-        for col in tdf.columns.difference(list(kinds), sort=False):  # attributes, extra columns
-            if pd.api.types.is_float_dtype(tdf[col]):
-                _infinite(name, tdf, col, tdf[col], n_ex, out)
-        typed[name] = tdf
+    data = validate_each(
+        {name: (lambda df=df: df) for name, df in tables.items()},
+        typed.__setitem__,
+        lambda name, column: typed[name][column],
+        as_of,
+        label_column=label_column,
+        max_examples=max_examples,
+        score_ranges=score_ranges,
+    )
+    data.tables = {name: typed[name] for name in data.tables}
+    return data
 
-    if flat and "customers" in typed:
-        lab = parse_label(typed["customers"][label_column])
-        bad = lab.isna()
-        if bad.any():
-            out.append(
+
+def validate_each(
+    sources: Mapping[str, Callable[[], pd.DataFrame]],
+    keep: Callable[[str, pd.DataFrame], None],
+    reread: Callable[[str, str], pd.Series],
+    as_of: str | pd.Timestamp | None = None,
+    *,
+    label_column: str,
+    max_examples: int,
+    score_ranges: Mapping[str, tuple[float, float]],
+) -> ValidatedData:
+    """`validate_tables` a table at a time, so that a large export never sits in memory
+    whole: `sources` loads each raw table when its turn comes, `keep(name, typed)` takes each
+    typed table as it is done (the caller writes it out and lets it go), `reread(name,
+    column)` gives one column of a kept table back (for the cross-table checks that need
+    more than one table). The customers table goes first (its ids are what events are
+    checked against), the contact log last. The violations, their order, the report and the
+    typed tables are those of `validate_tables`; the returned `tables` holds every kept
+    table's name (in `validate_tables`' order) mapped to an empty frame."""
+    n_ex = max_examples
+    unknown = sorted(set(sources) - set(ALL_TABLES))
+    present = [k for k in sources if k in ALL_TABLES]
+    has_events = any(t in present for t in ("transactions", "activity"))
+    customers_raw = sources["customers"]() if "customers" in present else None
+    flat = not has_events and customers_raw is not None and label_column in customers_raw.columns
+    if not has_events and not flat:
+        found = sorted(sources) or "none"
+        raise ContractError(
+            [
                 Violation(
-                    "customers",
-                    label_column,
-                    "label not understood (use yes/no, true/false, 1/0)",
-                    int(bad.sum()),
-                    _examples(typed["customers"], bad, n_ex),
+                    "transactions|activity",
+                    "-",
+                    "missing file: at least one event table (transactions or activity) is "
+                    f"required, or a customers table with a '{label_column}' label column (flat "
+                    f"mode); found tables: {found}",
+                    0,
                 )
-            )
-        else:
-            typed["customers"] = typed["customers"].assign(**{label_column: lab})
-
-    # cross-table checks
-    if "customers" in typed and not flat:
-        known = pd.Index(typed["customers"]["customer_id"])
-        for name in EVENT_TABLES:
-            if name not in typed:
-                continue
-            unk = ~is_known(typed[name]["customer_id"], known)
-            if unk.any():
-                out.append(
-                    Violation(
-                        name,
-                        "customer_id",
-                        "events for unknown customers (not in customers)",
-                        int(unk.sum()),
-                        _examples(typed[name], unk, n_ex),
-                    )
-                )
-
-    if CONTACTS in typed:
-        _contacts_known(typed, n_ex, out)
+            ]
+        )
 
     stated = pd.Timestamp(as_of) if as_of is not None else None
-    latest = max((typed[t]["ts"].max() for t in EVENT_TABLES if t in typed), default=pd.NaT)
-    if stated is not None:
-        end = stated.normalize() + pd.Timedelta(days=1)
-        for name in EVENT_TABLES:
-            if name not in typed:
-                continue
-            late = typed[name]["ts"] >= end
-            if late.any():
-                out.append(
-                    Violation(
-                        name,
-                        "ts",
-                        f"timestamps after the data's stated end date (as_of {stated.date()})",
-                        int(late.sum()),
-                        _examples(typed[name], late, n_ex),
-                    )
-                )
+    per_table: dict[str, list[Violation]] = {name: [] for name in present}
+    label_v: list[Violation] = []
+    unknown_v: dict[str, list[Violation]] = {}
+    late_v: dict[str, list[Violation]] = {}
+    contacts_v: list[Violation] = []
+    rows: dict[str, int] = {}
+    checked: set[str] = set()
+    latest: list[pd.Timestamp] = []
+    known: pd.Index | None = None
+    customers_latest: pd.Timestamp | None = None
+    contacts: pd.DataFrame | None = None
+    order = [n for n in present if n == "customers"]
+    order += [n for n in present if n not in ("customers", CONTACTS)]
+    order += [n for n in present if n == CONTACTS]
+    for name in order:
+        if name == "customers":
+            df, customers_raw = customers_raw, None
+        else:
+            df = sources[name]()
+        tdf = _check_table(name, df, label_column, score_ranges, n_ex, per_table[name])
+        del df
+        if tdf is None:
+            continue
+        checked.add(name)
+        if name == "customers" and flat:
+            tdf = _parse_label_column(tdf, label_column, n_ex, label_v)
+        if name == "customers":
+            known, customers_latest = pd.Index(tdf["customer_id"]), _latest_date(tdf)
+        if name in EVENT_TABLES:
+            if known is not None and not flat:
+                unknown_v[name] = _unknown_events(name, tdf, known, n_ex)
+            latest.append(tdf["ts"].max())
+            if stated is not None:
+                late_v[name] = _late_events(name, tdf, stated, n_ex)
+        if name == CONTACTS:
+            contacts = tdf
+            continue
+        keep(name, tdf)
+        rows[name] = len(tdf)
+        del tdf
+
+    if contacts is not None:
+        if "customers" in checked:
+            ids, where = known, "customers"
+        else:
+            seen = [reread(t, "customer_id") for t in EVENT_TABLES if t in checked]
+            ids, where = (pd.Index(pd.concat(seen)) if seen else pd.Index([])), "any event table"
+        _contacts_known(contacts, ids, where, n_ex, contacts_v)
+
+    out = [v for name in present for v in per_table[name]] + label_v
+    out += [v for name in EVENT_TABLES for v in unknown_v.get(name, [])] + contacts_v
+    out += [v for name in EVENT_TABLES for v in late_v.get(name, [])]
     if out:
         raise ContractError(out)
 
-    if not flat and "customers" not in typed:
-        ids = pd.concat([typed[t]["customer_id"] for t in EVENT_TABLES if t in typed])
-        typed["customers"] = pd.DataFrame({"customer_id": ids.drop_duplicates().sort_values()})
-        typed["customers"] = typed["customers"].reset_index(drop=True)
-    typed[CONTACTS] = contacts_frame(typed.get(CONTACTS))
+    derived = not flat and "customers" not in checked
+    if derived:
+        ids = pd.concat([reread(t, "customer_id") for t in EVENT_TABLES if t in checked])
+        customers = pd.DataFrame({"customer_id": ids.drop_duplicates().sort_values()})
+        del ids
+        keep("customers", customers.reset_index(drop=True))
+        rows["customers"] = len(customers)
+    contacts = contacts_frame(contacts)
+    keep(CONTACTS, contacts)
+    rows[CONTACTS] = len(contacts)
+    # validate_tables' order: the tables as given, a derived customers table, then the log
+    kept = [n for n in present if n in checked] + (["customers"] if derived else [])
+    kept += [] if CONTACTS in kept else [CONTACTS]
+    latest_ts = max(latest, default=pd.NaT)
     resolved_as_of = (
         stated.normalize()
         if stated is not None
-        else (latest.normalize() if pd.notna(latest) else _latest_date(typed.get("customers")))
+        else (latest_ts.normalize() if pd.notna(latest_ts) else customers_latest)
     )
     families = {
-        fam: any(t in typed and t in present for t in tabs) for fam, tabs in FAMILY_TABLES.items()
+        fam: any(t in kept and t in present for t in tabs) for fam, tabs in FAMILY_TABLES.items()
     }
     if flat:
         families = {fam: fam == "profile" for fam in FAMILY_TABLES}
     report = {
         "mode": "flat" if flat else "events",
         "as_of": None if resolved_as_of is None else str(resolved_as_of.date()),
-        "rows": {k: len(v) for k, v in typed.items() if k != CONTACTS or k in present},
+        "rows": {k: rows[k] for k in kept if k != CONTACTS or k in present},
         "tables_missing": [t for t in DATA_TABLES if t not in present],
         "tables_ignored": unknown,
         "families": families,
         "customers_derived_from_events": not flat and "customers" not in present,
     }
-    return ValidatedData(typed, resolved_as_of, report["mode"], report)
+    tables = {k: pd.DataFrame() for k in kept}
+    return ValidatedData(tables, resolved_as_of, report["mode"], report)
 
 
 def is_known(ids: pd.Series, known: pd.Index) -> pd.Series:

@@ -152,20 +152,31 @@ class InputError(ValueError):
 def read_raw_folder(folder: str | Path, *, encoding: str) -> dict[str, pd.DataFrame]:
     """Read every `<table>.parquet|.csv|.csv.gz` in a folder (names starting with `_` skipped);
     CSV text in `encoding` (`data.encoding`: a codec, or `auto`, see `csv_encoding`)."""
+    return {name: read_raw_table(path, name, encoding) for name, path in raw_files(folder).items()}
+
+
+def raw_files(folder: str | Path) -> dict[str, Path]:
+    """The tables of a raw folder, name -> file, in name order, none of them read yet (so a
+    large export can be validated a table at a time: `read_raw_table`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"raw data folder not found: {folder}")
-    tables: dict[str, pd.DataFrame] = {}
+    files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(("_", ".")) or not path.is_file():
             continue
         name = next((path.name[: -len(s)] for s in RAW_FORMATS if path.name.endswith(s)), None)
         if name is None:
             continue
-        if name in tables:
+        if name in files:
             raise InputError(f"table '{name}' given twice in {folder} (pick CSV or Parquet)")
-        tables[name] = _read_table(path, name, encoding)
-    return tables
+        files[name] = path
+    return files
+
+
+def read_raw_table(path: Path, name: str, encoding: str) -> pd.DataFrame:
+    """One table of a raw folder (`raw_files`), as `read_raw_folder` reads it."""
+    return _read_table(path, name, encoding)
 
 
 def _read_table(path: Path, name: str, encoding: str) -> pd.DataFrame:
