@@ -8,8 +8,9 @@ example rows; all of them are collected before failing so that a user fixes a fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -354,9 +355,11 @@ def _check_table(
     score_ranges: Mapping[str, tuple[float, float]],
     n_ex: int,
     out: list[Violation],
+    start: int = 0,
 ) -> pd.DataFrame | None:
-    """One table on its own: columns, types, values and row rules. The typed table, or None
-    when it cannot be typed (an empty log file without columns is no table either)."""
+    """One table (or a part of one: its rows numbered from `start`) on its own: columns,
+    types, values and row rules. The typed table, or None when it cannot be typed (an empty
+    log file without columns is no table either)."""
     if df.empty and name == CONTACTS and len(df.columns) == 0:
         return None  # an empty log file: no contacts yet
     if df.empty and name != CONTACTS:
@@ -371,7 +374,7 @@ def _check_table(
         return None
     kinds = {**REQUIRED[name], **OPTIONAL[name]}
     before = len(out)
-    tdf = _coerce(name, df.reset_index(drop=True), kinds, n_ex, out)
+    tdf = _coerce(name, df.set_axis(pd.RangeIndex(start, start + len(df))), kinds, n_ex, out)
     if len(out) > before:
         return None
     _run_schema(name, tdf, _schema(name, label_column), n_ex, out)
@@ -439,43 +442,70 @@ def validate_tables(
 ) -> ValidatedData:
     """Check raw tables against the contract and return them typed, or raise ContractError.
     `score_ranges` maps a feedback kind (nps, csat) to its inclusive score range."""
-    typed: dict[str, pd.DataFrame] = {}
+    sink = MemorySink()
     data = validate_each(
-        {name: (lambda df=df: df) for name, df in tables.items()},
-        typed.__setitem__,
-        lambda name, column: typed[name][column],
+        {name: (lambda df=df: [df]) for name, df in tables.items()},
+        sink,
         as_of,
         label_column=label_column,
         max_examples=max_examples,
         score_ranges=score_ranges,
     )
-    data.tables = {name: typed[name] for name in data.tables}
+    data.tables = {name: sink.tables[name] for name in data.tables}
     return data
 
 
+class TableSink(Protocol):
+    """Where `validate_each` puts the typed tables: `add` a part (in row order), `close` a
+    table once its parts are in, `column` of a closed table read back."""
+
+    def add(self, name: str, part: pd.DataFrame) -> None: ...
+
+    def close(self, name: str) -> None: ...
+
+    def column(self, name: str, column: str) -> pd.Series: ...
+
+
+class MemorySink:
+    """The typed tables held in memory (`validate_tables`)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[pd.DataFrame]] = {}
+        self.tables: dict[str, pd.DataFrame] = {}
+
+    def add(self, name: str, part: pd.DataFrame) -> None:
+        self.parts.setdefault(name, []).append(part)
+
+    def close(self, name: str) -> None:
+        parts = self.parts.pop(name)
+        self.tables[name] = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+    def column(self, name: str, column: str) -> pd.Series:
+        return self.tables[name][column]
+
+
 def validate_each(
-    sources: Mapping[str, Callable[[], pd.DataFrame]],
-    keep: Callable[[str, pd.DataFrame], None],
-    reread: Callable[[str, str], pd.Series],
+    sources: Mapping[str, Callable[[], Iterable[pd.DataFrame]]],
+    sink: TableSink,
     as_of: str | pd.Timestamp | None = None,
     *,
     label_column: str,
     max_examples: int,
     score_ranges: Mapping[str, tuple[float, float]],
 ) -> ValidatedData:
-    """`validate_tables` a table at a time, so that a large export never sits in memory
-    whole: `sources` loads each raw table when its turn comes, `keep(name, typed)` takes each
-    typed table as it is done (the caller writes it out and lets it go), `reread(name,
-    column)` gives one column of a kept table back (for the cross-table checks that need
-    more than one table). The customers table goes first (its ids are what events are
-    checked against), the contact log last. The violations, their order, the report and the
-    typed tables are those of `validate_tables`; the returned `tables` holds every kept
-    table's name (in `validate_tables`' order) mapped to an empty frame."""
+    """`validate_tables` a table at a time, and an event table a part at a time, so that a
+    large export never sits in memory whole: `sources` gives each raw table as parts (row
+    slices, in order) when its turn comes; each typed part goes to `sink` and is let go.
+    Event tables' rules are row by row, so a part is checked on its own (the other tables
+    are checked whole: customer ids must be unique). The customers table goes first (its
+    ids are what events are checked against), the contact log last. The violations (counts
+    and examples over all parts), the report and the typed tables are those of one
+    whole-table check; the returned `tables` maps each table written to an empty frame."""
     n_ex = max_examples
     unknown = sorted(set(sources) - set(ALL_TABLES))
     present = [k for k in sources if k in ALL_TABLES]
     has_events = any(t in present for t in ("transactions", "activity"))
-    customers_raw = sources["customers"]() if "customers" in present else None
+    customers_raw = _whole(sources["customers"]()) if "customers" in present else None
     flat = not has_events and customers_raw is not None and label_column in customers_raw.columns
     if not has_events and not flat:
         found = sorted(sources) or "none"
@@ -493,13 +523,12 @@ def validate_each(
         )
 
     stated = pd.Timestamp(as_of) if as_of is not None else None
-    per_table: dict[str, list[Violation]] = {name: [] for name in present}
+    per_table: dict[str, list[Violation]] = {}
     label_v: list[Violation] = []
     unknown_v: dict[str, list[Violation]] = {}
     late_v: dict[str, list[Violation]] = {}
     contacts_v: list[Violation] = []
     rows: dict[str, int] = {}
-    checked: set[str] = set()
     latest: list[pd.Timestamp] = []
     known: pd.Index | None = None
     customers_latest: pd.Timestamp | None = None
@@ -509,58 +538,82 @@ def validate_each(
     order += [n for n in present if n == CONTACTS]
     for name in order:
         if name == "customers":
-            df, customers_raw = customers_raw, None
+            parts, customers_raw = [customers_raw], None
+        elif name in EVENT_TABLES:
+            parts = sources[name]()
         else:
-            df = sources[name]()
-        tdf = _check_table(name, df, label_column, score_ranges, n_ex, per_table[name])
-        del df
-        if tdf is None:
+            parts = [_whole(sources[name]())]
+        found: dict[str, list[list[Violation]]] = {
+            "failed": [],
+            "checked": [],
+            "unk": [],
+            "late": [],
+        }
+        n_rows, maxima, added = 0, [], False
+        for part in parts:
+            part_v: list[Violation] = []
+            tdf = _check_table(name, part, label_column, score_ranges, n_ex, part_v, n_rows)
+            n_rows += len(part)
+            del part
+            found["failed" if tdf is None else "checked"].append(part_v)
+            if tdf is None or found["failed"]:
+                continue  # a part that cannot be typed: the table is not typed
+            if name == "customers" and flat:
+                tdf = _parse_label_column(tdf, label_column, n_ex, label_v)
+            if name == "customers":
+                known, customers_latest = pd.Index(tdf["customer_id"]), _latest_date(tdf)
+            if name in EVENT_TABLES:
+                if known is not None and not flat:
+                    found["unk"].append(_unknown_events(name, tdf, known, n_ex))
+                maxima.append(tdf["ts"].max())
+                if stated is not None:
+                    found["late"].append(_late_events(name, tdf, stated, n_ex))
+            if name == CONTACTS:
+                contacts = tdf
+                continue
+            sink.add(name, tdf)
+            added = True
+            del tdf
+        if added:
+            sink.close(name)
+        if found["failed"]:  # as one table that cannot be typed: its typing problems only
+            per_table[name] = _merged(found["failed"], n_ex)
+            contacts = None if name == CONTACTS else contacts
             continue
-        checked.add(name)
-        if name == "customers" and flat:
-            tdf = _parse_label_column(tdf, label_column, n_ex, label_v)
-        if name == "customers":
-            known, customers_latest = pd.Index(tdf["customer_id"]), _latest_date(tdf)
-        if name in EVENT_TABLES:
-            if known is not None and not flat:
-                unknown_v[name] = _unknown_events(name, tdf, known, n_ex)
-            latest.append(tdf["ts"].max())
-            if stated is not None:
-                late_v[name] = _late_events(name, tdf, stated, n_ex)
-        if name == CONTACTS:
-            contacts = tdf
-            continue
-        keep(name, tdf)
-        rows[name] = len(tdf)
-        del tdf
+        per_table[name] = _merged(found["checked"], n_ex)
+        unknown_v[name], late_v[name] = _merged(found["unk"], n_ex), _merged(found["late"], n_ex)
+        latest += maxima
+        rows[name] = n_rows
 
     if contacts is not None:
-        if "customers" in checked:
+        if known is not None:  # the customers table was typed
             ids, where = known, "customers"
         else:
-            seen = [reread(t, "customer_id") for t in EVENT_TABLES if t in checked]
+            seen = [sink.column(t, "customer_id") for t in EVENT_TABLES if t in rows]
             ids, where = (pd.Index(pd.concat(seen)) if seen else pd.Index([])), "any event table"
         _contacts_known(contacts, ids, where, n_ex, contacts_v)
 
-    out = [v for name in present for v in per_table[name]] + label_v
+    out = [v for name in present for v in per_table.get(name, [])] + label_v
     out += [v for name in EVENT_TABLES for v in unknown_v.get(name, [])] + contacts_v
     out += [v for name in EVENT_TABLES for v in late_v.get(name, [])]
     if out:
         raise ContractError(out)
 
-    derived = not flat and "customers" not in checked
+    derived = not flat and "customers" not in rows
     if derived:
-        ids = pd.concat([reread(t, "customer_id") for t in EVENT_TABLES if t in checked])
+        ids = pd.concat([sink.column(t, "customer_id") for t in EVENT_TABLES if t in rows])
         customers = pd.DataFrame({"customer_id": ids.drop_duplicates().sort_values()})
         del ids
-        keep("customers", customers.reset_index(drop=True))
+        sink.add("customers", customers.reset_index(drop=True))
+        sink.close("customers")
         rows["customers"] = len(customers)
     contacts = contacts_frame(contacts)
-    keep(CONTACTS, contacts)
-    rows[CONTACTS] = len(contacts)
+    sink.add(CONTACTS, contacts)
+    sink.close(CONTACTS)
     # validate_tables' order: the tables as given, a derived customers table, then the log
-    kept = [n for n in present if n in checked] + (["customers"] if derived else [])
+    kept = [n for n in present if n in rows] + (["customers"] if derived else [])
     kept += [] if CONTACTS in kept else [CONTACTS]
+    rows[CONTACTS] = len(contacts)
     latest_ts = max(latest, default=pd.NaT)
     resolved_as_of = (
         stated.normalize()
@@ -583,6 +636,34 @@ def validate_each(
     }
     tables = {k: pd.DataFrame() for k in kept}
     return ValidatedData(tables, resolved_as_of, report["mode"], report)
+
+
+def _whole(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """A table given in parts as one frame (a table whose rules span rows)."""
+    parts = list(parts)
+    if len(parts) == 1:
+        return parts[0]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _merged(found: list[list[Violation]], n_ex: int) -> list[Violation]:
+    """The violations of a table's parts as those of the whole table: one per table, column
+    and problem, counts summed, the first examples kept."""
+    if len(found) <= 1:
+        return found[0] if found else []
+    merged: dict[tuple[str, str, str], Violation] = {}
+    for v in (v for part in found for v in part):
+        key = (v.table, v.column, v.problem)
+        if key not in merged:
+            merged[key] = Violation(v.table, v.column, v.problem, v.count, v.examples)
+            continue
+        m = merged[key]
+        m.count += v.count
+        if m.examples.empty:
+            m.examples = v.examples
+        elif len(m.examples) < n_ex and not v.examples.empty:
+            m.examples = pd.concat([m.examples, v.examples]).head(n_ex)
+    return list(merged.values())
 
 
 def is_known(ids: pd.Series, known: pd.Index) -> pd.Series:

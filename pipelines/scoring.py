@@ -87,6 +87,8 @@ def _timed(seconds: dict[str, float], step: str, advance) -> Iterator[None]:
     t0 = time.perf_counter()
     yield
     seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - t0
+    # the peak so far after each step: where the memory goes on a large export
+    log.info("%s: %.1f s; peak RSS so far %.2f GiB", step, seconds[step], peak_rss_gb())
     advance(1)
 
 

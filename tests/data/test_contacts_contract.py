@@ -196,4 +196,4 @@ def test_features_never_read_the_contact_log():
 def _rules():
     from churnlight.features.params import ValidateParams
 
-    return ValidateParams(max_examples=5, nps_range=(0, 10), csat_range=(1, 5))
+    return ValidateParams(max_examples=5, nps_range=(0, 10), csat_range=(1, 5), part_rows=1000)
