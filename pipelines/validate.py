@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as arrow
 import pyarrow.parquet as pq
 
-from churnlight.features.contract import ValidatedData, validate_each
+from churnlight.features.contract import EVENT_TABLES, ValidatedData, validate_each
 from churnlight.features.params import Params, ValidateParams
 from churnlight.pipelines.common import (
     InputError,
@@ -64,10 +64,11 @@ class ParquetSink:
             self.close(name)
 
 
-def table_parts(path: Path, name: str, encoding: str, rows: int) -> Iterator[pd.DataFrame]:
-    """A raw table in parts of at most `rows` rows: Parquet read a batch at a time (never
-    whole), CSV read whole and sliced. At least one part, empty for an empty table."""
-    if path.suffix == ".parquet" and path.stat().st_size > 0:
+def table_parts(path: Path, name: str, encoding: str, rows: int | None) -> Iterator[pd.DataFrame]:
+    """A raw table in parts of at most `rows` rows (None: whole): Parquet read a batch at a
+    time (never whole), CSV read whole and sliced. At least one part, empty for an empty
+    table."""
+    if rows is not None and path.suffix == ".parquet" and path.stat().st_size > 0:
         try:
             batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
             first = next(batches, None)
@@ -80,6 +81,9 @@ def table_parts(path: Path, name: str, encoding: str, rows: int) -> Iterator[pd.
             yield arrow.Table.from_batches([batch]).to_pandas()
         return
     df = read_raw_table(path, name, encoding)
+    if rows is None:
+        yield df
+        return
     for start in range(0, max(len(df), 1), rows):
         yield df.iloc[start : start + rows]
 
@@ -94,8 +98,11 @@ def validate_folder(
     part, not of the export (bench/README.md); the returned `tables` are empty frames, the
     typed tables are the Parquet files in `out`."""
     files = raw_files(raw)
-    rows = rules.part_rows
-    sources = {n: partial(table_parts, path, n, encoding, rows) for n, path in files.items()}
+    # only event tables are checked in parts: the others' rules span rows (unique ids)
+    sources = {
+        n: partial(table_parts, path, n, encoding, rules.part_rows if n in EVENT_TABLES else None)
+        for n, path in files.items()
+    }
     with atomic_dir(out) as tmp:
         sink = ParquetSink(tmp)
         try:
