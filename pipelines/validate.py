@@ -7,24 +7,19 @@ point prints them and exits with code 2, and nothing is written.
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as arrow
-import pyarrow.parquet as pq
-
-from churnlight.features.contract import EVENT_TABLES, ValidatedData, validate_each
+from churnlight.features.contract import EVENT_TABLES, ValidatedData
+from churnlight.features.contract_parts import validate_each
 from churnlight.features.params import Params, ValidateParams
 from churnlight.pipelines.common import (
-    InputError,
     Layout,
+    ParquetSink,
     atomic_dir,
     raw_files,
-    read_raw_table,
+    table_parts,
     write_json,
 )
 
@@ -37,55 +32,6 @@ def resolve_as_of(as_of: str | None, raw: Path) -> str | None:
         return as_of
     stamp = raw / "_truth" / "as_of.txt"
     return stamp.read_text().strip() if stamp.exists() else None
-
-
-class ParquetSink:
-    """The typed tables written a part at a time into `folder` (`validate_each`'s sink)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.writers: dict[str, pq.ParquetWriter] = {}
-
-    def add(self, name: str, part: pd.DataFrame) -> None:
-        # as DataFrame.to_parquet(index=False) converts and writes it, a row group a part
-        table = arrow.Table.from_pandas(part, preserve_index=False)
-        if name not in self.writers:
-            self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", table.schema)
-        self.writers[name].write_table(table)
-
-    def close(self, name: str) -> None:
-        self.writers.pop(name).close()
-
-    def column(self, name: str, column: str) -> pd.Series:
-        return pd.read_parquet(self.folder / f"{name}.parquet", columns=[column])[column]
-
-    def close_all(self) -> None:
-        for name in list(self.writers):
-            self.close(name)
-
-
-def table_parts(path: Path, name: str, encoding: str, rows: int | None) -> Iterator[pd.DataFrame]:
-    """A raw table in parts of at most `rows` rows (None: whole): Parquet read a batch at a
-    time (never whole), CSV read whole and sliced. At least one part, empty for an empty
-    table."""
-    if rows is not None and path.suffix == ".parquet" and path.stat().st_size > 0:
-        try:
-            batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
-            first = next(batches, None)
-        except (ValueError, OSError) as err:  # Arrow's errors, as read_raw_table reports them
-            raise InputError(f"table '{name}' ({path}) cannot be read: {err}") from err
-        if first is None:
-            yield read_raw_table(path, name, encoding)
-            return
-        for batch in itertools.chain([first], batches):
-            yield arrow.Table.from_batches([batch]).to_pandas()
-        return
-    df = read_raw_table(path, name, encoding)
-    if rows is None:
-        yield df
-        return
-    for start in range(0, max(len(df), 1), rows):
-        yield df.iloc[start : start + rows]
 
 
 def validate_folder(
