@@ -10,6 +10,7 @@ Both write through the same column definitions and the same writer.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -167,12 +168,20 @@ def features_report(report: dict, registry: pd.DataFrame, counts: dict) -> dict:
 
 
 def build_snapshots(
-    interim: Path, folder: Path, report: dict, params: FeaturesParams, label_column: str
+    interim: Path,
+    folder: Path,
+    report: dict,
+    params: FeaturesParams,
+    label_column: str,
+    *,
+    scoring_only: bool = False,
 ) -> tuple[dict, pd.DataFrame]:
     """Write features.parquet and scoring.parquet of the validated tables in `interim` (the
     contract's `report` says which) into `folder`; return features_report.json's content and
     the feature registry. `params`: the `features` settings; `label_column`: the label of a
-    flat table."""
+    flat table. `scoring_only` (what `churnlight score` builds): from event tables, the one
+    cutoff the day after the data end, with the same definitions (features.parquet is then
+    empty); no label is read for it."""
     present = {p.stem for p in interim.glob("*.parquet")}
     with tempfile.TemporaryDirectory(prefix="churnlight-features-") as scratch:
         con = connect(
@@ -183,6 +192,8 @@ def build_snapshots(
                 counts, specs = build_flat_snapshots(con, folder, report, params, label_column)
             else:
                 plan, specs = plan_events(con, present, report, params)
+                if scoring_only:
+                    plan = dataclasses.replace(plan, cutoffs=(plan.data_end,))
                 written = {c.name for c in plan.columns if c.written}
                 missing = [s.name for s in specs if s.name not in written]
                 if missing:

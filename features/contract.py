@@ -136,7 +136,7 @@ def _coerce(
     name: str, df: pd.DataFrame, kinds: dict[str, str], n_ex: int, out: list[Violation]
 ) -> pd.DataFrame:
     """Coerce each known column to its type; report values that would not convert."""
-    df = df.copy()
+    df = df.copy(deep=False)  # copy-on-write (pandas 3): the input is never changed
     for col, kind in kinds.items():
         if col not in df.columns:
             continue
@@ -330,30 +330,6 @@ def contacts_frame(contacts: pd.DataFrame | None) -> pd.DataFrame:
     )
 
 
-def _contacts_known(typed: dict[str, pd.DataFrame], n_ex: int, out: list[Violation]) -> None:
-    """Every contact names a known customer: one in customers, or (without a customers table)
-    one seen in the event tables."""
-    if "customers" in typed:
-        known = pd.Index(typed["customers"]["customer_id"])
-        where = "customers"
-    else:
-        ids = [typed[t]["customer_id"] for t in EVENT_TABLES if t in typed]
-        known = pd.Index(pd.concat(ids)) if ids else pd.Index([])
-        where = "any event table"
-    df = typed[CONTACTS]
-    unk = ~df["customer_id"].isin(known)
-    if unk.any():
-        out.append(
-            Violation(
-                CONTACTS,
-                "customer_id",
-                f"contacts for unknown customers (not in {where})",
-                int(unk.sum()),
-                _examples(df, unk, n_ex),
-            )
-        )
-
-
 def parse_label(values: pd.Series) -> pd.Series:
     """Map Yes/No, True/False, 1/0, churned/stayed to 0/1; unknown words become <NA>."""
     s = values.astype("string").str.strip().str.lower()
@@ -373,137 +349,27 @@ def validate_tables(
 ) -> ValidatedData:
     """Check raw tables against the contract and return them typed, or raise ContractError.
     `score_ranges` maps a feedback kind (nps, csat) to its inclusive score range."""
-    out: list[Violation] = []
-    n_ex = max_examples
-    unknown = sorted(set(tables) - set(ALL_TABLES))
-    present = {k: v for k, v in tables.items() if k in ALL_TABLES}
-    has_events = any(t in present for t in ("transactions", "activity"))
-    flat = (
-        not has_events and "customers" in present and label_column in present["customers"].columns
+    from churnlight.features.contract_parts import MemorySink, validate_each
+
+    sink = MemorySink()
+    data = validate_each(
+        {name: (lambda df=df: [df]) for name, df in tables.items()},
+        sink,
+        as_of,
+        label_column=label_column,
+        max_examples=max_examples,
+        score_ranges=score_ranges,
     )
-    if not has_events and not flat:
-        out.append(
-            Violation(
-                "transactions|activity",
-                "-",
-                "missing file: at least one event table (transactions or activity) is required, "
-                f"or a customers table with a '{label_column}' label column (flat mode); "
-                f"found tables: {sorted(tables) or 'none'}",
-                0,
-            )
-        )
-        raise ContractError(out)
+    data.tables = {name: sink.tables[name] for name in data.tables}
+    return data
 
-    typed: dict[str, pd.DataFrame] = {}
-    for name, df in present.items():
-        if df.empty and name == CONTACTS and len(df.columns) == 0:
-            continue  # an empty log file: no contacts yet
-        if df.empty and name != CONTACTS:
-            out.append(Violation(name, "-", "empty table (no rows)", 0))
-            continue
-        missing = [c for c in REQUIRED[name] if c not in df.columns]
-        if missing:
-            for c in missing:
-                out.append(
-                    Violation(
-                        name, c, f"missing column (columns found: {list(df.columns)})", len(df)
-                    )
-                )
-            continue
-        kinds = {**REQUIRED[name], **OPTIONAL[name]}
-        before = len(out)
-        tdf = _coerce(name, df.reset_index(drop=True), kinds, n_ex, out)
-        if len(out) > before:
-            continue
-        _run_schema(name, tdf, _schema(name, label_column), n_ex, out)
-        _row_rules(name, tdf, score_ranges, n_ex, out)
-        if name == "customers":
-            tdf = _numeric_attributes(tdf, set(kinds) | {label_column})
-        for col in tdf.columns.difference(list(kinds), sort=False):  # attributes, extra columns
-            if pd.api.types.is_float_dtype(tdf[col]):
-                _infinite(name, tdf, col, tdf[col], n_ex, out)
-        typed[name] = tdf
 
-    if flat and "customers" in typed:
-        lab = parse_label(typed["customers"][label_column])
-        bad = lab.isna()
-        if bad.any():
-            out.append(
-                Violation(
-                    "customers",
-                    label_column,
-                    "label not understood (use yes/no, true/false, 1/0)",
-                    int(bad.sum()),
-                    _examples(typed["customers"], bad, n_ex),
-                )
-            )
-        else:
-            typed["customers"] = typed["customers"].assign(**{label_column: lab})
+def is_known(ids: pd.Series, known: pd.Index) -> pd.Series:
+    """`ids.isin(known)` by Arrow: pandas' isin on Arrow strings is slow (bench/README.md)."""
+    import pyarrow as arrow
+    import pyarrow.compute as pc
 
-    # cross-table checks
-    if "customers" in typed and not flat:
-        known = pd.Index(typed["customers"]["customer_id"])
-        for name in EVENT_TABLES:
-            if name not in typed:
-                continue
-            unk = ~typed[name]["customer_id"].isin(known)
-            if unk.any():
-                out.append(
-                    Violation(
-                        name,
-                        "customer_id",
-                        "events for unknown customers (not in customers)",
-                        int(unk.sum()),
-                        _examples(typed[name], unk, n_ex),
-                    )
-                )
-
-    if CONTACTS in typed:
-        _contacts_known(typed, n_ex, out)
-
-    stated = pd.Timestamp(as_of) if as_of is not None else None
-    latest = max((typed[t]["ts"].max() for t in EVENT_TABLES if t in typed), default=pd.NaT)
-    if stated is not None:
-        end = stated.normalize() + pd.Timedelta(days=1)
-        for name in EVENT_TABLES:
-            if name not in typed:
-                continue
-            late = typed[name]["ts"] >= end
-            if late.any():
-                out.append(
-                    Violation(
-                        name,
-                        "ts",
-                        f"timestamps after the data's stated end date (as_of {stated.date()})",
-                        int(late.sum()),
-                        _examples(typed[name], late, n_ex),
-                    )
-                )
-    if out:
-        raise ContractError(out)
-
-    if not flat and "customers" not in typed:
-        ids = pd.concat([typed[t]["customer_id"] for t in EVENT_TABLES if t in typed])
-        typed["customers"] = pd.DataFrame({"customer_id": ids.drop_duplicates().sort_values()})
-        typed["customers"] = typed["customers"].reset_index(drop=True)
-    typed[CONTACTS] = contacts_frame(typed.get(CONTACTS))
-    resolved_as_of = (
-        stated.normalize()
-        if stated is not None
-        else (latest.normalize() if pd.notna(latest) else _latest_date(typed.get("customers")))
-    )
-    families = {
-        fam: any(t in typed and t in present for t in tabs) for fam, tabs in FAMILY_TABLES.items()
-    }
-    if flat:
-        families = {fam: fam == "profile" for fam in FAMILY_TABLES}
-    report = {
-        "mode": "flat" if flat else "events",
-        "as_of": None if resolved_as_of is None else str(resolved_as_of.date()),
-        "rows": {k: len(v) for k, v in typed.items() if k != CONTACTS or k in present},
-        "tables_missing": [t for t in DATA_TABLES if t not in present],
-        "tables_ignored": unknown,
-        "families": families,
-        "customers_derived_from_events": not flat and "customers" not in present,
-    }
-    return ValidatedData(typed, resolved_as_of, report["mode"], report)
+    values = arrow.array(ids.astype("string"), from_pandas=True)
+    value_set = arrow.array(pd.Series(known, dtype="string"), from_pandas=True)
+    found = pc.is_in(values, value_set=value_set).fill_null(False)
+    return pd.Series(found.to_numpy(zero_copy_only=False), index=ids.index)

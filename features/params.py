@@ -147,6 +147,7 @@ class ValidateParams(Section):
     max_examples: Positive = runtime()  # examples in error messages only
     nps_range: Range
     csat_range: Range
+    part_rows: Positive = runtime()  # event rows checked at once: memory, not results
 
 
 class Signals(Section):

@@ -135,3 +135,30 @@ def trial_logger(kind: str):
                 mlflow.log_metric("cv_log_loss", trial.value)
 
     return callback
+
+
+# --- loading the registered champion (churnlight score) ---------------------------------------
+
+
+def load_registered(model_uri: str, tracking_uri: str) -> tuple[object, dict]:
+    """The model behind `models:/<name>@<alias>` (or `models:/<name>/<version>`) in the store
+    at `tracking_uri`, and what the scoring summary says of it: name, version, run id and
+    when it was registered (UTC)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    ref = model_uri.removeprefix("models:/")
+    client = MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, version = ref.split("/", 1)
+        mv = client.get_model_version(name, version)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mlflow.sklearn.load_model(model_uri)
+    trained = pd.Timestamp(int(mv.creation_timestamp), unit="ms", tz="UTC")
+    info = {"source": model_uri, "name": name, "version": str(mv.version), "run_id": mv.run_id}
+    return model, {**info, "trained_at": trained}

@@ -153,6 +153,51 @@ def validate(
         raise typer.Exit(code=2) from err
 
 
+@app.command(
+    help="Score new data with the champion, without retraining: validate DATA_DIR against the "
+    "contract, build the scoring snapshot (the day after --as-of) with the training features, "
+    "check they are the model's, score, give reasons, tiers, value tiers, playbook actions and "
+    "the control group as the segment stage does, and write the segment files, drift.csv and "
+    "scoring_summary.md/.html into --out. Bad data or a feature mismatch: every problem is "
+    "printed, nothing is written, exit code 2."
+)
+def score(
+    data_dir: Annotated[
+        Path, typer.Argument(help="Folder of the new <table>.csv or <table>.parquet files.")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the lists and the summary (replaced).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="models:/NAME@ALIAS or models:/NAME/VERSION from the MLflow store the stages "
+            "use (MLFLOW_TRACKING_URI, else mlflow.db beside --params), or a models folder "
+            "(data/artifacts/models: its champion) or a <name>.joblib in one."
+        ),
+    ] = "models:/churnlight@champion",
+    as_of: Annotated[
+        str | None, typer.Option(help="Last day the data covers (YYYY-MM-DD); default: its newest.")
+    ] = None,
+    params: Annotated[
+        Path, typer.Option(help="params.yaml of the project the model was trained in.")
+    ] = Path("params.yaml"),
+) -> None:
+    import numpy as np
+
+    from churnlight.features.contract import ContractError
+    from churnlight.models.scoring import FeatureMismatchError
+    from churnlight.pipelines.common import InputError, setup_logging
+    from churnlight.pipelines.scoring import score_folder
+
+    prm = _project_params(params)
+    setup_logging(prm.base.log_level)
+    np.seterr(all="ignore")  # NaN ratios are features (no baseline), not errors
+    try:
+        score_folder(data_dir, out, prm, model, as_of, params.resolve().parent)
+    except (ContractError, InputError, FeatureMismatchError) as err:
+        log.error("%s", err)
+        raise typer.Exit(code=2) from err
+
+
 def _project_params(path: Path):
     """params.yaml (the one place of defaults), or exit 2 saying where it was looked for."""
     from churnlight.features.params import ParamsError

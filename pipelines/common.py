@@ -13,6 +13,7 @@ import contextlib
 import csv
 import gzip
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
+import pyarrow as arrow
+import pyarrow.parquet as pq
 import yaml
 
 from churnlight.features.params import DataParams, Params, parse_params
@@ -158,20 +161,31 @@ class InputError(ValueError):
 def read_raw_folder(folder: str | Path, *, encoding: str) -> dict[str, pd.DataFrame]:
     """Read every `<table>.parquet|.csv|.csv.gz` in a folder (names starting with `_` skipped);
     CSV text in `encoding` (`data.encoding`: a codec, or `auto`, see `csv_encoding`)."""
+    return {name: read_raw_table(path, name, encoding) for name, path in raw_files(folder).items()}
+
+
+def raw_files(folder: str | Path) -> dict[str, Path]:
+    """The tables of a raw folder, name -> file, in name order, none of them read yet (so a
+    large export can be validated a table at a time: `read_raw_table`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"raw data folder not found: {folder}")
-    tables: dict[str, pd.DataFrame] = {}
+    files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(("_", ".")) or not path.is_file():
             continue
         name = next((path.name[: -len(s)] for s in RAW_FORMATS if path.name.endswith(s)), None)
         if name is None:
             continue
-        if name in tables:
+        if name in files:
             raise InputError(f"table '{name}' given twice in {folder} (pick CSV or Parquet)")
-        tables[name] = _read_table(path, name, encoding)
-    return tables
+        files[name] = path
+    return files
+
+
+def read_raw_table(path: Path, name: str, encoding: str) -> pd.DataFrame:
+    """One table of a raw folder (`raw_files`), as `read_raw_folder` reads it."""
+    return _read_table(path, name, encoding)
 
 
 def _read_table(path: Path, name: str, encoding: str) -> pd.DataFrame:
@@ -369,3 +383,52 @@ def write_json(obj: Any, path: str | Path) -> None:
 def write_text(text: str, path: str | Path) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+class ParquetSink:
+    """The typed tables written a part at a time into `folder` (`validate_each`'s sink)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.writers: dict[str, pq.ParquetWriter] = {}
+
+    def add(self, name: str, part: pd.DataFrame) -> None:
+        # as DataFrame.to_parquet(index=False) converts and writes it, a row group a part
+        table = arrow.Table.from_pandas(part, preserve_index=False)
+        if name not in self.writers:
+            self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", table.schema)
+        self.writers[name].write_table(table)
+
+    def close(self, name: str) -> None:
+        self.writers.pop(name).close()
+
+    def column(self, name: str, column: str) -> pd.Series:
+        return pd.read_parquet(self.folder / f"{name}.parquet", columns=[column])[column]
+
+    def close_all(self) -> None:
+        for name in list(self.writers):
+            self.close(name)
+
+
+def table_parts(path: Path, name: str, encoding: str, rows: int | None) -> Iterator[pd.DataFrame]:
+    """A raw table in parts of at most `rows` rows (None: whole): Parquet read a batch at a
+    time (never whole), CSV read whole and sliced. At least one part, empty for an empty
+    table."""
+    if rows is not None and path.suffix == ".parquet" and path.stat().st_size > 0:
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+            first = next(batches, None)
+        except (ValueError, OSError) as err:  # Arrow's errors, as read_raw_table reports them
+            raise InputError(f"table '{name}' ({path}) cannot be read: {err}") from err
+        if first is None:
+            yield read_raw_table(path, name, encoding)
+            return
+        for batch in itertools.chain([first], batches):
+            yield arrow.Table.from_batches([batch]).to_pandas()
+        return
+    df = read_raw_table(path, name, encoding)
+    if rows is None:
+        yield df
+        return
+    for start in range(0, max(len(df), 1), rows):
+        yield df.iloc[start : start + rows]

@@ -15,8 +15,12 @@ import pandas as pd
 from churnlight.features.params import Params
 from churnlight.models.artifacts import load_champion, load_model, load_train_report
 from churnlight.models.explain.figures import check_figure_languages, save_figures
-from churnlight.models.explain.workflow import driver_figures, global_drivers, reasons_for_tiers
-from churnlight.models.segment import risk_tiers
+from churnlight.models.explain.workflow import (
+    acted_reasons,
+    background_sample,
+    driver_figures,
+    global_drivers,
+)
 from churnlight.pipelines.common import (
     Layout,
     atomic_dir,
@@ -36,7 +40,7 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     registry = pd.read_csv(processed / "feature_registry.csv")
     scoring = pd.read_parquet(processed / "scoring.parquet")
     x = scoring[features]
-    sample = x.sample(n=min(ep.global_sample, len(x)), random_state=seed)
+    sample = background_sample(x, ep.global_sample, seed)
     kinds = load_train_report(models)["models"]
     candidates = ((kind, load_model(models, kind).pipeline) for kind in kinds)
     drivers = global_drivers(candidates, champion, sample, registry)
@@ -47,10 +51,9 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     with atomic_dir(reports / "figures" / "shap") as tmp:
         save_figures(figs, tmp)
 
-    tiers = risk_tiers(model.predict_proba(x)[:, 1], sp.policy, **sp.tier_policy())
-    ids, k, acted = scoring["customer_id"], ep.top_reasons, list(ep.reason_tiers)
-    found = reasons_for_tiers(
-        model.pipeline, x, ids, tiers, acted, registry, k, ep.threads, background=sample
+    p, acted = model.predict_proba(x)[:, 1], list(ep.reason_tiers)
+    found = acted_reasons(
+        model, x, scoring["customer_id"], p, registry, sp, acted, ep.top_reasons, ep.threads, sample
     )
     write_parquet(found.reasons, paths.explanations)
     shares = ", ".join(f"{r.family} {r.share:.0%}" for r in drivers.by_family.itertuples())

@@ -1,6 +1,9 @@
 """Stage `segment`: score the newest snapshot, cut risk tiers, attach reasons and the playbook
 action, rank by expected retained value, hold out the campaign's control group, check drift,
 and write the files marketing opens.
+
+The scoring is `churnlight.models.scoring.score_snapshot`, the same call `churnlight score`
+makes on new data.
 """
 
 from __future__ import annotations
@@ -8,15 +11,15 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 import pandas as pd
 
 from churnlight.features.params import ExportParams, Params
 from churnlight.models.artifacts import load_champion, load_train_report
-from churnlight.models.control import CONTROL, campaign_id
+from churnlight.models.control import CONTROL
 from churnlight.models.export import write_segment_files
-from churnlight.models.segment import TIERS, feature_drift, pseudonymise, segment_customers
-from churnlight.models.value import ValueColumnError, customer_value, value_tiers
+from churnlight.models.scoring import Scored, ScoringPolicy, score_snapshot
+from churnlight.models.segment import TIERS, feature_drift, pseudonymise
+from churnlight.models.value import ValueColumnError
 from churnlight.models.winback import hold_out_leavers, winback_campaign_id, winback_summary
 from churnlight.pipelines.common import InputError, Layout, atomic_dir, rfm_scoring, write_csv
 
@@ -28,26 +31,11 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     _, model, features = load_champion(models)
     scoring = pd.read_parquet(processed / "scoring.parquet")
     reasons = pd.read_parquet(paths.explanations)
-    p = model.predict_proba(scoring[features])[:, 1]  # calibrated
     registry = pd.read_csv(processed / "feature_registry.csv").set_index("name")
-    value, tiers = _value(scoring, params)
-    campaign = _campaign(scoring, sp.campaign_id)
-    seg, summary = segment_customers(
-        scoring,
-        p,
-        reasons,
-        registry["description_en"],
-        sp,
-        value,
-        tiers,
-        campaign=campaign,
-        seed=params.base.seed,
-    )
-    secret = _id_secret(params.export)
-    if secret is not None:
-        seg = pseudonymise(seg, secret)
+    scored = score(model, scoring, features, reasons, registry["description_en"], params)
     with atomic_dir(paths.segments) as tmp:
-        write_segment_files(seg, summary, tmp, _winback(paths, params, scoring, secret))
+        winback = _winback(paths, params, scoring, _id_secret(params.export))
+        write_segment_files(scored.segments, scored.summary, tmp, winback)
 
     # drift: the training window against the scoring snapshot
     train_cutoffs = load_train_report(models)["train_cutoffs"]
@@ -55,6 +43,36 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     bins, threshold = sp.psi_bins, sp.psi_threshold
     psi = feature_drift(snapshots, train_cutoffs, scoring, features, bins, threshold)
     write_csv(psi, paths.reports / "drift.csv")
+    log_segments(scored, params, int(psi["drifted"].sum()))
+    return scored.segments
+
+
+def policy(params: Params) -> ScoringPolicy:
+    """What scoring reads of params.yaml (the segment stage's and `churnlight score`'s)."""
+    dp = params.data
+    return ScoringPolicy(
+        segment=params.segment,
+        value_column=dp.value_column,
+        value_multiplier=dp.value_multiplier,
+        rfm_rule=rfm_scoring(params),
+        rfm_tiers=dict(params.features.rfm.tiers),
+        seed=params.base.seed,
+        id_secret=_id_secret(params.export),
+    )
+
+
+def score(model, scoring, features, reasons, descriptions, params: Params, p=None) -> Scored:
+    """`score_snapshot` under the project's params (`p`: the probabilities, when already
+    computed); a missing value column is bad input."""
+    prm = policy(params)
+    try:
+        return score_snapshot(model, scoring, features, reasons, descriptions, prm, p)
+    except ValueColumnError as e:
+        raise InputError(str(e)) from e
+
+
+def log_segments(scored: Scored, params: Params, drifted: int) -> None:
+    sp, seg = params.segment, scored.segments
     counts = seg["risk_tier"].value_counts().reindex(list(TIERS), fill_value=0).to_dict()
     log.info(
         "segments %s (%d not worth contacting, %d held out as campaign %s's control group); "
@@ -62,43 +80,11 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
         counts,
         int(seg["action"].eq(sp.no_contact_action).sum()),
         int(seg["group"].eq(CONTROL).sum()),
-        campaign,
+        scored.campaign,
         seg["expected_retained_value"].clip(lower=0).sum(),  # NaN (no value) counts as 0
-        int(psi["drifted"].sum()),
-        threshold,
+        drifted,
+        sp.psi_threshold,
     )
-    return seg
-
-
-def _campaign(scoring: pd.DataFrame, configured: str | None) -> str:
-    """segment.campaign_id, else from the scoring snapshot's month; a flat table (no dates)
-    gets one fixed id, so the same customers would be held out every time: warn."""
-    cutoff = scoring["cutoff"].max() if "cutoff" in scoring and len(scoring) else None
-    campaign = campaign_id(configured, cutoff)
-    if configured is None and (cutoff is None or pd.isna(cutoff)):
-        log.warning(
-            "no scoring date: the campaign id is %r; set segment.campaign_id for each campaign, "
-            "or the same customers are held out as the control group every time",
-            campaign,
-        )
-    return campaign
-
-
-def _value(scoring: pd.DataFrame, params: Params) -> tuple[np.ndarray | None, np.ndarray]:
-    """The yearly customer value and the value tiers (data.value_column, segment.rfm_scoring)."""
-    dp = params.data
-    try:
-        value = customer_value(scoring, dp.value_column, dp.value_multiplier)
-    except ValueColumnError as e:
-        raise InputError(str(e)) from e
-    if value is None:
-        log.warning("no customer value (no transactions): set data.value_column to rank by value")
-    scoring_rule = rfm_scoring(params)
-    tiers = value_tiers(scoring, value, scoring_rule, dict(params.features.rfm.tiers))
-    log.info(
-        "value tiers by %s scoring: %s", scoring_rule, pd.Series(tiers).value_counts().to_dict()
-    )
-    return value, tiers
 
 
 def _winback(

@@ -10,9 +10,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from churnlight.features.params import SegmentParams
 from churnlight.models.explain.contributions import (
     contributions,
     exact_contributions,
@@ -21,6 +23,7 @@ from churnlight.models.explain.contributions import (
 )
 from churnlight.models.explain.figures import figures
 from churnlight.models.explain.reasons import top_reasons_fast
+from churnlight.models.segment import risk_tiers
 
 _METHODS = {
     "LGBMClassifier": "LightGBM pred_contrib",
@@ -156,3 +159,33 @@ def reasons_for_tiers(
     found = customer_reasons(pipe, x[act], registry, k, num_threads, background=background)
     found.reasons.insert(0, "customer_id", pd.Series(customer_ids).to_numpy()[act])
     return found
+
+
+# --- the acted-on tiers' reasons: the explain stage's and `churnlight score`'s one call ---
+
+
+def background_sample(x: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """The seeded sample of the scoring snapshot that centres linear attributions (and that
+    the explain stage's global drivers use)."""
+    return x.sample(n=min(n, len(x)), random_state=seed)
+
+
+def acted_reasons(
+    model,
+    x: pd.DataFrame,
+    customer_ids: pd.Series,
+    p: np.ndarray,
+    registry: pd.DataFrame,
+    sp: SegmentParams,
+    reason_tiers: list[str],
+    k: int,
+    threads: int | None,
+    background: pd.DataFrame,
+) -> CustomerReasons:
+    """The top `k` reasons of the customers whose risk tier (by `p` and the segment policy)
+    is one of `reason_tiers`: what the explain stage writes and the segment table reads."""
+    tiers = risk_tiers(p, sp.policy, **sp.tier_policy())
+    pipe = model.pipeline
+    return reasons_for_tiers(
+        pipe, x, customer_ids, tiers, reason_tiers, registry, k, threads, background=background
+    )

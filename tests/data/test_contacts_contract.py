@@ -180,12 +180,13 @@ def test_contacts_frame_keeps_extra_columns_after_the_interface():
 
 
 def test_features_never_read_the_contact_log():
-    """A contact changes behaviour; it is not a signal of it. Only the contract names the table
-    among the feature code (the synthetic world writes it)."""
+    """A contact changes behaviour; it is not a signal of it. Only the contract (and its
+    part-wise check) names the table among the feature code (the synthetic world writes it)."""
     readers = [
         p.relative_to(ROOT)
         for p in sorted((ROOT / "features").glob("*.py"))
-        if "contacts" in p.read_text(encoding="utf-8") and p.name != "contract.py"
+        if "contacts" in p.read_text(encoding="utf-8")
+        and p.name not in ("contract.py", "contract_parts.py")
     ]
     assert readers == []
     from churnlight.features.build import FEATURE_TABLES
@@ -196,4 +197,4 @@ def test_features_never_read_the_contact_log():
 def _rules():
     from churnlight.features.params import ValidateParams
 
-    return ValidateParams(max_examples=5, nps_range=(0, 10), csat_range=(1, 5))
+    return ValidateParams(max_examples=5, nps_range=(0, 10), csat_range=(1, 5), part_rows=1000)
