@@ -8,12 +8,18 @@ example rows; all of them are collected before failing so that a user fixes a fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+
+with warnings.catch_warnings():
+    # pandera imports pyspark.pandas when pyspark is installed (the Spark engine's), which then
+    # warns on every run that it does not support pandas 3: nothing a user can act on
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+    import pandera.pandas as pa
 
 EVENT_TABLES = ("transactions", "activity", "feedback")
 DATA_TABLES = ("customers", "transactions", "activity", "feedback", "market")
@@ -369,9 +375,11 @@ def validate_tables(
     label_column: str,
     max_examples: int,
     score_ranges: Mapping[str, tuple[float, float]],
+    on_progress: Callable[[int], None] | None = None,
 ) -> ValidatedData:
     """Check raw tables against the contract and return them typed, or raise ContractError.
-    `score_ranges` maps a feedback kind (nps, csat) to its inclusive score range."""
+    `score_ranges` maps a feedback kind (nps, csat) to its inclusive score range;
+    `on_progress(1)` is called as each table is checked."""
     out: list[Violation] = []
     n_ex = max_examples
     unknown = sorted(set(tables) - set(ALL_TABLES))
@@ -394,7 +402,9 @@ def validate_tables(
         raise ContractError(out)
 
     typed: dict[str, pd.DataFrame] = {}
-    for name, df in present.items():
+    for i, (name, df) in enumerate(present.items()):
+        if on_progress is not None and i:  # the previous table is done (whichever way)
+            on_progress(1)
         if df.empty and name == CONTACTS and len(df.columns) == 0:
             continue  # an empty log file: no contacts yet
         if df.empty and name != CONTACTS:
@@ -422,6 +432,8 @@ def validate_tables(
             if pd.api.types.is_float_dtype(tdf[col]):
                 _infinite(name, tdf, col, tdf[col], n_ex, out)
         typed[name] = tdf
+    if on_progress is not None and present:
+        on_progress(1)
 
     if flat and "customers" in typed:
         lab = parse_label(typed["customers"][label_column])
