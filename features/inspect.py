@@ -375,7 +375,7 @@ def guess_column(name: str, values: pd.Series) -> ColumnGuess:
             )
     if dates > 0.9:
         return ColumnGuess(name, "timestamp", 0.6, examples)
-    if _is_label(s):
+    if _is_label(s) and numbers < 0.5:  # 0/1 alone is as often a flag attribute
         return ColumnGuess(name, "label", 0.6, examples, "two values, yes/no like")
     if numbers > 0.98:
         return ColumnGuess(name, "number", 0.6, examples)
@@ -473,7 +473,7 @@ def plan_table(tg: TableGuess, df: pd.DataFrame, label_column: str, events: bool
                 types[c.role] = "date"
             elif c.role in ("region", "industry", "plan") and c.role not in columns:
                 put(c.role, c.name, describe(c))
-            elif c.role == "label":
+            elif c.role == "label" and c is _first(tg.columns, "label"):
                 if events:
                     comments[f"# {c.name}"] = (
                         f"{c.name}: a churn label ({describe(c)}); left out: beside event "
@@ -595,7 +595,9 @@ def mapping_dict(guesses: list[TableGuess]) -> dict[str, Any]:
 
 
 def _flow(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000).strip()
+    """A value on one line, quoted where YAML needs it (Yes, No, 1/1/2023)."""
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
 def mapping_yaml(guesses: list[TableGuess], source: str) -> str:
