@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+# pandera imports pyspark.pandas when pyspark is installed (the Spark engine's), on import and
+# again on the first validation, and pyspark then warns that it does not support pandas 3:
+# nothing a user can act on, so that one warning is silenced around pandera
+_PYSPARK_PANDAS = "PySpark does not yet fully support"
+
 with warnings.catch_warnings():
-    # pandera imports pyspark.pandas when pyspark is installed (the Spark engine's), which then
-    # warns on every run that it does not support pandas 3: nothing a user can act on
-    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+    warnings.filterwarnings("ignore", _PYSPARK_PANDAS, FutureWarning)
     import pandera.pandas as pa
 
 EVENT_TABLES = ("transactions", "activity", "feedback")
@@ -277,7 +280,9 @@ def _run_schema(
     name: str, df: pd.DataFrame, schema: pa.DataFrameSchema, n_ex: int, out: list[Violation]
 ) -> None:
     try:
-        schema.validate(df, lazy=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _PYSPARK_PANDAS, FutureWarning)
+            schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
         fc = err.failure_cases
         for (col, check), grp in fc.groupby(["column", "check"], dropna=False, sort=False):
