@@ -14,10 +14,11 @@ import pandas as pd
 from churnlight.features.params import ExportParams, Params
 from churnlight.models.artifacts import load_champion, load_train_report
 from churnlight.models.control import CONTROL, campaign_id
-from churnlight.models.export import write_segment_files
+from churnlight.models.export import SEGMENT_FILES, write_segment_files
 from churnlight.models.segment import TIERS, feature_drift, pseudonymise, segment_customers
 from churnlight.models.value import ValueColumnError, customer_value, value_tiers
 from churnlight.pipelines.common import InputError, Layout, atomic_dir, rfm_scoring, write_csv
+from churnlight.pipelines.progress import progress
 
 log = logging.getLogger("churnlight.segment")
 
@@ -45,8 +46,11 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     secret = _id_secret(params.export)
     if secret is not None:
         seg = pseudonymise(seg, secret)
-    with atomic_dir(paths.segments) as tmp:
-        write_segment_files(seg, summary, tmp)
+    with (
+        atomic_dir(paths.segments) as tmp,
+        progress("writing the segment files", SEGMENT_FILES, unit="files") as advance,
+    ):
+        write_segment_files(seg, summary, tmp, on_progress=advance)
 
     # drift: the training window against the scoring snapshot
     train_cutoffs = load_train_report(models)["train_cutoffs"]
