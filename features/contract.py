@@ -8,21 +8,13 @@ example rows; all of them are collected before failing so that a user fixes a fi
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-# pandera imports pyspark.pandas when pyspark is installed (the Spark engine's), on import and
-# again on the first validation, and pyspark then warns that it does not support pandas 3:
-# nothing a user can act on, so that one warning is silenced around pandera
-_PYSPARK_PANDAS = "PySpark does not yet fully support"
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", _PYSPARK_PANDAS, FutureWarning)
-    import pandera.pandas as pa
+from churnlight.features.pandera_quiet import pa, quiet_pyspark
 
 EVENT_TABLES = ("transactions", "activity", "feedback")
 DATA_TABLES = ("customers", "transactions", "activity", "feedback", "market")
@@ -98,6 +90,7 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "market": {},
     "contacts": {"action": "str", "channel": "str", "owner": "str", "cost": "num"},
 }
+FEEDBACK_TYPES = {"score": "float64", "text": "string", "ticket_id": "string"}
 TRUE_WORDS = {"1", "1.0", "true", "yes", "y", "churn", "churned", "t"}
 FALSE_WORDS = {"0", "0.0", "false", "no", "n", "stay", "stayed", "retained", "f"}
 
@@ -280,8 +273,7 @@ def _run_schema(
     name: str, df: pd.DataFrame, schema: pa.DataFrameSchema, n_ex: int, out: list[Violation]
 ) -> None:
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", _PYSPARK_PANDAS, FutureWarning)
+        with quiet_pyspark():
             schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
         fc = err.failure_cases
@@ -436,6 +428,9 @@ def validate_tables(
         for col in tdf.columns.difference(list(kinds), sort=False):  # attributes, extra columns
             if pd.api.types.is_float_dtype(tdf[col]):
                 _infinite(name, tdf, col, tdf[col], n_ex, out)
+        if name == "feedback":  # the features read every feedback column: absent ones empty
+            absent = {c: pd.NA for c in OPTIONAL[name] if c not in tdf.columns}
+            tdf = tdf.assign(**absent).astype(FEEDBACK_TYPES)
         typed[name] = tdf
     if on_progress is not None and present:
         on_progress(1)

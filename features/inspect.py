@@ -17,251 +17,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from churnlight.features.contract import ACTIVITY_TYPES, FALSE_WORDS, OPTIONAL, TRUE_WORDS
+from churnlight.features.contract import ACTIVITY_TYPES, OPTIONAL
 from churnlight.features.mapping import snake_case, to_number
+from churnlight.features.roles import ATTRIBUTE_NAMES, EVENT_WORDS, NAMES, NO, YES
 
-# role -> (exact names, name fragments); names are compared lower-case without spaces, _ - . ()
-_NAMES: dict[str, tuple[set[str], tuple[str, ...]]] = {
-    "customer_id": (
-        {
-            "customerid",
-            "custid",
-            "customer",
-            "clientid",
-            "client",
-            "userid",
-            "memberid",
-            "accountid",
-            "customerno",
-            "customernumber",
-            "customercode",
-            "客户编号",
-            "客户id",
-            "客户号",
-            "客户代码",
-            "客户编码",
-            "会员号",
-            "会员编号",
-            "会员id",
-            "用户id",
-            "用户编号",
-            "账户",
-            "账号",
-        },
-        ("customerid", "客户编号", "客户id", "会员编号", "用户id"),
-    ),
-    "signup_date": (
-        {
-            "signupdate",
-            "signup",
-            "registered",
-            "registrationdate",
-            "joindate",
-            "joined",
-            "startdate",
-            "since",
-            "注册日期",
-            "注册时间",
-            "开户日期",
-            "入会日期",
-            "签约日期",
-        },
-        ("signup", "注册", "开户", "入会"),
-    ),
-    "cancel_date": (
-        {
-            "canceldate",
-            "cancellationdate",
-            "churndate",
-            "enddate",
-            "closedate",
-            "注销日期",
-            "解约日期",
-            "流失日期",
-            "销户日期",
-            "退订日期",
-        },
-        ("cancel", "注销", "解约", "销户"),
-    ),
-    "label": (
-        {
-            "churn",
-            "churned",
-            "exited",
-            "attrition",
-            "label",
-            "left",
-            "churnflag",
-            "是否流失",
-            "流失",
-            "流失标记",
-            "是否流失客户",
-        },
-        ("churn", "流失", "attrition"),
-    ),
-    "timestamp": (
-        {
-            "ts",
-            "timestamp",
-            "datetime",
-            "time",
-            "date",
-            "eventtime",
-            "eventdate",
-            "invoicedate",
-            "orderdate",
-            "transactiondate",
-            "purchasedate",
-            "createdat",
-            "交易时间",
-            "交易日期",
-            "时间",
-            "日期",
-            "下单时间",
-            "订单时间",
-            "回访时间",
-            "发生时间",
-            "创建时间",
-            "登录时间",
-        },
-        ("date", "time", "时间", "日期"),
-    ),
-    "quantity": ({"quantity", "qty", "units", "数量", "购买数量", "件数"}, ("quantity", "数量")),
-    "unit_price": (
-        {"unitprice", "price", "priceeach", "单价", "价格"},
-        ("unitprice", "单价"),
-    ),
-    "amount": (
-        {
-            "amount",
-            "total",
-            "revenue",
-            "sales",
-            "spend",
-            "value",
-            "ordervalue",
-            "totalamount",
-            "金额",
-            "交易金额",
-            "消费金额",
-            "实付金额",
-            "总额",
-            "订单金额",
-            "支付金额",
-        },
-        ("amount", "revenue", "金额"),
-    ),
-    "event_type": (
-        {
-            "eventtype",
-            "event",
-            "type",
-            "action",
-            "activity",
-            "activitytype",
-            "事件类型",
-            "行为",
-            "类型",
-            "事件",
-            "行为类型",
-        },
-        ("eventtype", "行为", "事件"),
-    ),
-    "score": (
-        {
-            "score",
-            "nps",
-            "csat",
-            "rating",
-            "satisfaction",
-            "评分",
-            "满意度",
-            "推荐度",
-            "打分",
-            "npsscore",
-            "csatscore",
-        },
-        ("nps", "csat", "rating", "满意", "评分"),
-    ),
-    "text": (
-        {
-            "text",
-            "comment",
-            "comments",
-            "note",
-            "notes",
-            "message",
-            "feedback",
-            "remark",
-            "remarks",
-            "备注",
-            "留言",
-            "意见",
-            "内容",
-            "评价",
-            "反馈",
-        },
-        ("comment", "备注", "留言", "反馈"),
-    ),
-    "id_other": (
-        {
-            "invoiceno",
-            "invoice",
-            "orderid",
-            "orderno",
-            "stockcode",
-            "sku",
-            "productid",
-            "ticketid",
-            "transactionid",
-            "订单号",
-            "流水号",
-            "单号",
-            "商品编号",
-            "工单号",
-        },
-        ("invoice", "orderid", "订单号", "流水号", "单号"),
-    ),
-    "region": ({"region", "country", "area", "地区", "区域", "省份", "国家"}, ("region", "地区")),
-    "industry": ({"industry", "sector", "行业"}, ("industry", "行业")),
-    "plan": ({"plan", "contract", "tier", "套餐", "合同", "会员等级"}, ("plan", "套餐")),
-    "category": ({"category", "productcategory", "品类", "类别", "商品类别"}, ("category", "品类")),
-}
-# Chinese attribute names that have a usual English column name
-_ATTRIBUTE_NAMES = {"性别": "gender", "年龄": "age", "城市": "city", "渠道": "channel"}
-# event type words -> the contract's activity types
-_EVENT_WORDS = {
-    "login": "login",
-    "log in": "login",
-    "signin": "login",
-    "sign in": "login",
-    "登录": "login",
-    "visit": "visit",
-    "view": "visit",
-    "pageview": "visit",
-    "浏览": "visit",
-    "访问": "visit",
-    "booking": "booking",
-    "book": "booking",
-    "reservation": "booking",
-    "预约": "booking",
-    "booking cancelled": "booking_cancelled",
-    "cancel booking": "booking_cancelled",
-    "取消预约": "booking_cancelled",
-    "outreach": "outreach_sent",
-    "email sent": "outreach_sent",
-    "发送": "outreach_sent",
-    "reply": "outreach_replied",
-    "replied": "outreach_replied",
-    "回复": "outreach_replied",
-    "service due": "service_due",
-    "保养到期": "service_due",
-    "service": "service_done",
-    "service done": "service_done",
-    "保养": "service_done",
-}
-_YES = TRUE_WORDS | {"是", "流失", "已流失", "真", "1"}
-_NO = FALSE_WORDS | {"否", "未流失", "正常", "在网", "假", "0"}
 SAMPLE = 2000
 
 
@@ -295,10 +54,10 @@ def _key(name: str) -> str:
 def _name_role(name: str) -> tuple[str | None, bool]:
     """The role a column's name suggests, and whether the match was exact."""
     key = _key(name)
-    for role, (exact, _) in _NAMES.items():
+    for role, (exact, _) in NAMES.items():
         if key in exact:
             return role, True
-    for role, (_, parts) in _NAMES.items():
+    for role, (_, parts) in NAMES.items():
         if any(p in key for p in parts):
             return role, False
     return None, False
@@ -331,9 +90,7 @@ def _share_numbers(s: pd.Series) -> float:
 
 def _is_label(s: pd.Series) -> bool:
     words = set(s.str.lower().unique())
-    return (
-        1 < len(words) <= 2 and words <= (_YES | _NO) and bool(words & _YES) and bool(words & _NO)
-    )
+    return 1 < len(words) <= 2 and words <= (YES | NO) and bool(words & YES) and bool(words & NO)
 
 
 def guess_column(name: str, values: pd.Series) -> ColumnGuess:
@@ -427,17 +184,17 @@ def _event_values(values: pd.Series) -> dict[str, str]:
     out = {}
     for v in _text(values).unique()[:50]:
         word = re.sub(r"[_\-]", " ", str(v).strip().lower())
-        if word in _EVENT_WORDS and _EVENT_WORDS[word] != v:
-            out[str(v)] = _EVENT_WORDS[word]
+        if word in EVENT_WORDS and EVENT_WORDS[word] != v:
+            out[str(v)] = EVENT_WORDS[word]
     return out
 
 
 def _label_values(values: pd.Series) -> dict[str, int]:
-    return {str(v): int(str(v).lower() in _YES) for v in _text(values).unique()}
+    return {str(v): int(str(v).lower() in YES) for v in _text(values).unique()}
 
 
 def _attribute_name(name: str, taken: set[str]) -> str:
-    new = _ATTRIBUTE_NAMES.get(str(name).strip(), snake_case(name))
+    new = ATTRIBUTE_NAMES.get(str(name).strip(), snake_case(name))
     while new in taken:
         new += "_2"
     return new

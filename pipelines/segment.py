@@ -21,6 +21,7 @@ from churnlight.pipelines.common import InputError, Layout, atomic_dir, rfm_scor
 from churnlight.pipelines.progress import progress
 
 log = logging.getLogger("churnlight.segment")
+WRITING = "writing the segment files"
 
 
 def run(paths: Layout, params: Params) -> pd.DataFrame:
@@ -46,10 +47,7 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     secret = _id_secret(params.export)
     if secret is not None:
         seg = pseudonymise(seg, secret)
-    with (
-        atomic_dir(paths.segments) as tmp,
-        progress("writing the segment files", SEGMENT_FILES, unit="files") as advance,
-    ):
+    with atomic_dir(paths.segments) as tmp, progress(WRITING, SEGMENT_FILES) as advance:
         write_segment_files(seg, summary, tmp, on_progress=advance)
 
     # drift: the training window against the scoring snapshot
