@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -32,6 +33,8 @@ from churnlight.features.snapshots import SnapshotWriter, split_flat
 
 log = logging.getLogger(__name__)
 
+# progress over customer ranges: (ranges done, ranges in all), called after each range
+RangeProgress = Callable[[int, int], None]
 FEATURE_TABLES = ("activity", "transactions", "feedback", "market")
 
 
@@ -99,16 +102,23 @@ def btyd_pass(con: duckdb.DuckDBPyConnection, plan: EventPlan) -> list[dict]:
 
 
 def build_event_snapshots(
-    con: duckdb.DuckDBPyConnection, folder: Path, plan: EventPlan, partitions: int, workers: int
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    plan: EventPlan,
+    partitions: int,
+    workers: int,
+    on_progress: RangeProgress | None = None,
 ) -> dict:
     """Aggregate, derive and write one customer range at a time (`workers` at once) into
-    `folder`; the summary's numbers."""
+    `folder`; the summary's numbers. `on_progress(done, total)` after each range."""
     t0 = time.perf_counter()
     writer = SnapshotWriter(folder, plan.columns, plan.last)
     tables = snapshot_tables(con, plan, partitions, workers)
     try:
-        for table in tables:
+        for i, table in enumerate(tables):
             writer.write(table)
+            if on_progress is not None:
+                on_progress(i + 1, partitions)
     finally:
         try:
             tables.close()
@@ -173,15 +183,17 @@ def build_snapshots(
     report: dict,
     params: FeaturesParams,
     label_column: str,
+    on_progress: RangeProgress | None = None,
     *,
     scoring_only: bool = False,
 ) -> tuple[dict, pd.DataFrame]:
     """Write features.parquet and scoring.parquet of the validated tables in `interim` (the
     contract's `report` says which) into `folder`; return features_report.json's content and
     the feature registry. `params`: the `features` settings; `label_column`: the label of a
-    flat table. `scoring_only` (what `churnlight score` builds): from event tables, the one
-    cutoff the day after the data end, with the same definitions (features.parquet is then
-    empty); no label is read for it."""
+    flat table; `on_progress(done, total)` after each customer range of event data.
+    `scoring_only` (what `churnlight score` builds): from event tables, the one cutoff the day
+    after the data end, with the same definitions (features.parquet is then empty); no label
+    is read for it."""
     present = {p.stem for p in interim.glob("*.parquet")}
     with tempfile.TemporaryDirectory(prefix="churnlight-features-") as scratch:
         con = connect(
@@ -206,7 +218,9 @@ def build_snapshots(
                     params.customers_per_partition,
                 )
                 fits = btyd_pass(con, plan)
-                counts = build_event_snapshots(con, folder, plan, parts, params.range_workers)
+                counts = build_event_snapshots(
+                    con, folder, plan, parts, params.range_workers, on_progress
+                )
                 counts.update({"btyd_fits": fits} if fits else {})
         finally:
             con.close()

@@ -8,12 +8,13 @@ example rows; all of them are collected before failing so that a user fixes a fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+
+from churnlight.features.pandera_quiet import pa, quiet_pyspark
 
 EVENT_TABLES = ("transactions", "activity", "feedback")
 DATA_TABLES = ("customers", "transactions", "activity", "feedback", "market")
@@ -90,6 +91,7 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "market": {},
     "contacts": {"action": "str", "channel": "str", "owner": "str", "cost": "num"},
 }
+FEEDBACK_TYPES = {"score": "float64", "text": "string", "ticket_id": "string"}
 TRUE_WORDS = {"1", "1.0", "true", "yes", "y", "churn", "churned", "t"}
 FALSE_WORDS = {"0", "0.0", "false", "no", "n", "stay", "stayed", "retained", "f"}
 
@@ -272,7 +274,8 @@ def _run_schema(
     name: str, df: pd.DataFrame, schema: pa.DataFrameSchema, n_ex: int, out: list[Violation]
 ) -> None:
     try:
-        schema.validate(df, lazy=True)
+        with quiet_pyspark():
+            schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
         fc = err.failure_cases
         for (col, check), grp in fc.groupby(["column", "check"], dropna=False, sort=False):
@@ -346,9 +349,11 @@ def validate_tables(
     label_column: str,
     max_examples: int,
     score_ranges: Mapping[str, tuple[float, float]],
+    on_progress: Callable[[int], None] | None = None,
 ) -> ValidatedData:
     """Check raw tables against the contract and return them typed, or raise ContractError.
-    `score_ranges` maps a feedback kind (nps, csat) to its inclusive score range."""
+    `score_ranges` maps a feedback kind (nps, csat) to its inclusive score range;
+    `on_progress(1)` is called as each table is checked."""
     from churnlight.features.contract_parts import MemorySink, validate_each
 
     sink = MemorySink()
@@ -359,6 +364,7 @@ def validate_tables(
         label_column=label_column,
         max_examples=max_examples,
         score_ranges=score_ranges,
+        on_progress=on_progress,
     )
     data.tables = {name: sink.tables[name] for name in data.tables}
     return data

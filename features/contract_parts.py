@@ -18,6 +18,7 @@ from churnlight.features.contract import (
     DATA_TABLES,
     EVENT_TABLES,
     FAMILY_TABLES,
+    FEEDBACK_TYPES,
     OPTIONAL,
     REQUIRED,
     ContractError,
@@ -91,6 +92,9 @@ def _check_table(
     for col in tdf.columns.difference(list(kinds), sort=False):  # attributes, extra columns
         if pd.api.types.is_float_dtype(tdf[col]):
             _infinite(name, tdf, col, tdf[col], n_ex, out)
+    if name == "feedback":  # the features read every feedback column: absent ones empty
+        absent = {c: pd.NA for c in OPTIONAL[name] if c not in tdf.columns}
+        tdf = tdf.assign(**absent).astype(FEEDBACK_TYPES)
     return tdf
 
 
@@ -167,6 +171,7 @@ def validate_each(
     label_column: str,
     max_examples: int,
     score_ranges: Mapping[str, tuple[float, float]],
+    on_progress: Callable[[int], None] | None = None,
 ) -> ValidatedData:
     """`validate_tables` a table at a time, and an event table a part at a time, so that a
     large export never sits in memory whole: `sources` gives each raw table as parts (row
@@ -175,7 +180,8 @@ def validate_each(
     are checked whole: customer ids must be unique). The customers table goes first (its
     ids are what events are checked against), the contact log last. The violations (counts
     and examples over all parts), the report and the typed tables are those of one
-    whole-table check; the returned `tables` maps each table written to an empty frame."""
+    whole-table check; the returned `tables` maps each table written to an empty frame.
+    `on_progress(1)` as each table is done."""
     n_ex = max_examples
     unknown = sorted(set(sources) - set(ALL_TABLES))
     present = [k for k in sources if k in ALL_TABLES]
@@ -211,7 +217,9 @@ def validate_each(
     order = [n for n in present if n == "customers"]
     order += [n for n in present if n not in ("customers", CONTACTS)]
     order += [n for n in present if n == CONTACTS]
-    for name in order:
+    for i, name in enumerate(order):
+        if on_progress is not None and i:  # the previous table is done (whichever way)
+            on_progress(1)
         if name == "customers":
             parts, customers_raw = [customers_raw], None
         elif name in EVENT_TABLES:
@@ -259,6 +267,8 @@ def validate_each(
         unknown_v[name], late_v[name] = _merged(found["unk"], n_ex), _merged(found["late"], n_ex)
         latest += maxima
         rows[name] = n_rows
+    if on_progress is not None and order:
+        on_progress(1)
 
     if contacts is not None:
         if known is not None:  # the customers table was typed

@@ -81,6 +81,8 @@ class DataParams(Section):
     value_column: str | None
     value_multiplier: Annotated[float, Field(gt=0)]
     encoding: Encoding
+    # issue 16: a mapping file (`churnlight inspect` writes one) applied at validation
+    mapping: str | None
 
 
 WinbackTier = Literal["platinum", "gold", "silver", "regular"]

@@ -8,6 +8,7 @@ CSV files carry a UTF-8 byte-order mark so that Excel shows Chinese text correct
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -21,31 +22,46 @@ from churnlight.models.xlsx import write_xlsx
 BOM_UTF8 = "utf-8-sig"
 
 
+SEGMENT_FILES = 9 + len(TIERS)  # steps write_segment_files reports (a progress total)
+
+
 def write_segment_files(
     seg: pd.DataFrame,
     summary: pd.DataFrame,
     folder: Path,
     winback: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> None:
     """Write the segment table and its summary into `folder` (which must exist). The scored
     list holds every customer (`group` says who is held out); the tier files hold only those
     to act on, and control.csv those held out. `winback`: the win-back list (with `group`)
     and its summary, written as winback.csv / .parquet, winback_control.csv / .parquet and
-    winback_summary.csv, and as sheets."""
+    winback_summary.csv, and as sheets. `on_progress(n)` after each step, SEGMENT_FILES in
+    all (on a million customers the workbook alone takes a while)."""
+    done = on_progress or (lambda n: None)
     seg.to_csv(folder / "scored_customers.csv", index=False, encoding=BOM_UTF8)
+    done(1)
     seg.to_parquet(folder / "scored_customers.parquet", index=False)
+    done(1)
     acted = action_list(seg)
     for tier in TIERS:
         part = acted[acted["risk_tier"] == tier]
         part.to_csv(folder / f"{tier}.csv", index=False, encoding=BOM_UTF8)
+        done(1)
     control = control_list(seg)
     control.to_csv(folder / "control.csv", index=False, encoding=BOM_UTF8)
+    done(1)
     control.to_parquet(folder / "control.parquet", index=False)
+    done(1)
     summary.to_csv(folder / "summary.csv", index=False, encoding=BOM_UTF8)
+    done(1)
     (folder / "summary.json").write_text(json_text(summary.to_dict("records")), encoding="utf-8")
+    done(1)
     if winback is not None:
         _write_winback(*winback, folder)
+    done(1)
     write_workbook(seg, summary, folder / "segments.xlsx", winback)
+    done(2)  # the workbook counts twice: it is the slowest to write
 
 
 def _write_winback(wb: pd.DataFrame, wb_summary: pd.DataFrame, folder: Path) -> None:

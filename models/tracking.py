@@ -20,6 +20,26 @@ import pandas as pd
 log = logging.getLogger(__name__)
 DEFAULT_URI = "sqlite:///mlflow.db"
 PINNED = ("scikit-learn", "lightgbm", "pandas", "numpy", "pyarrow")
+# MLflow logs this on every model saved with (cloud)pickle; README "Model store" says why the
+# models are pickled and how the store is protected, once, instead of once per model
+PICKLE_NOTICE = "Saving scikit-learn models in the pickle or cloudpickle format"
+
+
+class _DropPickleNotice(logging.Filter):
+    """Drops MLflow's pickle notice and nothing else from the `mlflow.sklearn` logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(PICKLE_NOTICE)
+
+
+@contextlib.contextmanager
+def _without_pickle_notice() -> Iterator[None]:
+    logger, drop = logging.getLogger("mlflow.sklearn"), _DropPickleNotice()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def configure(experiment: str, uri: str | None = None) -> str:
@@ -47,7 +67,7 @@ def log_candidate(model, name: str, example: pd.DataFrame) -> str:
 
     example = example.head(5)
     proba = model.predict_proba(example)[:, 1]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _without_pickle_notice():
         warnings.simplefilter("ignore")
         signature = infer_signature(example, proba)
         info = mlflow.sklearn.log_model(

@@ -123,6 +123,13 @@ def validate(
         Path,
         typer.Option(help="params.yaml: its data and validate sections (labels, encoding, rules)."),
     ] = Path("params.yaml"),
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            help="A mapping file inside RAW_DIR (`churnlight inspect` writes one) that makes the "
+            "contract tables from an export (default: data.mapping)."
+        ),
+    ] = None,
 ) -> None:
     import codecs
 
@@ -147,6 +154,7 @@ def validate(
             label,
             encoding or prm.data.encoding,
             prm.validate_,
+            mapping or (Path(prm.data.mapping) if prm.data.mapping else None),
         )
     except (ContractError, InputError) as err:
         log.error("%s", err)
@@ -194,6 +202,41 @@ def score(
     try:
         score_folder(data_dir, out, prm, model, as_of, params.resolve().parent)
     except (ContractError, InputError, FeatureMismatchError) as err:
+        log.error("%s", err)
+        raise typer.Exit(code=2) from err
+
+
+@app.command(
+    help="Look at an export (a CSV/Parquet/XLSX file or a folder of them): which files are per "
+    "customer and which per event, each column's guessed role with examples and confidence; "
+    "writes a commented mapping.yaml to edit, then run with "
+    "`dvc exp run -S data.source=FOLDER -S data.mapping=FOLDER/mapping.yaml`."
+)
+def inspect(
+    path: Annotated[Path, typer.Argument(help="An export file, or a folder of export files.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the mapping (default: mapping.yaml in the folder)."),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="Text encoding of CSV files: auto or a codec (default: data.encoding)."),
+    ] = None,
+    params: Annotated[
+        Path, typer.Option(help="params.yaml: data.label_column and data.encoding.")
+    ] = Path("params.yaml"),
+) -> None:
+    from churnlight.pipelines.common import InputError, setup_logging
+    from churnlight.pipelines.inspect import inspect_export
+
+    setup_logging()
+    label, enc = "churn", encoding or "auto"
+    if params.is_file():
+        prm = _project_params(params)
+        label, enc = prm.data.label_column, encoding or prm.data.encoding
+    try:
+        inspect_export(path, out, enc, label)
+    except InputError as err:
         log.error("%s", err)
         raise typer.Exit(code=2) from err
 

@@ -188,6 +188,38 @@ def read_raw_table(path: Path, name: str, encoding: str) -> pd.DataFrame:
     return _read_table(path, name, encoding)
 
 
+# --- issue 16: exports as they come (`churnlight inspect`, `data.mapping`) ---------------------
+EXPORT_FORMATS = (*RAW_FORMATS, ".xlsx")
+
+
+def export_files(path: str | Path) -> list[Path]:
+    """The readable files of an export: the file itself, or a folder's CSV/Parquet/XLSX files
+    (names starting with `_` or `.` skipped, as are mapping.yaml and other files)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InputError(f"export not found: {path}")
+    return [
+        p
+        for p in sorted(path.iterdir())
+        if p.is_file()
+        and not p.name.startswith(("_", "."))
+        and p.name.lower().endswith(EXPORT_FORMATS)
+    ]
+
+
+def read_export_file(path: Path, encoding: str) -> pd.DataFrame:
+    """One export file as read for validation: CSV as text (`data.encoding`), Parquet as
+    typed, XLSX's first sheet as text."""
+    if path.name.lower().endswith(".xlsx"):
+        try:
+            return pd.read_excel(path, dtype=str, sheet_name=0)
+        except (ValueError, OSError, KeyError) as err:
+            raise InputError(f"file {path} cannot be read as a workbook: {err}") from err
+    return _read_table(path, path.name, encoding)
+
+
 def _read_table(path: Path, name: str, encoding: str) -> pd.DataFrame:
     if path.stat().st_size == 0:
         return pd.DataFrame()  # the contract reports it as an empty table

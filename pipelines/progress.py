@@ -22,6 +22,7 @@ Advance = Callable[[int], None]
 
 # CHURNLIGHT_PROGRESS=0 forces plain lines, =1 forces bars (e.g. in a notebook)
 ENV = "CHURNLIGHT_PROGRESS"
+_OPEN: list = []  # the rich bar on screen: a progress opened inside another adds a line to it
 
 
 def _interactive() -> bool:
@@ -73,6 +74,14 @@ def progress(
 ) -> Iterator[Advance]:
     """Yield `advance(n=1)`; a bar on a terminal, else a log line every `every_s` seconds and a
     closing line with the total time (only when the work took longer than `every_s`)."""
+    if _interactive() and _OPEN:  # rich shows one live display at a time: a line in it
+        bar = _OPEN[-1]
+        task = bar.add_task(description, total=total)
+        try:
+            yield lambda n=1: bar.advance(task, n)
+        finally:
+            bar.remove_task(task)
+        return
     if _interactive():
         from rich.progress import (
             BarColumn,
@@ -93,7 +102,11 @@ def progress(
         ]
         with Progress(*columns, transient=False) as bar:
             task = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(task, n)
+            _OPEN.append(bar)
+            try:
+                yield lambda n=1: bar.advance(task, n)
+            finally:
+                _OPEN.pop()
         return
     lines = _Lines(description, total, unit, every_s)
     yield lines.advance

@@ -16,14 +16,16 @@ import pandas as pd
 from churnlight.features.params import ExportParams, Params
 from churnlight.models.artifacts import load_champion, load_train_report
 from churnlight.models.control import CONTROL
-from churnlight.models.export import write_segment_files
+from churnlight.models.export import SEGMENT_FILES, write_segment_files
 from churnlight.models.scoring import Scored, ScoringPolicy, score_snapshot
 from churnlight.models.segment import TIERS, feature_drift, pseudonymise
 from churnlight.models.value import ValueColumnError
 from churnlight.models.winback import hold_out_leavers, winback_campaign_id, winback_summary
 from churnlight.pipelines.common import InputError, Layout, atomic_dir, rfm_scoring, write_csv
+from churnlight.pipelines.progress import progress
 
 log = logging.getLogger("churnlight.segment")
+WRITING = "writing the segment files"
 
 
 def run(paths: Layout, params: Params) -> pd.DataFrame:
@@ -33,9 +35,9 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     reasons = pd.read_parquet(paths.explanations)
     registry = pd.read_csv(processed / "feature_registry.csv").set_index("name")
     scored = score(model, scoring, features, reasons, registry["description_en"], params)
-    with atomic_dir(paths.segments) as tmp:
-        winback = _winback(paths, params, scoring, _id_secret(params.export))
-        write_segment_files(scored.segments, scored.summary, tmp, winback)
+    winback = _winback(paths, params, scoring, _id_secret(params.export))
+    with atomic_dir(paths.segments) as tmp, progress(WRITING, SEGMENT_FILES) as advance:
+        write_segment_files(scored.segments, scored.summary, tmp, winback, on_progress=advance)
 
     # drift: the training window against the scoring snapshot
     train_cutoffs = load_train_report(models)["train_cutoffs"]
