@@ -64,6 +64,9 @@ class Candidate:
     run_id: str = ""  # MLflow run and logged model, when tracked
     model_uri: str = ""
     seconds: float = 0.0
+    n_pruned: int = 0
+    tune_rows: int = 0  # rows the trials, folds and calibration saw (a sample: train.tune_rows)
+    refit_rows: int = 0  # rows of the final fit (all training rows, or train.max_rows of them)
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,17 @@ def train_candidate(
     *,
     storage: str | None = None,
     callbacks: Sequence[Callable] = (),
+    refit: pd.DataFrame | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Candidate:
-    """Tune, calibrate on the out-of-fold scores, score, and refit on all training rows."""
+    """Tune, calibrate on the out-of-fold scores, score, and refit.
+
+    `train` is what the trials and folds see (the folds index it): all training rows or a
+    stratified sample of them (`sample_rows`, train.tune_rows). The chosen parameters are then
+    fitted on `refit` (default `train`): all training rows, or a bounded sample (train.max_rows).
+    `on_progress(n)` hears of every fit: the trials' folds, the out-of-fold fits, the refit.
+    """
+    refit = train if refit is None else refit
     name = study_name(kind, train, spec, seed, len(folds))
     res = tune(
         kind,
@@ -137,6 +149,7 @@ def train_candidate(
         storage=storage,
         study_name=name,
         callbacks=callbacks,
+        on_progress=on_progress,
     )
     time_ordered = train["cutoff"].nunique() > 1
     choice = choose_calibration(
@@ -147,7 +160,9 @@ def train_candidate(
     p_cal = calibrator.transform(res.oof["p"].to_numpy())
     cv = score_metrics(res.oof["label"], p_cal, capacity)
     cv["ece_uncalibrated"] = score_metrics(res.oof["label"], res.oof["p"], capacity)["ece"]
-    pipe, _ = fit_fold(kind, res.best_params, train, None, features, seed)
+    pipe, _ = fit_fold(kind, res.best_params, refit, None, features, seed)
+    if on_progress is not None:
+        on_progress(1)
     return Candidate(
         kind=kind,
         model=CalibratedModel(pipe, calibrator),
@@ -157,6 +172,9 @@ def train_candidate(
         cv_log_loss=res.best_value,
         n_trials=res.n_trials,
         study=name,
+        n_pruned=res.n_pruned,
+        tune_rows=len(train),
+        refit_rows=len(refit),
     )
 
 
@@ -169,9 +187,14 @@ def train_tracked(
     seed: int,
     capacity: float,
     storage: str | None = None,
+    *,
+    refit: pd.DataFrame | None = None,
+    example: pd.DataFrame | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Candidate:
     """`train_candidate` inside its own MLflow run: every trial as a nested run, then the
-    best parameters, the out-of-fold metrics and the model."""
+    best parameters, the out-of-fold metrics and the model (its signature from `example`, the
+    feature columns in the dtypes scoring sends; default the first rows of `train`)."""
     t0 = time.perf_counter()
     with tracking.candidate_run(kind) as run_id:
         cand = train_candidate(
@@ -184,15 +207,20 @@ def train_tracked(
             capacity,
             storage=storage,
             callbacks=[tracking.trial_logger(kind)],
+            refit=refit,
+            on_progress=on_progress,
         )
         how = {
             "calibration": cand.calibration["method"],
             "folds": len(folds),
             "n_trials": cand.n_trials,
             "study": cand.study,
+            "tune_rows": cand.tune_rows,
+            "refit_rows": cand.refit_rows,
         }
+        example = train[features].head(5) if example is None else example
         model_uri = tracking.log_trained_candidate(
-            cand.model, kind, cand.best_params, how, cand.cv, cand.cv_log_loss, train[features]
+            cand.model, kind, cand.best_params, how, cand.cv, cand.cv_log_loss, example
         )
         seconds = round(time.perf_counter() - t0, 1)
     return replace(cand, run_id=run_id, model_uri=model_uri, seconds=seconds)
@@ -236,6 +264,9 @@ def train_summary(
                 "run_id": c.run_id,
                 "model_uri": c.model_uri,
                 "seconds": c.seconds,
+                "n_pruned": c.n_pruned,
+                "tune_rows": c.tune_rows,
+                "refit_rows": c.refit_rows,
             }
             for kind, c in candidates.items()
         },
@@ -245,6 +276,10 @@ def train_summary(
         "test_cutoffs": [_day(c) for c in split.test_cutoffs],
         "train_cutoffs": sorted(_day(c) for c in train["cutoff"].unique() if pd.notna(c)),
         "train_rows": len(train),
+        # issue 17: trials, folds and calibration on a stratified sample (train.tune_rows), the
+        # final fit on all training rows or a bounded sample of them (train.max_rows)
+        "tune_rows": max((c.tune_rows for c in candidates.values()), default=len(train)),
+        "refit_rows": max((c.refit_rows for c in candidates.values()), default=len(train)),
         "test_rows": len(split.test),
         "features": features,
     }

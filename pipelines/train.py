@@ -5,11 +5,18 @@ Per candidate: an Optuna study on rolling-origin folds inside the training perio
 SQLite under data/artifacts/tuning and resumed if interrupted), out-of-fold scores for the
 calibrator and for choosing the champion, then a final fit on the whole training period. The
 test cutoff is never touched here.
+
+Scale (issue 17): the table is read once and its features held as float32; the trials, folds and
+calibration see a stratified sample of `train.tune_rows` rows, the final fit all training rows
+(or `train.max_rows` of them). Each candidate's fits show as progress; the peak RSS is logged
+and reported.
 """
 
 from __future__ import annotations
 
 import logging
+import resource
+import sys
 
 import pandas as pd
 
@@ -32,9 +39,11 @@ from churnlight.models.selection import (
     train_summary,
     train_tracked,
 )
-from churnlight.models.train import time_split, tree_rules
+from churnlight.models.train import compact_features, time_split, tree_rules
 from churnlight.models.treatment import untouched_split
+from churnlight.models.tune import sample_rows
 from churnlight.pipelines.common import Layout, atomic_dir, write_json
+from churnlight.pipelines.progress import progress
 
 log = logging.getLogger("churnlight.train")
 
@@ -44,23 +53,43 @@ def run(paths: Layout, params: Params) -> dict:
     capacity, primary = params.evaluate.capacity, params.evaluate.primary_metric
     df = read_snapshots(paths.processed / "features.parquet")
     features = pd.read_csv(paths.processed / "feature_registry.csv")["name"].tolist()
+    # the models' signatures keep the dtypes scoring sends; training holds float32
+    example = df[features].head(5)
+    df = compact_features(df, features)
     contacts = read_contacts(paths.interim / "contacts.parquet")
     split = time_split(df, window, tp.test_months, seed=seed)
     ts = untouched_split(df, split, contacts, tp, window)
+    del df
     split = ts.split
     train = split.train.reset_index(drop=True)
-    folds = cv_folds(train, window, tp.folds, seed)
+    tuning = sample_rows(train, tp.tune_rows, seed)  # `train` itself when it is small enough
+    refit = sample_rows(train, tp.max_rows, seed)
+    folds = cv_folds(tuning, window, tp.folds, seed)
     paths.tuning.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(paths.tuning / 'optuna.db').as_posix()}"
     uri = tracking.configure(tp.mlflow_experiment)
-    _log_start(train, folds, uri)
+    _log_start(train, tuning, refit, folds, uri)
     # the three-colour rules need events: a flat table has none, so no comparison is claimed
     has_events = load_features_report(paths.processed)["mode"] == "events"
-    cv = {"rules": rules_on_folds(train, folds, capacity)} if has_events else {}
+    cv = {"rules": rules_on_folds(tuning, folds, capacity)} if has_events else {}
     fitted: dict[str, Candidate] = {}
     for kind in tp.models:
         spec = _spec(tp, kind)
-        fitted[kind] = train_tracked(kind, train, folds, features, spec, seed, capacity, storage)
+        fits = (spec.n_trials + 1) * len(folds) + 1  # trials' folds, out-of-fold fits, refit
+        with progress(f"train {kind}", fits, unit="fits") as advance:
+            fitted[kind] = train_tracked(
+                kind,
+                tuning,
+                folds,
+                features,
+                spec,
+                seed,
+                capacity,
+                storage,
+                refit=refit,
+                example=example,
+                on_progress=advance,
+            )
         cv[kind] = fitted[kind].cv
         _log_candidate(fitted[kind], primary)
     choice = pick_champion(cv, list(tp.models), primary)
@@ -69,6 +98,7 @@ def run(paths: Layout, params: Params) -> dict:
     registered = {"name": name, "version": version, "alias": "champion", "tracking_uri": uri}
     summary = train_summary(choice, cv, fitted, registered, folds, split, train, features)
     summary.update(treated_rows=tp.treated_rows, treated_rows_excluded=ts.excluded)
+    summary["peak_rss_gb"] = peak_rss_gb()
     with atomic_dir(paths.models) as tmp:
         for kind, cand in fitted.items():
             save_model(cand.model, tmp, kind)
@@ -77,6 +107,7 @@ def run(paths: Layout, params: Params) -> dict:
         write_json(best_params(fitted), tmp / "best_params.json")
         write_json(summary, tmp / "train_report.json")
     _log_choice(choice, registered)
+    log.info("train: peak RSS %.2f GiB", summary["peak_rss_gb"])
     return summary
 
 
@@ -94,24 +125,39 @@ def _spec(tp: TrainParams, kind: str) -> TuningSpec:
     )
 
 
-def _log_start(train: pd.DataFrame, folds: list, uri: str) -> None:
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, in GiB (ru_maxrss: KiB on Linux, bytes on
+    macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 3)
+
+
+def _log_start(
+    train: pd.DataFrame, tuning: pd.DataFrame, refit: pd.DataFrame, folds: list, uri: str
+) -> None:
     log.info(
-        "training on %d rows (%d cutoffs), %d folds; MLflow at %s",
+        "training on %d rows (%d cutoffs), %d folds; tuning on %s, refit on %s; MLflow at %s",
         len(train),
         train["cutoff"].nunique(),
         len(folds),
+        "all of them" if len(tuning) == len(train) else f"a stratified sample of {len(tuning)}",
+        "all of them" if len(refit) == len(train) else f"a stratified sample of {len(refit)}",
         uri,
     )
 
 
 def _log_candidate(cand: Candidate, primary: str) -> None:
     log.info(
-        "%-6s cv log loss %.4f, cv %s %.4f (%d trials, %.0f s)",
+        "%-6s %d trials (%d pruned) on %d rows, refit on %d: best cv log loss %.4f, "
+        "cv %s %.4f, %.0f s",
         cand.kind,
+        cand.n_trials,
+        cand.n_pruned,
+        cand.tune_rows,
+        cand.refit_rows,
         cand.cv_log_loss,
         primary,
         cand.cv[primary],
-        cand.n_trials,
         cand.seconds,
     )
 
