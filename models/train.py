@@ -139,13 +139,21 @@ def _preprocessing(kind: str, numeric: list[str], categorical: list[str]) -> Col
 
 
 def threads(n_jobs: int | None) -> int:
-    """LightGBM's threads: `n_jobs`, or one per core available to this process when None."""
+    """LightGBM's threads: `n_jobs`, or when None one per core that nothing else is using (the
+    cores available to this process less the 1-minute load average beyond this process, at
+    least one). OpenMP threads that share a busy core wait on each other: on a two-core machine
+    loaded by other work, two threads made the tuning twice as slow as one."""
     if n_jobs is not None:
         return int(n_jobs)
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        others = max(0.0, os.getloadavg()[0] - 1.0)  # this process counts in the load
+    except OSError:
+        others = 0.0
+    return max(1, min(cores, round(cores - others)))
 
 
 FLOAT32_EXACT = 2**24  # integers up to this magnitude are exact in float32
