@@ -17,11 +17,11 @@ apart, and ends with exactly one line:
     customers=<N> total_s=<s> train_s=<s> peak_rss_gb=<GiB>
 
 `total_s` is every stage's wall time, generate included; `peak_rss_gb` the largest peak RSS of
-the stages from `validate` on (the generator's is on the line before, `generate_rss_gb`). `--from STAGE` reruns from
-that stage in an existing `--workdir` (e.g. `--from train --set train.tune_rows=null` compares
-tuning on all rows with the same features); the train stage always tunes from scratch (its
-Optuna studies are deleted first, so that no resumed study is timed). The test metrics end in
-WORKDIR/reports/metrics.json; `--metrics` prints the champion's too.
+the stages from `validate` on (the generator's is on the line before, `generate_rss_gb`).
+`--from STAGE` reruns from that stage in an existing `--workdir`, e.g. `--from train --set
+train.tune_rows=null` to compare tuning on all rows on the same features. The train stage always
+tunes from scratch (its Optuna studies are deleted first: a resumed study would time nothing).
+The test metrics end in WORKDIR/reports/metrics.json; `--metrics` prints the champion's too.
 """
 
 from __future__ import annotations
