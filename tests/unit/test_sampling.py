@@ -156,3 +156,15 @@ def test_compact_features_holds_numbers_as_float32_without_touching_the_input():
     assert out["big"].dtype == np.int64  # beyond float32's exact integers: kept
     assert out["plan"].dtype == df["plan"].dtype and out["label"].dtype == df["label"].dtype
     assert df["a"].dtype == np.float64  # the input is not changed
+
+
+@pytest.mark.parametrize(
+    ("load", "cores", "want"), [(0.2, 2, 2), (1.0, 2, 2), (2.1, 2, 1), (9.0, 2, 1), (2.0, 8, 7)]
+)
+def test_lightgbm_threads_follow_the_idle_cores_unless_given(monkeypatch, load, cores, want):
+    from churnlight.models import train
+
+    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(train.os, "getloadavg", lambda: (load, load, load))
+    assert train.threads(None) == want
+    assert train.threads(3) == 3
