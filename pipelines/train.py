@@ -54,7 +54,7 @@ def run(paths: Layout, params: Params) -> dict:
     df = read_snapshots(paths.processed / "features.parquet")
     features = pd.read_csv(paths.processed / "feature_registry.csv")["name"].tolist()
     # the models' signatures keep the dtypes scoring sends; training holds float32
-    example = df[features].head(5)
+    example = df[features].head(5).copy()  # a copy: a view would keep the table alive
     df = compact_features(df, features)
     contacts = read_contacts(paths.interim / "contacts.parquet")
     split = time_split(df, window, tp.test_months, seed=seed)
