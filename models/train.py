@@ -8,6 +8,7 @@ signatures reject pandas `category` columns).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -82,6 +83,29 @@ def feature_columns(df: pd.DataFrame, names: list[str]) -> tuple[list[str], list
     return numeric, categorical
 
 
+class MedianImputer(SimpleImputer):
+    """SimpleImputer(strategy="median") with the medians from `np.nanmedian` (a partial sort)
+    instead of a masked full sort: the same medians, and on 93k rows x 87 columns the fit took
+    0.5 s instead of 8.6 s (bench/README.md), most of a logistic regression or tree fit."""
+
+    def __init__(self, *, add_indicator: bool = False):
+        super().__init__(strategy="median", add_indicator=add_indicator)
+
+    def _dense_fit(self, X, strategy, missing_values, fill_value):  # noqa: N803 (sklearn's name)
+        if strategy != "median" or not (
+            isinstance(missing_values, float) and np.isnan(missing_values)
+        ):
+            return super()._dense_fit(X, strategy, missing_values, fill_value)
+        missing = np.isnan(X)
+        self._fit_indicator(missing)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns: NaN
+            median = np.nanmedian(X, axis=0)
+        if self.keep_empty_features:
+            median[np.isnan(median)] = 0
+        return median
+
+
 def _as_object(x: pd.DataFrame) -> pd.DataFrame:
     """Strings with NaN for missing: what scikit-learn's imputers and encoders expect."""
     return x.astype(object).where(x.notna(), np.nan)
@@ -121,13 +145,13 @@ def _preprocessing(kind: str, numeric: list[str], categorical: list[str]) -> Col
     if kind == "logreg":
         num = Pipeline(
             [
-                ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                ("impute", MedianImputer(add_indicator=True)),
                 ("scale", StandardScaler()),
             ]
         )
         parts = [("num", num, numeric), ("cat", _onehot(to_obj), categorical)]
     elif kind == "tree":
-        num = SimpleImputer(strategy="median", add_indicator=True)
+        num = MedianImputer(add_indicator=True)
         parts = [("num", num, numeric), ("cat", _onehot(to_obj), categorical)]
     else:
         codes = OrdinalEncoder(
