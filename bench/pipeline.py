@@ -18,8 +18,9 @@ apart, and ends with exactly one line:
 
 `total_s` is every stage's wall time, generate included; `peak_rss_gb` the largest peak RSS of
 the stages from `validate` on (the generator's is on the line before, `generate_rss_gb`).
-`--from STAGE` reruns from that stage in an existing `--workdir`, e.g. `--from train --set
-train.tune_rows=null` to compare tuning on all rows on the same features. The train stage always
+`--from STAGE` reruns from that stage in an existing `--workdir` (`--to STAGE` stops after
+one), e.g. `--from train --set train.tune_rows=null` to compare tuning on all rows on the same
+features. The train stage always
 tunes from scratch (its Optuna studies are deleted first: a resumed study would time nothing).
 The test metrics end in WORKDIR/reports/metrics.json; `--metrics` prints the champion's too.
 """
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--from", dest="start", choices=STAGES, default="generate")
+    ap.add_argument("--to", dest="stop", choices=STAGES, default="report")
     ap.add_argument("--metrics", action="store_true", help="print the champion's test metrics")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     env.setdefault("CHURNLIGHT_PROGRESS", "0")  # plain progress lines in the captured logs
     log.info("bench: %d customers in %s", args.customers, root)
 
-    stages = STAGES[STAGES.index(args.start) :]
+    stages = STAGES[STAGES.index(args.start) : STAGES.index(args.stop) + 1]
     figures: dict[str, dict[str, float]] = {}
     for name in stages:
         if name == "train":  # a resumed Optuna study would time nothing: tune from scratch
