@@ -25,7 +25,7 @@ from churnlight.models import tracking
 from churnlight.models.artifacts import (
     load_features_report,
     read_contacts,
-    read_snapshots,
+    read_training_snapshots,
     save_model,
 )
 from churnlight.models.selection import (
@@ -39,7 +39,7 @@ from churnlight.models.selection import (
     train_summary,
     train_tracked,
 )
-from churnlight.models.train import compact_features, time_split, tree_rules
+from churnlight.models.train import time_split, tree_rules
 from churnlight.models.treatment import untouched_split
 from churnlight.models.tune import sample_rows
 from churnlight.pipelines.common import Layout, atomic_dir, write_json
@@ -51,11 +51,9 @@ log = logging.getLogger("churnlight.train")
 def run(paths: Layout, params: Params) -> dict:
     seed, tp, window = params.base.seed, params.train, params.features.label_window_days
     capacity, primary = params.evaluate.capacity, params.evaluate.primary_metric
-    df = read_snapshots(paths.processed / "features.parquet")
     features = pd.read_csv(paths.processed / "feature_registry.csv")["name"].tolist()
-    # the models' signatures keep the dtypes scoring sends; training holds float32
-    example = df[features].head(5).copy()  # a copy: a view would keep the table alive
-    df = compact_features(df, features)
+    # features in float32; the models' signatures from rows in the dtypes scoring sends
+    df, example = read_training_snapshots(paths.processed / "features.parquet", features)
     contacts = read_contacts(paths.interim / "contacts.parquet")
     split = time_split(df, window, tp.test_months, seed=seed)
     ts = untouched_split(df, split, contacts, tp, window)

@@ -168,3 +168,18 @@ def test_lightgbm_threads_follow_the_idle_cores_unless_given(monkeypatch, load, 
     monkeypatch.setattr(train.os, "getloadavg", lambda: (load, load, load))
     assert train.threads(None) == want
     assert train.threads(3) == 3
+
+
+def test_the_training_table_is_read_in_chunks_as_read_snapshots_orders_it(tmp_path):
+    from churnlight.models.artifacts import read_snapshots, read_training_snapshots
+
+    df = _panel().sample(frac=1.0, random_state=0)  # the file's order is not the models' order
+    df["note"] = "x"
+    path = tmp_path / "features.parquet"
+    df.to_parquet(path, index=False)
+    feats = ["a", "n_logins", "plan", "b"]
+    table, example = read_training_snapshots(path, feats, example_rows=3, chunk=2)
+    want = read_snapshots(path)
+    assert list(table.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(table, compact_features(want, feats))
+    pd.testing.assert_frame_equal(example, want[feats].head(3))  # the file's dtypes
