@@ -13,7 +13,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -28,11 +29,14 @@ from churnlight.models.tune import (
     fit_fold,
     random_folds,
     rolling_folds,
+    sample_rows,
     tune,
 )
 
 log = logging.getLogger(__name__)
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+# opens a progress display for `total` fits under a description and yields its advance(n)
+OpenProgress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,32 @@ class Choice:
     score: float
     rules_score: float | None  # None: no rules to compare with (a flat table has no events)
     beats_rules: bool | None
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """The rows each part of training sees (issue 17): the trials, folds and calibration a
+    stratified sample (`tuning`, which `folds` index), the final fit `refit`."""
+
+    train: pd.DataFrame  # every training row
+    tuning: pd.DataFrame  # `train` itself when train.tune_rows covers it
+    refit: pd.DataFrame  # `train` itself unless train.max_rows is below its size
+    folds: list[Fold]
+
+
+def training_rows(
+    train: pd.DataFrame,
+    tune_rows: int | None,
+    max_rows: int | None,
+    label_window_days: int,
+    n_folds: int,
+    seed: int,
+) -> TrainingRows:
+    """Draw the tuning sample and the refit rows (`sample_rows`, seeded, stratified by cutoff and
+    label) and build the folds on the tuning sample, so they keep the time structure."""
+    tuning = sample_rows(train, tune_rows, seed)
+    refit = sample_rows(train, max_rows, seed)
+    return TrainingRows(train, tuning, refit, cv_folds(tuning, label_window_days, n_folds, seed))
 
 
 def cv_folds(train: pd.DataFrame, label_window_days: int, n_folds: int, seed: int) -> list[Fold]:
@@ -224,6 +254,68 @@ def train_tracked(
         )
         seconds = round(time.perf_counter() - t0, 1)
     return replace(cand, run_id=run_id, model_uri=model_uri, seconds=seconds)
+
+
+def candidate_fits(spec: TuningSpec, n_folds: int) -> int:
+    """How many fits one candidate makes: every trial's folds, the out-of-fold fits, the refit
+    (what `on_progress` hears of)."""
+    return (spec.n_trials + 1) * n_folds + 1
+
+
+def train_all(
+    specs: Mapping[str, TuningSpec],
+    rows: TrainingRows,
+    features: list[str],
+    seed: int,
+    capacity: float,
+    primary: str,
+    storage: str | None = None,
+    *,
+    example: pd.DataFrame | None = None,
+    open_progress: OpenProgress | None = None,
+) -> dict[str, Candidate]:
+    """Every candidate of `specs` in turn (`train_tracked`: tuned on `rows.tuning`, refitted on
+    `rows.refit`), each fit shown by `open_progress(description, total)` and a log line per
+    candidate; the library knows no progress display, the stage passes one in."""
+    fitted: dict[str, Candidate] = {}
+    for kind, spec in specs.items():
+        total = candidate_fits(spec, len(rows.folds))
+        with (open_progress or _no_progress)(f"train {kind}", total) as advance:
+            fitted[kind] = train_tracked(
+                kind,
+                rows.tuning,
+                rows.folds,
+                features,
+                spec,
+                seed,
+                capacity,
+                storage,
+                refit=rows.refit,
+                example=example,
+                on_progress=advance,
+            )
+        _log_candidate(fitted[kind], primary)
+    return fitted
+
+
+def _no_progress(description: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
+    return nullcontext(lambda n: None)
+
+
+def _log_candidate(cand: Candidate, primary: str) -> None:
+    log.info(
+        "%-6s %d trials (%d pruned) on %d rows, refit on %d: best cv log loss %.4f, "
+        "cv %s %.4f, %.0f s",
+        cand.kind,
+        cand.n_trials,
+        cand.n_pruned,
+        cand.tune_rows,
+        cand.refit_rows,
+        cand.cv_log_loss,
+        primary,
+        cand.cv[primary],
+        cand.seconds,
+    )
 
 
 def pick_champion(cv: dict[str, dict], kinds: Sequence[str], primary: str) -> Choice:

@@ -15,8 +15,7 @@ and reported.
 from __future__ import annotations
 
 import logging
-import resource
-import sys
+from functools import partial
 
 import pandas as pd
 
@@ -29,20 +28,19 @@ from churnlight.models.artifacts import (
     save_model,
 )
 from churnlight.models.selection import (
-    Candidate,
     Choice,
+    TrainingRows,
     TuningSpec,
     best_params,
-    cv_folds,
     pick_champion,
     rules_on_folds,
+    train_all,
     train_summary,
-    train_tracked,
+    training_rows,
 )
 from churnlight.models.train import time_split, tree_rules
 from churnlight.models.treatment import untouched_split
-from churnlight.models.tune import sample_rows
-from churnlight.pipelines.common import Layout, atomic_dir, write_json
+from churnlight.pipelines.common import Layout, atomic_dir, peak_rss_gb, write_json
 from churnlight.pipelines.progress import progress
 
 log = logging.getLogger("churnlight.train")
@@ -60,43 +58,27 @@ def run(paths: Layout, params: Params) -> dict:
     del df
     split = ts.split
     train = split.train.reset_index(drop=True)
-    tuning = sample_rows(train, tp.tune_rows, seed)  # `train` itself when it is small enough
-    refit = sample_rows(train, tp.max_rows, seed)
-    folds = cv_folds(tuning, window, tp.folds, seed)
+    rows = training_rows(train, tp.tune_rows, tp.max_rows, window, tp.folds, seed)
     paths.tuning.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(paths.tuning / 'optuna.db').as_posix()}"
     uri = tracking.configure(tp.mlflow_experiment)
-    _log_start(train, tuning, refit, folds, uri)
+    _log_start(rows, uri)
     # the three-colour rules need events: a flat table has none, so no comparison is claimed
     has_events = load_features_report(paths.processed)["mode"] == "events"
-    cv = {"rules": rules_on_folds(tuning, folds, capacity)} if has_events else {}
-    fitted: dict[str, Candidate] = {}
-    for kind in tp.models:
-        spec = _spec(tp, kind)
-        fits = (spec.n_trials + 1) * len(folds) + 1  # trials' folds, out-of-fold fits, refit
-        with progress(f"train {kind}", fits, unit="fits") as advance:
-            fitted[kind] = train_tracked(
-                kind,
-                tuning,
-                folds,
-                features,
-                spec,
-                seed,
-                capacity,
-                storage,
-                refit=refit,
-                example=example,
-                on_progress=advance,
-            )
-        cv[kind] = fitted[kind].cv
-        _log_candidate(fitted[kind], primary)
+    cv = {"rules": rules_on_folds(rows.tuning, rows.folds, capacity)} if has_events else {}
+    specs = {kind: _spec(tp, kind) for kind in tp.models}
+    bar = partial(progress, unit="fits")
+    fitted = train_all(
+        specs, rows, features, seed, capacity, primary, storage, example=example, open_progress=bar
+    )
+    cv.update({kind: cand.cv for kind, cand in fitted.items()})
     choice = pick_champion(cv, list(tp.models), primary)
     name = tp.registered_model
     version = tracking.register_champion(fitted[choice.champion].model_uri, name)
     registered = {"name": name, "version": version, "alias": "champion", "tracking_uri": uri}
-    summary = train_summary(choice, cv, fitted, registered, folds, split, train, features)
+    summary = train_summary(choice, cv, fitted, registered, rows.folds, split, train, features)
     summary.update(treated_rows=tp.treated_rows, treated_rows_excluded=ts.excluded)
-    summary["peak_rss_gb"] = peak_rss_gb()
+    summary["peak_rss_gb"] = round(peak_rss_gb(), 3)
     with atomic_dir(paths.models) as tmp:
         for kind, cand in fitted.items():
             save_model(cand.model, tmp, kind)
@@ -123,40 +105,16 @@ def _spec(tp: TrainParams, kind: str) -> TuningSpec:
     )
 
 
-def peak_rss_gb() -> float:
-    """This process's peak resident memory so far, in GiB (ru_maxrss: KiB on Linux, bytes on
-    macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 3)
-
-
-def _log_start(
-    train: pd.DataFrame, tuning: pd.DataFrame, refit: pd.DataFrame, folds: list, uri: str
-) -> None:
+def _log_start(rows: TrainingRows, uri: str) -> None:
+    n = len(rows.train)
     log.info(
         "training on %d rows (%d cutoffs), %d folds; tuning on %s, refit on %s; MLflow at %s",
-        len(train),
-        train["cutoff"].nunique(),
-        len(folds),
-        "all of them" if len(tuning) == len(train) else f"a stratified sample of {len(tuning)}",
-        "all of them" if len(refit) == len(train) else f"a stratified sample of {len(refit)}",
+        n,
+        rows.train["cutoff"].nunique(),
+        len(rows.folds),
+        "all of them" if len(rows.tuning) == n else f"a stratified sample of {len(rows.tuning)}",
+        "all of them" if len(rows.refit) == n else f"a stratified sample of {len(rows.refit)}",
         uri,
-    )
-
-
-def _log_candidate(cand: Candidate, primary: str) -> None:
-    log.info(
-        "%-6s %d trials (%d pruned) on %d rows, refit on %d: best cv log loss %.4f, "
-        "cv %s %.4f, %.0f s",
-        cand.kind,
-        cand.n_trials,
-        cand.n_pruned,
-        cand.tune_rows,
-        cand.refit_rows,
-        cand.cv_log_loss,
-        primary,
-        cand.cv[primary],
-        cand.seconds,
     )
 
 

@@ -183,3 +183,31 @@ def test_the_training_table_is_read_in_chunks_as_read_snapshots_orders_it(tmp_pa
     assert list(table.columns) == list(want.columns)
     pd.testing.assert_frame_equal(table, compact_features(want, feats))
     pd.testing.assert_frame_equal(example, want[feats].head(3))  # the file's dtypes
+
+
+def test_training_rows_tune_on_the_sample_and_refit_on_every_row():
+    df = _panel()
+    rows = selection.training_rows(df, 1000, None, 30, 2, seed=0)
+    assert len(rows.tuning) == 1000 and rows.refit is df and rows.train is df
+    assert [len(f.valid_idx) + len(f.train_idx) <= 1000 for f in rows.folds] == [True, True]
+    assert max(f.valid_idx.max() for f in rows.folds) < 1000  # the folds index the sample
+
+
+def test_train_all_shows_every_fit_of_every_candidate():
+    from contextlib import contextmanager
+
+    df = _panel()
+    rows = selection.training_rows(df, 1500, 3000, 30, 2, seed=0)
+    shown: dict[str, list[int]] = {}
+
+    @contextmanager
+    def bar(description, total):
+        done: list[int] = []
+        yield done.append
+        shown[description] = [total, sum(done)]
+
+    fitted = selection.train_all(
+        {"lgbm": _spec()}, rows, FEATURES, 0, 0.1, "pr_auc", open_progress=bar
+    )
+    assert shown == {"train lgbm": [2 * 2 + 2 + 1] * 2}
+    assert (fitted["lgbm"].tune_rows, fitted["lgbm"].refit_rows) == (1500, 3000)
