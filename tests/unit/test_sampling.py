@@ -209,5 +209,63 @@ def test_train_all_shows_every_fit_of_every_candidate():
     fitted = selection.train_all(
         {"lgbm": _spec()}, rows, FEATURES, 0, 0.1, "pr_auc", open_progress=bar
     )
-    assert shown == {"train lgbm": [2 * 2 + 2 + 1] * 2}
+    # 2 trials x 2 folds, 2 out-of-fold fits, the refit's rounds found again, the refit
+    assert shown == {"train lgbm": [2 * 2 + 2 + 1 + 1] * 2}
     assert (fitted["lgbm"].tune_rows, fitted["lgbm"].refit_rows) == (1500, 3000)
+
+
+def test_the_refit_finds_lightgbms_rounds_again_on_its_own_newest_fold(monkeypatch):
+    calls: list[tuple[int, bool, int]] = []
+
+    def spy(kind, params, train, valid, *args, **kwargs):
+        calls.append((len(train), valid is not None, params["n_estimators"]))
+        return fit_fold(kind, params, train, valid, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "fit_fold", spy)  # the refit's fits; the folds' are tune's
+    df = _panel()
+    rows = selection.training_rows(df, 1500, None, 30, 2, seed=0)
+    spec = _spec()
+    cand = train_candidate(
+        "lgbm",
+        rows.tuning,
+        rows.folds,
+        FEATURES,
+        spec,
+        0,
+        0.1,
+        refit=df,
+        refit_folds=rows.refit_folds,
+    )
+    newest = rows.refit_folds[-1]
+    assert len(newest.valid_idx) > len(rows.folds[-1].valid_idx)  # built on all the rows
+    (found, refit) = calls
+    assert found[:3] == (len(newest.train_idx), True, spec.base["n_estimators"])  # the cap
+    assert refit[:2] == (len(df), False)
+    assert refit[2] == cand.best_params["n_estimators"] <= spec.base["n_estimators"]
+    # the tree count the refit keeps is the one it found, not the sample's
+    assert cand.model.pipeline.named_steps["model"].n_estimators == refit[2]
+
+
+def test_a_refit_on_the_tuning_rows_keeps_the_tuned_rounds(monkeypatch):
+    calls: list[bool] = []
+
+    def spy(kind, params, train, valid, *args, **kwargs):
+        calls.append(valid is not None)
+        return fit_fold(kind, params, train, valid, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "fit_fold", spy)
+    df = _panel()
+    rows = selection.training_rows(df, None, None, 30, 2, seed=0)
+    assert rows.refit is rows.tuning and rows.refit_folds is rows.folds
+    train_candidate(
+        "lgbm",
+        rows.tuning,
+        rows.folds,
+        FEATURES,
+        _spec(),
+        0,
+        0.1,
+        refit=rows.refit,
+        refit_folds=rows.refit_folds,
+    )
+    assert calls == [False]  # the refit alone: nothing found again
