@@ -231,7 +231,8 @@ class LgbmParams(Section):
     subsample: float
     colsample_bytree: float
     reg_lambda: float
-    n_jobs: Positive  # LightGBM's float sums follow its threads: it can change results
+    # threads; None: one per core. LightGBM's float sums follow its threads: it can change results
+    n_jobs: Positive | None
 
 
 ModelName = Literal["logreg", "tree", "lgbm"]
@@ -288,6 +289,10 @@ class TrainParams(Section):
     treated_rows: Literal["exclude", "keep"]
     treatment_carryover_days: Annotated[int, Field(ge=0)]  # a contact's effect lasts this long
     control_rows: Literal["exclude", "keep"]
+    # issue 17: trials on a stratified sample of this many training rows, the final fit on
+    # all of them or on max_rows of them (None: all)
+    tune_rows: Positive | None
+    max_rows: Positive | None
 
     @model_validator(mode="after")
     def _trials_for_every_model(self) -> TrainParams:

@@ -7,6 +7,8 @@ signatures reject pandas `category` columns).
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -81,6 +83,29 @@ def feature_columns(df: pd.DataFrame, names: list[str]) -> tuple[list[str], list
     return numeric, categorical
 
 
+class MedianImputer(SimpleImputer):
+    """SimpleImputer(strategy="median") with the medians from `np.nanmedian` (a partial sort)
+    instead of a masked full sort: the same medians, and on 93k rows x 87 columns the fit took
+    0.5 s instead of 8.6 s (bench/README.md), most of a logistic regression or tree fit."""
+
+    def __init__(self, *, add_indicator: bool = False):
+        super().__init__(strategy="median", add_indicator=add_indicator)
+
+    def _dense_fit(self, X, strategy, missing_values, fill_value):  # noqa: N803 (sklearn's name)
+        if strategy != "median" or not (
+            isinstance(missing_values, float) and np.isnan(missing_values)
+        ):
+            return super()._dense_fit(X, strategy, missing_values, fill_value)
+        missing = np.isnan(X)
+        self._fit_indicator(missing)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns: NaN
+            median = np.nanmedian(X, axis=0)
+        if self.keep_empty_features:
+            median[np.isnan(median)] = 0
+        return median
+
+
 def _as_object(x: pd.DataFrame) -> pd.DataFrame:
     """Strings with NaN for missing: what scikit-learn's imputers and encoders expect."""
     return x.astype(object).where(x.notna(), np.nan)
@@ -120,13 +145,13 @@ def _preprocessing(kind: str, numeric: list[str], categorical: list[str]) -> Col
     if kind == "logreg":
         num = Pipeline(
             [
-                ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                ("impute", MedianImputer(add_indicator=True)),
                 ("scale", StandardScaler()),
             ]
         )
         parts = [("num", num, numeric), ("cat", _onehot(to_obj), categorical)]
     elif kind == "tree":
-        num = SimpleImputer(strategy="median", add_indicator=True)
+        num = MedianImputer(add_indicator=True)
         parts = [("num", num, numeric), ("cat", _onehot(to_obj), categorical)]
     else:
         codes = OrdinalEncoder(
@@ -135,6 +160,52 @@ def _preprocessing(kind: str, numeric: list[str], categorical: list[str]) -> Col
         cat = Pipeline([("obj", to_obj), ("ord", codes)])
         parts = [("num", "passthrough", numeric), ("cat", cat, categorical)]
     return ColumnTransformer(parts, verbose_feature_names_out=False)
+
+
+def threads(n_jobs: int | None) -> int:
+    """LightGBM's threads: `n_jobs`, or when None one per core that nothing else is using (the
+    cores available to this process less the 1-minute load average beyond this process, at
+    least one). OpenMP threads that share a busy core wait on each other: on a two-core machine
+    loaded by other work, two threads made the tuning twice as slow as one."""
+    if n_jobs is not None:
+        return int(n_jobs)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        others = max(0.0, os.getloadavg()[0] - 1.0)  # this process counts in the load
+    except OSError:
+        others = 0.0
+    return max(1, min(cores, round(cores - others)))
+
+
+FLOAT32_EXACT = 2**24  # integers up to this magnitude are exact in float32
+
+
+def compact_features(df: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The feature columns in the dtypes training needs: float32 for numbers (integers only while
+    exact, below 2^24), so the table costs half the memory and the models' own float32/float64
+    conversions start from fewer bytes. Other columns untouched; a new frame, `df` unchanged.
+
+    The tree bins on float32 anyway; LightGBM and logistic regression see the floats' values
+    rounded to about 7 significant digits, far below the noise of any feature here.
+    """
+    out = {}
+    for c in features:
+        col = df[c]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        if col.dtype == np.float32:
+            continue
+        if pd.api.types.is_integer_dtype(col):
+            top = col.abs().max()
+            if pd.notna(top) and top >= FLOAT32_EXACT:
+                continue
+        out[c] = col.to_numpy(dtype=np.float32, na_value=np.nan)
+    if not out:
+        return df
+    return df.assign(**out)
 
 
 def _estimator(kind: str, params: dict, seed: int):
@@ -157,7 +228,7 @@ def _estimator(kind: str, params: dict, seed: int):
         colsample_bytree=float(params["colsample_bytree"]),
         reg_lambda=float(params["reg_lambda"]),
         random_state=seed,
-        n_jobs=int(params["n_jobs"]),
+        n_jobs=threads(params["n_jobs"]),
         verbose=-1,
     )
 

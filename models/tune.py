@@ -59,6 +59,43 @@ def random_folds(df: pd.DataFrame, n_folds: int, seed: int) -> list[Fold]:
     return [Fold(tr, va, cutoff) for tr, va in skf.split(np.zeros(len(y)), y)]
 
 
+def stratified_sample(
+    df: pd.DataFrame, n: int | None, seed: int, by: Sequence[str] = ("cutoff", "label")
+) -> np.ndarray:
+    """Positions of a seeded sample of `n` rows, each (cutoff, label) cell keeping its share to
+    within one row (largest-remainder rounding), in table order; all rows when `n` is None or
+    not below the table's size.
+
+    Every cutoff keeps its share, so rolling-origin folds built on the sample have the same time
+    structure as on the whole table, and each cutoff its churn rate.
+    """
+    total = len(df)
+    if n is None or n >= total:
+        return np.arange(total)
+    if n < 1:
+        raise ValueError(f"a sample needs at least one row, not {n}")
+    groups = df.groupby(list(by), dropna=False, sort=True, observed=True).indices
+    cells = list(groups.values())
+    sizes = np.array([len(c) for c in cells], dtype=float)
+    quota = n * sizes / total
+    take = np.floor(quota).astype(int)
+    short = n - int(take.sum())
+    # the cells with the largest remainders get one row more (stable: table order breaks ties)
+    take[np.argsort(-(quota - take), kind="stable")[:short]] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(c, size=k, replace=False) for c, k in zip(cells, take, strict=True) if k]
+    return np.sort(np.concatenate(picked))
+
+
+def sample_rows(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """`df` itself when `n` covers it (no copy, identical results), else its stratified sample
+    (`stratified_sample`) with a fresh index."""
+    idx = stratified_sample(df, n, seed)
+    if len(idx) == len(df):
+        return df
+    return df.iloc[idx].reset_index(drop=True)
+
+
 def suggest(trial: optuna.Trial, space: dict) -> dict:
     """A search space from params.yaml: `[low, high]`, `[low, high, log]` or `{choices: [...]}`."""
     out = {}
@@ -118,6 +155,7 @@ class TuneResult:
     n_trials: int
     oof: pd.DataFrame  # index of the rows validated, p (out-of-fold probability), label, fold
     fold_losses: list[float] = field(default_factory=list)
+    n_pruned: int = 0
 
 
 def tune(
@@ -135,14 +173,17 @@ def tune(
     storage: str | None = None,
     study_name: str | None = None,
     callbacks: Sequence[Callable] = (),
+    on_progress: Callable[[int], None] | None = None,
 ) -> TuneResult:
     """Optuna study (seeded TPE, median pruning across folds), resumable from `storage`.
 
     LightGBM trials stop early on each validation fold (`early_stopping_rounds`); the median
-    best iteration over the folds of the best trial becomes its `n_estimators`.
+    best iteration over the folds of the best trial becomes its `n_estimators`. `on_progress(n)`
+    hears of every fold fitted (a pruned trial's skipped folds count as done).
     """
+    advance = on_progress or (lambda n: None)
     objective = _cv_objective(
-        kind, df, folds, features, base_params, space, seed, early_stopping_rounds
+        kind, df, folds, features, base_params, space, seed, early_stopping_rounds, advance
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -166,7 +207,7 @@ def tune(
     params = {**base_params, **best.params}
     if "best_iteration" in best.user_attrs:
         params["n_estimators"] = int(best.user_attrs["best_iteration"])
-    oof = out_of_fold(kind, df, folds, features, params, seed)
+    oof = out_of_fold(kind, df, folds, features, params, seed, on_progress=advance)
     return TuneResult(
         kind,
         params,
@@ -174,6 +215,7 @@ def tune(
         len(study.trials),
         oof,
         list(best.user_attrs.get("fold_losses", [])),
+        sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
     )
 
 
@@ -186,6 +228,7 @@ def _cv_objective(
     space: dict,
     seed: int,
     early_stopping_rounds: int,
+    advance: Callable[[int], None],
 ) -> Callable[[optuna.Trial], float]:
     """The trial objective: mean validation log loss over the folds, reported fold by fold so
     that the pruner can stop a poor trial early."""
@@ -200,8 +243,10 @@ def _cv_objective(
             losses.append(log_loss(va["label"].to_numpy(int), p, labels=[0, 1]))
             if best_iter is not None:
                 iters.append(best_iter)
+            advance(1)
             trial.report(float(np.mean(losses)), step)
             if trial.should_prune():
+                advance(len(folds) - step - 1)
                 raise optuna.TrialPruned()
         if iters:
             trial.set_user_attr("best_iteration", int(np.median(iters)))
@@ -212,13 +257,21 @@ def _cv_objective(
 
 
 def out_of_fold(
-    kind: str, df: pd.DataFrame, folds: Sequence[Fold], features: list[str], params: dict, seed: int
+    kind: str,
+    df: pd.DataFrame,
+    folds: Sequence[Fold],
+    features: list[str],
+    params: dict,
+    seed: int,
+    on_progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Predictions for each fold's validation rows from a model that never saw them."""
     parts = []
     for j, fold in enumerate(folds):
         tr, va = df.iloc[fold.train_idx], df.iloc[fold.valid_idx]
         pipe, _ = fit_fold(kind, params, tr, None, features, seed)
+        if on_progress is not None:
+            on_progress(1)
         parts.append(
             pd.DataFrame(
                 {

@@ -58,6 +58,10 @@ def run(paths: Layout, params: Params) -> dict:
     )
     ev.metrics["treated_rows_excluded"] = ts.excluded
     ev.metrics["winback"] = _winback_metrics(paths.winback / "metrics.json")
+    # issue 17: the rows the champion was tuned and fitted on (train.tune_rows, train.max_rows)
+    ev.metrics["training_rows"] = {
+        k: report[f"{k}_rows"] for k in ("train", "tune", "refit") if f"{k}_rows" in report
+    }
     if ev.metrics["champion_beats_rules"] is False:
         _warn_rules_win(ev.metrics)
     with atomic_dir(reports / "plots") as tmp:

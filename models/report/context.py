@@ -392,6 +392,15 @@ def treated_excluded(metrics: dict) -> dict[str, int] | None:
     return {"train": int(counts.get("train", 0)), "test": int(counts.get("test", 0))}
 
 
+def training_rows(metrics: dict) -> dict[str, int] | None:
+    """Training rows, the rows the tuning saw (train.tune_rows) and the final fit's
+    (train.max_rows), from metrics.json; None for metrics from before they were recorded."""
+    rows = metrics.get("training_rows") or {}
+    if not {"train", "tune", "refit"} <= set(rows):
+        return None
+    return {k: int(rows[k]) for k in ("train", "tune", "refit")}
+
+
 def build_context(inp: CardInputs) -> dict:
     """The template's context: plain numbers, words and lists (no DataFrames)."""
     params = inp.params
@@ -429,6 +438,7 @@ def build_context(inp: CardInputs) -> dict:
         "contacted": round(test_rows * capacity),
         "test_rows": test_rows,
         "treated_excluded": treated_excluded(m),
+        "training_rows": training_rows(m),
         "tiers": tiers,
         "value_at_risk": float(high["value_at_risk"].sum()),
         "expected_churners_high": float(high["expected_churners"].sum()),

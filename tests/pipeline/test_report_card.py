@@ -508,6 +508,39 @@ def test_the_card_says_how_many_treated_rows_were_left_out(card, tmp_path, lang,
     assert md.count(sentence) == 1
 
 
+@pytest.mark.parametrize(
+    ("lang", "sentence"),
+    [
+        (
+            "en",
+            "Training rows: 5,000; the tuning (trials, folds, calibration) used a sample of 2,000, "
+            "stratified by cutoff and label (`train.tune_rows`), and the final model was fitted on "
+            "a sample of 4,000 (`train.max_rows`).",
+        ),
+        (
+            "zh",
+            "训练样本：5,000 行；调参（试验、各折、校准）用了按快照和标签分层抽取的 2,000 行"
+            "（train.tune_rows），最终模型在抽取的 4,000 行（train.max_rows）上拟合。",
+        ),
+    ],
+)
+def test_the_card_says_how_many_rows_tuned_and_fitted_the_model(card, tmp_path, lang, sentence):
+    """Issue 17: the data section states the training rows, the tuning sample and the refit."""
+    assert "the tuning (trials, folds, calibration) used all of them, and the final" in card["md"]
+    reports = tmp_path / "reports"
+    shutil.copytree(card["reports"], reports)
+    metrics = json.loads((reports / "metrics.json").read_text(encoding="utf-8"))
+    rows = metrics["training_rows"]
+    assert rows["train"] == rows["tune"] == rows["refit"] > 0
+    metrics["training_rows"] = {"train": 5000, "tune": 2000, "refit": 4000}
+    (reports / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    params = yaml.safe_load(card["params"].read_text(encoding="utf-8"))
+    params["report"].update(language=lang, screenshot=False)
+    _report(card, reports, params)
+    md = (reports / "model_card.md").read_text(encoding="utf-8")
+    assert md.count(sentence) == 1
+
+
 def test_tree_rules_keep_paths_that_end_in_churn():
     text = (
         "|--- login_30d <= 2.50\n"
