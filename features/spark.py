@@ -1,0 +1,588 @@
+"""The feature definitions run on Apache Spark (`features.engine: spark`), without a second copy.
+
+The feature modules write DuckDB SQL and hand it to a connection (`execute`, `sql`, `register`,
+`DESCRIBE`). `SparkConnection` is such a connection backed by a SparkSession: each statement is
+parsed once (SQLGlot, DuckDB dialect), the places where the two engines mean different things by
+the same text are rewritten in `to_spark` (the one list of dialect fixes), and Spark runs the
+result. A `CREATE TABLE ... AS` becomes a materialised temporary view (a local checkpoint: what
+the statement computed is what later statements read, as with DuckDB's table). Small side
+tables registered from the driver (the lexicon) are also kept in a DuckDB on the driver, which
+answers the queries that read only those (the lexicon's RE2 escaping has no Spark function).
+
+`build_snapshots_spark` is `churnlight.features.build.build_snapshots` on that connection: the
+same plan, BTYD pass, aggregates, derivations, rules and labels; the rows are written by Spark
+as sorted Parquet parts and streamed on the driver into the same features.parquet /
+scoring.parquet files (same schema, same row order) through the same `SnapshotWriter`.
+
+pyspark is an optional extra (`churnlight[spark]`): it is imported only when this engine runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
+
+from churnlight.features.aggregates import FULL, aggregate_select, prepare
+from churnlight.features.build import btyd_pass, build_flat_snapshots, features_report, plan_events
+from churnlight.features.params import FeaturesParams
+from churnlight.features.ranges import ROW_ORDER
+from churnlight.features.registry import registry_frame
+from churnlight.features.snapshots import SnapshotWriter
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+# Spark settings the definitions' meaning depends on (not tunables): timestamps are read and
+# written as wall-clock times in UTC (DuckDB's TIMESTAMP has no time zone); the SQL type
+# TIMESTAMP is Spark's TIMESTAMP_NTZ, as DuckDB's; ANSI mode, so that an overflow or a bad cast
+# fails as in DuckDB instead of turning into NULL
+ENGINE_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.timestampType": "TIMESTAMP_NTZ",
+    "spark.sql.ansi.enabled": "true",
+    "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
+}
+# start-up defaults a params `spark.conf` may override
+DEFAULT_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+    "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+}
+
+# Spark type (simpleString) -> the DuckDB type name the feature modules expect from DESCRIBE
+_DUCK_TYPES = {
+    "string": "VARCHAR",
+    "tinyint": "TINYINT",
+    "smallint": "SMALLINT",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "timestamp_ntz": "TIMESTAMP",
+    "date": "DATE",
+    "binary": "BLOB",
+}
+# ASCII word character, as RE2's \b sees it (Java's \b also treats letters such as 用 as word
+# characters, so 'rival' in '用rival' would stop matching)
+_WORD = "[0-9A-Za-z_]"
+_RE2_BOUNDARY = f"(?:(?<!{_WORD})(?={_WORD})|(?<={_WORD})(?!{_WORD}))"
+
+
+# --- the dialect fixes -------------------------------------------------------------------------
+
+
+def _spark_expr(text: str) -> exp.Expression:
+    return sqlglot.parse_one(text, read="spark")
+
+
+def _s(node: exp.Expression) -> str:
+    return node.sql("spark")
+
+
+def _floor_div(micros: str, unit: int) -> str:
+    return f"(({micros} - pmod({micros}, {unit})) div {unit})"
+
+
+_UNIT_MICROS = {"MICROSECOND": 1, "MILLISECOND": 1000, "SECOND": 10**6, "MINUTE": 6 * 10**7}
+_UNIT_MICROS["HOUR"] = 60 * _UNIT_MICROS["MINUTE"]
+
+
+def _date_diff(node: exp.DateDiff) -> exp.Expression:
+    """DuckDB's date_diff(unit, a, b) counts the unit's boundaries between a and b (the
+    difference of both truncated to the unit); Spark's counts whole elapsed units. The same
+    number for both engines: the difference of floor(epoch / unit)."""
+    unit = (node.text("unit") or "DAY").upper().rstrip("S")
+    later, earlier = _s(node.this), _s(node.expression)
+    if unit == "DAY":
+        return _spark_expr(f"datediff(CAST({later} AS DATE), CAST({earlier} AS DATE))")
+    if unit not in _UNIT_MICROS:
+        raise NotImplementedError(f"date_diff by {unit} has no Spark translation yet")
+
+    def epoch(t: str) -> str:
+        return f"unix_micros(CAST({t} AS TIMESTAMP_LTZ))"
+
+    n = _UNIT_MICROS[unit]
+    if n == 1:
+        return _spark_expr(f"({epoch(later)} - {epoch(earlier)})")
+    return _spark_expr(f"({_floor_div(epoch(later), n)} - {_floor_div(epoch(earlier), n)})")
+
+
+def _top_n(node: exp.Expression, where: exp.Expression | None) -> exp.Expression:
+    """DuckDB's max_by(value, key, n): the values of the n largest keys, largest first (SQLGlot
+    drops n). As a sorted list of (key, value) pairs."""
+    value, key, n = _s(node.this), _s(node.expression), _s(node.args["count"])
+    pairs = f"collect_list(struct({key} AS k, {value} AS v))"
+    if where is not None:
+        pairs += f" FILTER ({_s(where)})"
+    return _spark_expr(f"slice(transform(sort_array({pairs}, false), e -> e.v), 1, {n})")
+
+
+def _ordered_sum(node: exp.Sum, where: exp.Expression | None) -> exp.Expression:
+    """sum(x ORDER BY k): Spark has no ordered aggregates; the same additions in the same order,
+    a fold over the (k, x) pairs sorted by k. NULLs are left out, and no value gives NULL."""
+    order: exp.Order = node.this
+    value = _s(order.this)
+    keys = ", ".join(f"{_s(o.this)} AS k{i}" for i, o in enumerate(order.expressions))
+    desc = [bool(o.args.get("desc")) for o in order.expressions]
+    if any(desc):
+        raise NotImplementedError("sum(... ORDER BY ... DESC) has no Spark translation yet")
+    filt = f" FILTER ({_s(where)})" if where is not None else ""
+    pairs = f"collect_list(CASE WHEN {value} IS NOT NULL THEN struct({keys}, {value} AS v) END)"
+    fold = (
+        f"aggregate(transform(array_sort({pairs}{filt}), e -> e.v), CAST(0 AS DOUBLE), "
+        "(acc, v) -> acc + v)"
+    )
+    return _spark_expr(f"CASE WHEN count({value}){filt} > 0 THEN {fold} END")
+
+
+def _fix(node: exp.Expression) -> exp.Expression:
+    """One node of a DuckDB statement as Spark must read it to compute the same value."""
+    if isinstance(node, exp.Filter) and isinstance(node.this, exp.ArgMax):
+        if node.this.args.get("count") is not None:
+            return _top_n(node.this, node.expression)
+    if isinstance(node, exp.ArgMax) and node.args.get("count") is not None:
+        return _top_n(node, None)
+    if isinstance(node, exp.Filter) and isinstance(node.this, exp.Sum):
+        if isinstance(node.this.this, exp.Order):
+            return _ordered_sum(node.this, node.expression)
+    if isinstance(node, exp.Sum) and isinstance(node.this, exp.Order):
+        return _ordered_sum(node, None)
+    if isinstance(node, exp.DateDiff):
+        return _date_diff(node)
+    if isinstance(node, exp.Bracket):
+        # DuckDB's list[i] is 1-based and NULL past the end; Spark's is 0-based and (ANSI) an
+        # error past the end
+        # (SQLGlot holds the index 0-based whatever the dialect)
+        (index,) = node.expressions
+        one_based = (
+            exp.Literal.number(int(index.this) + 1)
+            if isinstance(index, exp.Literal) and index.is_int
+            else exp.Add(this=index, expression=exp.Literal.number(1))
+        )
+        return exp.Anonymous(this="try_element_at", expressions=[node.this, one_based])
+    if isinstance(node, exp.Literal) and not node.is_string:
+        if any(ch in node.this for ch in ".eE"):
+            # DuckDB reads 86400.0 as a DECIMAL and divides it as a DOUBLE; Spark divides
+            # DECIMALs as DECIMALs, rounded to a few places (5 / 86400.0 = 0.0000579)
+            return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
+    if isinstance(node, exp.RegexpLike) and isinstance(node.expression, exp.Literal):
+        pattern = node.expression.this.replace("\\b", _RE2_BOUNDARY)
+        return exp.RegexpLike(this=node.this, expression=exp.Literal.string(pattern))
+    if isinstance(node, exp.Cast) and _whole_table_row_number(node.this.unnest()):
+        # a row number over the whole table is only ever a join key here (`sid`, `rn`): any
+        # unique number does, and a window without PARTITION BY runs on one core of the cluster;
+        # the statement's table is materialised, so the numbers do not change between reads
+        return exp.Anonymous(this="monotonically_increasing_id", expressions=[])
+    return node
+
+
+def _whole_table_row_number(node: exp.Expression) -> bool:
+    return (
+        isinstance(node, exp.Window)
+        and isinstance(node.this, exp.RowNumber)
+        and not node.args.get("partition_by")
+    )
+
+
+def to_spark(statement: exp.Expression) -> str:
+    """A parsed DuckDB statement as the Spark SQL that computes the same (see `_fix`)."""
+    fixed = statement.copy().transform(_fix)
+    return fixed.sql("spark")
+
+
+def _bind(sql: str, params: list | tuple | None) -> str:
+    """`sql` with its `?` placeholders (tokens, not characters in strings) replaced by the
+    values `params` as DuckDB literals."""
+    if not params:
+        return sql
+    from sqlglot.tokens import TokenType
+
+    tokens = sqlglot.Dialect.get_or_raise("duckdb").tokenize(sql)
+    # `?::TYPE` comes as one token (`?::`, DuckDB's TRY_CAST shorthand)
+    holes = [t for t in tokens if t.token_type in (TokenType.PLACEHOLDER, TokenType.QDCOLON)]
+    if len(holes) != len(params):
+        raise ValueError(f"{len(holes)} placeholders for {len(params)} values: {sql}")
+    out, pos = [], 0
+    for token, value in zip(holes, params, strict=True):
+        out += [sql[pos : token.start], _literal(value).sql("duckdb")]
+        pos = token.start + 1  # the `?` only
+    return "".join([*out, sql[pos:]])
+
+
+def _substitute(statement: exp.Expression, params: list | tuple | None) -> exp.Expression:
+    """The statement with its `?` placeholders replaced by the values `params`, as literals."""
+    if not params:
+        return statement
+    values = iter(params)
+
+    def literal(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder):
+            return _literal(next(values))
+        return node
+
+    return statement.transform(literal)
+
+
+def _literal(value: Any) -> exp.Expression:
+    if value is None:
+        return exp.Null()
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        text = pd.Timestamp(value).isoformat(sep=" ")
+        return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMP"))
+    if isinstance(value, dt.date):
+        return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("DATE"))
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int | float):
+        return exp.cast(exp.Literal.string(repr(value)), exp.DataType.build("DOUBLE"))
+    return exp.Literal.string(str(value))
+
+
+# --- the connection ---------------------------------------------------------------------------
+
+
+class Result:
+    """What `SparkConnection.execute` and `.sql` return: DuckDB's fetch methods on a Spark
+    DataFrame (or on a driver-side DuckDB answer)."""
+
+    def __init__(self, frame: DataFrame | None = None, local: Any = None) -> None:
+        self.frame, self.local = frame, local
+
+    def to_arrow_table(self) -> pa.Table:
+        if self.local is not None:
+            return self.local.to_arrow_table()
+        return self.frame.toArrow()
+
+    def df(self) -> pd.DataFrame:
+        if self.local is not None:
+            return self.local.df()
+        return self.to_arrow_table().to_pandas()
+
+    def fetchall(self) -> list[tuple]:
+        if self.local is not None:
+            return self.local.fetchall()
+        return [tuple(r) for r in self.frame.collect()]
+
+    def fetchone(self) -> tuple | None:
+        rows = self.fetchall()
+        return rows[0] if rows else None
+
+
+class SparkConnection:
+    """The part of a DuckDB connection the feature modules use, run by Spark (module doc)."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+        self.local = duckdb.connect()  # the small driver-side tables (the lexicon)
+        self.local_tables: set[str] = set()
+        self.views: dict[str, DataFrame] = {}
+
+    # DuckDB's API ------------------------------------------------------------------------
+    def execute(self, sql: str, params: list | tuple | None = None) -> Result:
+        result = Result()
+        for statement in sqlglot.parse(_bind(sql, params), read="duckdb"):
+            if statement is not None:
+                result = self._run(statement)
+        return result
+
+    def sql(self, sql: str) -> Result:
+        return self.execute(sql)
+
+    def executemany(self, sql: str, rows: list) -> None:
+        statement = sqlglot.parse_one(sql, read="duckdb")
+        if not isinstance(statement, exp.Insert):
+            raise NotImplementedError(f"executemany of {type(statement).__name__}")
+        filled = [_substitute(statement.copy(), row).expression for row in rows]
+        if not all(isinstance(v, exp.Values) for v in filled):
+            raise NotImplementedError("executemany of an INSERT without VALUES")
+        tuples = [t for v in filled for t in v.expressions]
+        if tuples:
+            many = statement.copy()
+            many.set("expression", exp.Values(expressions=tuples))
+            self._run(many)
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        """A driver-side frame: a Spark view, and a table of the local DuckDB."""
+        self._set(name, self.spark.createDataFrame(_plain(frame)), materialise=False)
+        self.local.register(name, frame)
+        self.local_tables.add(name)
+
+    def unregister(self, name: str) -> None:
+        self._drop(name)
+
+    def close(self) -> None:
+        for name in list(self.views):
+            self._drop(name)
+        self.local.close()
+
+    # Spark -------------------------------------------------------------------------------
+    def frame(self, sql: str) -> DataFrame:
+        """The Spark DataFrame of one SELECT."""
+        return self.spark.sql(to_spark(sqlglot.parse_one(sql, read="duckdb")))
+
+    def read_parquet(self, name: str, path: str) -> None:
+        self._set(name, self.spark.read.parquet(path), materialise=False)
+
+    def _run(self, st: exp.Expression) -> Result:
+        if isinstance(st, exp.Create):
+            return self._create(st)
+        if isinstance(st, exp.Insert):
+            return self._insert(st)
+        if isinstance(st, exp.Drop):
+            for table in st.args.get("tables") or [st.this]:
+                self._drop(table.name)
+            return Result()
+        if isinstance(st, exp.Describe):
+            return self._describe(st.this.name)
+        if self._is_local(st):
+            return Result(local=self.local.sql(st.sql("duckdb")))
+        return Result(self.spark.sql(to_spark(st)))
+
+    def _is_local(self, st: exp.Expression) -> bool:
+        tables = {t.name for t in st.find_all(exp.Table)}
+        ctes = {c.alias for c in st.find_all(exp.CTE)}
+        return bool(tables - ctes) and (tables - ctes) <= self.local_tables
+
+    def _create(self, st: exp.Create) -> Result:
+        kind = (st.args.get("kind") or "").upper()
+        target = st.this
+        if isinstance(target, exp.Schema):  # CREATE TABLE name (col TYPE, ...): empty
+            name = target.this.name
+            cols = ", ".join(
+                f"CAST(NULL AS {c.args['kind'].sql('spark')}) AS `{c.name}`"
+                for c in target.expressions
+            )
+            self._set(name, self.spark.sql(f"SELECT {cols} WHERE false"), materialise=False)
+            return Result()
+        name = target.name
+        query = st.expression
+        if self._is_local(query):
+            self.local.execute(f"CREATE OR REPLACE TABLE {name} AS {query.sql('duckdb')}")
+            self.local_tables.add(name)
+        frame = self.spark.sql(to_spark(query))
+        self._set(name, frame, materialise=kind != "VIEW")
+        return Result()
+
+    def _insert(self, st: exp.Insert) -> Result:
+        name = st.this.name
+        old = self.views[name]
+        source = st.expression
+        if isinstance(source, exp.Values):
+            cols = old.columns
+            rows = [
+                "SELECT "
+                + ", ".join(f"{_s(v)} AS `{c}`" for v, c in zip(row.expressions, cols, strict=True))
+                for row in source.expressions
+            ]
+            new = self.spark.sql(" UNION ALL ".join(rows))
+        else:
+            new = self.spark.sql(to_spark(source))
+        # by position, as INSERT INTO ... SELECT; cast to the table's types
+        from pyspark.sql import functions as F
+
+        new = new.toDF(*old.columns)
+        new = new.select(*[F.col(f"`{f.name}`").cast(f.dataType) for f in old.schema])
+        self._set(name, old.unionByName(new), materialise=True)
+        return Result()
+
+    def _describe(self, name: str) -> Result:
+        rows = [(f.name, _duck_type(f.dataType.simpleString())) for f in self.views_schema(name)]
+        return Result(local=self.local.sql(_values_sql(rows)))
+
+    def views_schema(self, name: str):
+        return self.spark.table(name).schema.fields
+
+    def _set(self, name: str, frame: DataFrame, materialise: bool) -> None:
+        if materialise:
+            frame = frame.localCheckpoint(eager=True)
+        old = self.views.get(name)
+        frame.createOrReplaceTempView(name)
+        self.views[name] = frame
+        if old is not None and old is not frame:
+            old.unpersist()
+
+    def _drop(self, name: str) -> None:
+        frame = self.views.pop(name, None)
+        self.spark.catalog.dropTempView(name)
+        if frame is not None:
+            frame.unpersist()
+        if name in self.local_tables:
+            self.local_tables.discard(name)
+            try:
+                self.local.unregister(name)
+            except duckdb.Error:
+                self.local.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _duck_type(spark_type: str) -> str:
+    if spark_type.startswith("decimal"):
+        return spark_type.upper()
+    return _DUCK_TYPES.get(spark_type, spark_type.upper())
+
+
+def _values_sql(rows: list[tuple[str, str]]) -> str:
+    if not rows:
+        return "SELECT NULL::VARCHAR AS column_name, NULL::VARCHAR AS column_type WHERE false"
+    values = ", ".join(
+        "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in r) + ")" for r in rows
+    )
+    return f"SELECT * FROM (VALUES {values}) t(column_name, column_type)"
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame Spark's Arrow conversion takes under pandas 3: text columns as object."""
+    out = frame.copy()
+    for c in out.columns:
+        if pd.api.types.is_string_dtype(out[c].dtype) and out[c].dtype != object:
+            out[c] = out[c].astype(object)
+    return out
+
+
+# --- the session ------------------------------------------------------------------------------
+
+
+@contextmanager
+def spark_session(master: str, conf: Mapping[str, Any] | None = None) -> Iterator[SparkSession]:
+    """A SparkSession on `master` with `conf` (plus the engine's own settings), stopped on exit
+    unless it was already running (a test's shared session, a notebook's)."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master == master:
+        for key, value in ENGINE_CONF.items():
+            active.conf.set(key, value)
+        yield active
+        return
+    builder = SparkSession.builder.master(master).appName("churnlight-features")
+    for key, value in {**DEFAULT_CONF, **dict(conf or {}), **ENGINE_CONF}.items():
+        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else value)
+    t0 = time.perf_counter()
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    log.info("Spark %s on %s in %.1f s", spark.version, master, time.perf_counter() - t0)
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+# --- the stage's work -------------------------------------------------------------------------
+
+
+def build_snapshots_spark(
+    spark: SparkSession,
+    interim: str,
+    folder: Path,
+    report: dict,
+    params: FeaturesParams,
+    label_column: str,
+) -> tuple[dict, pd.DataFrame]:
+    """`build_snapshots` on Spark: features.parquet and scoring.parquet of the validated
+    tables in `interim` (a local folder or any URI Spark reads, with the `<table>.parquet`
+    names validate writes) into `folder`, and features_report.json's content and the registry.
+    The rows are those of the DuckDB engine (tests/pipeline/test_spark.py)."""
+    con = SparkConnection(spark)
+    present = _present(spark, interim)
+    try:
+        for name in present:
+            con.read_parquet(name, f"{interim.rstrip('/')}/{name}.parquet")
+        if report["mode"] == "flat":
+            counts, specs = build_flat_snapshots(con, folder, report, params, label_column)
+        else:
+            plan, specs = plan_events(con, present, report, params)
+            written = {c.name for c in plan.columns if c.written}
+            missing = [s.name for s in specs if s.name not in written]
+            if missing:
+                raise RuntimeError(f"registered features not computed: {missing}")
+            fits = btyd_pass(con, plan)
+            t0 = time.perf_counter()
+            has_geo = prepare(con, present, list(plan.cutoffs), plan.data_end, plan.lexicon)
+            agg = aggregate_select(con, plan.cfg, has_geo, FULL, tuple(plan.profile), plan.btyd)
+            rows = con.frame(f"WITH agg AS ({agg}) {plan.select}")
+            counts = _write_rows(rows, folder, plan)
+            counts.update({"btyd_fits": fits} if fits else {})
+            log.info(
+                "Spark aggregated, derived and wrote %d labelled + %d scoring rows over %d "
+                "cutoffs in %.1f s",
+                counts["labelled_rows"],
+                counts["scoring_rows"],
+                len(plan.cutoffs),
+                time.perf_counter() - t0,
+            )
+    finally:
+        con.close()
+    registry = registry_frame(specs)
+    return features_report(report, registry, counts), registry
+
+
+def _present(spark: SparkSession, interim: str) -> set[str]:
+    """The validated tables in `interim`: `<name>.parquet` files or folders."""
+    from churnlight.features.build import FEATURE_TABLES
+
+    jvm = spark.sparkContext._jvm
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    path = jvm.org.apache.hadoop.fs.Path(interim)
+    fs = path.getFileSystem(hadoop)
+    names = {s.getPath().getName() for s in fs.listStatus(path)}
+    wanted = {"customers", *FEATURE_TABLES}
+    return {n.removesuffix(".parquet") for n in names if n.endswith(".parquet")} & wanted
+
+
+def _write_rows(rows: DataFrame, folder: Path, plan) -> dict:
+    """Spark writes the rows (sorted as `ranges.ROW_ORDER`: labelled first, then by customer
+    and cutoff) as Parquet parts; the driver streams the parts, in order, into the snapshot
+    files. The same files as the DuckDB engine's, in the same row order."""
+    order = [c.strip() for c in ROW_ORDER.replace("a.", "").split(",")]
+    with tempfile.TemporaryDirectory(prefix="churnlight-spark-", dir=folder) as scratch:
+        parts = Path(scratch) / "rows"
+        rows.createOrReplaceTempView("snapshot_rows")
+        spark = rows.sparkSession
+        spark.sql(
+            "SELECT * FROM snapshot_rows ORDER BY " + ", ".join(_spark_order(o) for o in order)
+        ).write.parquet(parts.as_uri())
+        spark.catalog.dropTempView("snapshot_rows")
+        writer = SnapshotWriter(folder, plan.columns, plan.last)
+        try:
+            for part in sorted(parts.glob("part-*.parquet")):
+                for batch in pq.ParquetFile(part).iter_batches(batch_size=1 << 18):
+                    table = pa.Table.from_batches([batch])
+                    writer.write(_cast(table, plan.schema))
+        finally:
+            writer.close()
+        shutil.rmtree(parts, ignore_errors=True)
+    return writer.summary()
+
+
+def _spark_order(term: str) -> str:
+    """A ROW_ORDER term (`"label" IS NULL`, `"customer_id"`) in Spark's quoting."""
+    return sqlglot.transpile(f"SELECT 1 ORDER BY {term}", read="duckdb", write="spark")[0].split(
+        "ORDER BY ", 1
+    )[1]
+
+
+def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A part's batch in the snapshot schema (Spark writes the same types, without pandas'
+    metadata, and TINYINT as int8 through Parquet's INT32)."""
+    table = table.select(schema.names)
+    return table.cast(schema)
