@@ -97,7 +97,8 @@ def _spark_expr(text: str) -> exp.Expression:
 
 
 def _s(node: exp.Expression) -> str:
-    return node.sql("spark")
+    """A sub-expression as Spark SQL, fixed (the nodes a fix replaces are not visited again)."""
+    return node.copy().transform(_fix).sql("spark")
 
 
 def _floor_div(micros: str, unit: int) -> str:
@@ -158,14 +159,13 @@ def _ordered_sum(node: exp.Sum, where: exp.Expression | None) -> exp.Expression:
 
 def _fix(node: exp.Expression) -> exp.Expression:
     """One node of a DuckDB statement as Spark must read it to compute the same value."""
-    if isinstance(node, exp.Filter) and isinstance(node.this, exp.ArgMax):
-        if node.this.args.get("count") is not None:
-            return _top_n(node.this, node.expression)
+    inner = node.this if isinstance(node, exp.Filter) else None
+    if isinstance(inner, exp.ArgMax) and inner.args.get("count") is not None:
+        return _top_n(inner, node.expression)
     if isinstance(node, exp.ArgMax) and node.args.get("count") is not None:
         return _top_n(node, None)
-    if isinstance(node, exp.Filter) and isinstance(node.this, exp.Sum):
-        if isinstance(node.this.this, exp.Order):
-            return _ordered_sum(node.this, node.expression)
+    if isinstance(inner, exp.Sum) and isinstance(inner.this, exp.Order):
+        return _ordered_sum(inner, node.expression)
     if isinstance(node, exp.Sum) and isinstance(node.this, exp.Order):
         return _ordered_sum(node, None)
     if isinstance(node, exp.DateDiff):
@@ -180,15 +180,16 @@ def _fix(node: exp.Expression) -> exp.Expression:
             if isinstance(index, exp.Literal) and index.is_int
             else exp.Add(this=index, expression=exp.Literal.number(1))
         )
-        return exp.Anonymous(this="try_element_at", expressions=[node.this, one_based])
-    if isinstance(node, exp.Literal) and not node.is_string:
-        if any(ch in node.this for ch in ".eE"):
-            # DuckDB reads 86400.0 as a DECIMAL and divides it as a DOUBLE; Spark divides
-            # DECIMALs as DECIMALs, rounded to a few places (5 / 86400.0 = 0.0000579)
-            return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
+        array = node.this.copy().transform(_fix)
+        return exp.Anonymous(this="try_element_at", expressions=[array, one_based])
+    if isinstance(node, exp.Literal) and not node.is_string and any(c in node.this for c in ".eE"):
+        # DuckDB reads 86400.0 as a DECIMAL and divides it as a DOUBLE; Spark divides
+        # DECIMALs as DECIMALs, rounded to a few places (5 / 86400.0 = 0.0000579)
+        return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
     if isinstance(node, exp.RegexpLike) and isinstance(node.expression, exp.Literal):
         pattern = node.expression.this.replace("\\b", _RE2_BOUNDARY)
-        return exp.RegexpLike(this=node.this, expression=exp.Literal.string(pattern))
+        text = node.this.copy().transform(_fix)
+        return exp.RegexpLike(this=text, expression=exp.Literal.string(pattern))
     if isinstance(node, exp.Cast) and _whole_table_row_number(node.this.unnest()):
         # a row number over the whole table is only ever a join key here (`sid`, `rn`): any
         # unique number does, and a window without PARTITION BY runs on one core of the cluster;
@@ -399,10 +400,10 @@ class SparkConnection:
         else:
             new = self.spark.sql(to_spark(source))
         # by position, as INSERT INTO ... SELECT; cast to the table's types
-        from pyspark.sql import functions as F
+        from pyspark.sql.functions import col
 
         new = new.toDF(*old.columns)
-        new = new.select(*[F.col(f"`{f.name}`").cast(f.dataType) for f in old.schema])
+        new = new.select(*[col(f"`{f.name}`").cast(f.dataType) for f in old.schema])
         self._set(name, old.unionByName(new), materialise=True)
         return Result()
 
