@@ -561,7 +561,7 @@ def _write_rows(rows: DataFrame, folder: Path, plan) -> dict:
         spark = rows.sparkSession
         spark.sql(
             "SELECT * FROM snapshot_rows ORDER BY " + ", ".join(_spark_order(o) for o in order)
-        ).write.parquet(parts.as_uri())
+        ).write.parquet(parts.resolve().as_uri())
         spark.catalog.dropTempView("snapshot_rows")
         writer = SnapshotWriter(folder, plan.columns, plan.last)
         try:

@@ -26,7 +26,12 @@ def run(paths: Layout, params: Params) -> dict:
 
             with spark_session(params.spark.master, params.spark.conf) as spark:
                 summary, registry = build_snapshots_spark(
-                    spark, str(paths.interim), tmp, report, params.features, label_column
+                    spark,
+                    paths.interim.resolve().as_uri(),
+                    tmp,
+                    report,
+                    params.features,
+                    label_column,
                 )
         else:
             summary, registry = build_snapshots(
