@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import spark_available
+
 from pipeline.test_spark import FILES, differences, run_features
 
 pytestmark = [
@@ -91,8 +92,10 @@ def standalone(tmp_path) -> Iterator[tuple[str, int]]:
 
     try:
         start(
-            ["org.apache.spark.deploy.master.Master", "--host", HOST, "--port", str(port)]
-            + ["--webui-port", str(ui)],
+            [
+                "org.apache.spark.deploy.master.Master",
+                *("--host", HOST, "--port", str(port), "--webui-port", str(ui)),
+            ],
             "master",
         )
         _wait("the master", lambda: socket.create_connection((HOST, port), timeout=1).close() or 1)
@@ -100,9 +103,12 @@ def standalone(tmp_path) -> Iterator[tuple[str, int]]:
             work = tmp_path / f"worker{i}"
             work.mkdir()
             start(
-                ["org.apache.spark.deploy.worker.Worker", "--host", HOST]
-                + ["--port", str(_free_port()), "--webui-port", str(_free_port())]
-                + ["--cores", "1", "--memory", "512m", "--work-dir", str(work), url],
+                [
+                    "org.apache.spark.deploy.worker.Worker",
+                    *("--host", HOST, "--port", str(_free_port())),
+                    *("--webui-port", str(_free_port()), "--cores", "1", "--memory", "512m"),
+                    *("--work-dir", str(work), url),
+                ],
                 f"worker{i}",
             )
         _wait("two workers", lambda: int(_master_state(ui).get("aliveworkers", 0)) == 2)
