@@ -14,9 +14,7 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from conftest import SPARK_TEST_CONF, SPARK_TEST_MASTER, spark_available
 
@@ -51,31 +49,10 @@ def run_features(
 
 
 def differences(a: Path, b: Path) -> dict[str, list]:
-    """Where the files of two processed folders differ: per file, the columns (and how many
-    rows) beyond exact equality, or beyond 1e-9 relative for floats; [] where equal."""
-    out: dict[str, list] = {}
-    for name in FILES:
-        left, right = pd.read_parquet(a / name), pd.read_parquet(b / name)
-        problems: list = []
-        if not pq.read_schema(a / name).equals(pq.read_schema(b / name), check_metadata=True):
-            problems.append("schema")
-        if list(left.columns) != list(right.columns) or len(left) != len(right):
-            out[name] = [*problems, ("shape", left.shape, right.shape)]
-            continue
-        for c in left.columns:
-            x, y = left[c], right[c]
-            if x.dtype.kind == "f" or str(x.dtype) == "Float64":
-                u, v = x.astype("float64").to_numpy(), y.astype("float64").to_numpy()
-                both = np.isnan(u) & np.isnan(v)
-                close = np.abs(u - v) <= 1e-9 * np.maximum(np.abs(u), np.abs(v))
-                wrong = int((~(both | close)).sum())
-            else:
-                same = (x == y).fillna(False).astype(bool) | (x.isna() & y.isna())
-                wrong = int((~same).sum())
-            if wrong:
-                problems.append((c, wrong))
-        out[name] = problems
-    return out
+    """`snapshot_differences` (exact; floats 1e-9 relative), imported only with pyspark."""
+    from churnlight.features.spark import snapshot_differences
+
+    return snapshot_differences(a, b)
 
 
 def _close(x, y) -> bool:
@@ -108,6 +85,13 @@ def test_spark_writes_the_duckdb_engines_files(world, duckdb_files, spark, tmp_p
     assert reports[0]["btyd_fits"]  # the BTYD pass ran on both
     registry = [pd.read_csv(p / "feature_registry.csv") for p in (duckdb_files, processed)]
     pd.testing.assert_frame_equal(*registry)
+    # the comparison sees a float off by 1e-6 and a count off by one
+    changed = pd.read_parquet(processed / FILES[1])
+    changed.loc[3, "tenure_days"] *= 1 + 1e-6
+    changed.loc[5, "complaints_365d"] += 1
+    changed.to_parquet(processed / FILES[1], index=False)
+    found = differences(duckdb_files, processed)[FILES[1]]
+    assert [p for p in found if p != "schema"] == [("tenure_days", 1), ("complaints_365d", 1)]
 
 
 @pytest.mark.slow
