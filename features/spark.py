@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -404,7 +406,10 @@ class SparkConnection:
 
         new = new.toDF(*old.columns)
         new = new.select(*[col(f"`{f.name}`").cast(f.dataType) for f in old.schema])
-        self._set(name, old.unionByName(new), materialise=True)
+        # not materialised again: the rows inserted are computed already (values, a
+        # materialised query or a driver frame), and copying the table at every insert of a
+        # loop (the BTYD pass: one per cutoff) costs quadratic time
+        self._set(name, old.unionByName(new), materialise=False)
         return Result()
 
     def _describe(self, name: str) -> Result:
@@ -469,6 +474,8 @@ def spark_session(master: str, conf: Mapping[str, Any] | None = None) -> Iterato
     unless it was already running (a test's shared session, a notebook's)."""
     from pyspark.sql import SparkSession
 
+    # Python workers (scoring's mapInPandas) run this interpreter, with churnlight importable
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     active = SparkSession.getActiveSession()
     if active is not None and active.sparkContext.master == master:
         for key, value in ENGINE_CONF.items():
