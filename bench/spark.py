@@ -23,8 +23,9 @@ line:
 
     customers=<n> duckdb_s=<a> spark_s=<b> ratio=<b/a> parity=<share> score_spark_s=<c>
 
-The goal on a 2-core machine: parity 1.0, ratio <= 3. `score_spark_s` is NA until scoring runs
-on Spark (issue 18, not built yet).
+The goal on a 2-core machine: parity 1.0, ratio <= 3. `score_spark_s`: scoring and reasons
+of the scoring snapshot on Spark with the champion in `--models` (default data/artifacts/models, after
+`dvc repro`; NA without one).
 """
 
 from __future__ import annotations
@@ -75,8 +76,12 @@ class PeakRss:
         self.thread.join()
 
 
-def child_spark(interim: Path, out: Path, params_path: Path, master: str) -> dict:
-    """The feature stage's work on Spark: the session's start, then `build_snapshots_spark`."""
+def child_spark(
+    interim: Path, out: Path, params_path: Path, master: str, models: Path | None
+) -> dict:
+    """The feature stage's work on Spark: the session's start, then `build_snapshots_spark`;
+    then, with a trained champion in `models`, scoring and reasons of the scoring snapshot on
+    Spark (`score_spark`)."""
     import yaml
 
     from churnlight.features.params import parse_params
@@ -100,13 +105,39 @@ def child_spark(interim: Path, out: Path, params_path: Path, master: str) -> dic
             )
             seconds = time.perf_counter() - t1
             driver_cpu = feature_bench.cpu_seconds() - c1
+            score = score_spark(spark, out, models, params) if models else {}
     return {
+        **score,
         "seconds": seconds,
         "start_s": start_s,
         "driver_cpu_seconds": driver_cpu,
         "peak_rss_gb": rss.peak / 1024**3,
         "rows": summary["labelled_rows"] + summary["scoring_rows"],
     }
+
+
+def score_spark(spark, processed: Path, models: Path, params) -> dict:
+    """Score the scoring snapshot with the champion in `models` and give the acted tiers their
+    reasons, on Spark (`churnlight.models.spark_score`); the seconds, everything computed."""
+    import pandas as pd
+
+    from churnlight.models.artifacts import load_champion
+    from churnlight.models.spark_score import reasons_for_tiers, score_snapshot
+
+    _, model, features = load_champion(models)
+    path = processed / "scoring.parquet"
+    dtypes = pd.read_parquet(path).head(0).dtypes.to_dict()  # the schema only
+    registry = pd.read_csv(processed / "feature_registry.csv")
+    sp, ep = params.segment, params.explain
+    t0 = time.perf_counter()
+    frame = spark.read.parquet(path.resolve().as_uri())
+    scored = score_snapshot(spark, frame, model, features, dtypes, sp.policy, sp.tier_policy())
+    scored = scored.localCheckpoint(eager=True)
+    reasons = reasons_for_tiers(
+        spark, frame, scored, model, features, dtypes, ep.reason_tiers, registry, ep.top_reasons
+    )
+    n_reasons = reasons.count()
+    return {"score_s": time.perf_counter() - t0, "reasons_rows": n_reasons}
 
 
 def parity(a: Path, b: Path) -> tuple[float, dict]:
@@ -142,10 +173,18 @@ def bench(args: argparse.Namespace, workdir: Path) -> list[str]:
     duck, duck_rss, _ = feature_bench.run_child("features", common)
     log.info("DuckDB: %.1f s, peak RSS %.2f GiB", duck["seconds"], duck_rss)
     log.info("Spark on %s ...", args.master)
-    spark, _, wall = run_spark_child([*common, "--master", args.master])
+    extra = ["--models", str(args.models)] if (args.models / "train_report.json").exists() else []
+    spark, _, wall = run_spark_child([*common, "--master", args.master, *extra])
     log.info("Spark: %.1f s (+ %.1f s start-up)", spark["seconds"], spark["start_s"])
     share, found = parity(runs / "features", runs / "spark")
     ratio = spark["seconds"] / duck["seconds"]
+    score_s = f"{spark['score_s']:.1f}" if "score_s" in spark else "NA"
+    scored = (
+        f"scoring:    {score_s} s on Spark for the scoring snapshot ({spark['reasons_rows']:,} "
+        "customers with reasons)"
+        if "score_s" in spark
+        else "scoring:    NA (no trained champion in --models: run dvc repro first)"
+    )
     return [
         f"customers:  {args.customers:,}; events {events:,}",
         f"duckdb:     {duck['seconds']:.1f} s (CPU {duck['cpu_seconds']:.1f} s), peak RSS "
@@ -154,10 +193,12 @@ def bench(args: argparse.Namespace, workdir: Path) -> list[str]:
         f"session start; child wall {wall:.1f} s), peak RSS driver + JVM "
         f"{spark['peak_rss_gb']:.2f} GiB, {spark['rows']:,} rows",
         f"ratio:      {ratio:.2f} (goal <= 3 on 2 cores)",
+        scored,
         f"parity:     {share:.6f} of cells equal (exact; floats 1e-9 relative); differences "
         f"{json.dumps(found)}",
         f"customers={args.customers} duckdb_s={duck['seconds']:.1f} "
-        f"spark_s={spark['seconds']:.1f} ratio={ratio:.2f} parity={share:.6f} score_spark_s=NA",
+        f"spark_s={spark['seconds']:.1f} ratio={ratio:.2f} parity={share:.6f} "
+        f"score_spark_s={score_s}",
     ]
 
 
@@ -179,12 +220,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--logins-per-month", type=float, default=feature_bench.ISSUE_LOGINS_PER_MONTH)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    ap.add_argument(
+        "--models",
+        type=Path,
+        default=Path("data/artifacts/models"),
+        help="the trained champion for score_spark_s (default data/artifacts/models; none: NA)",
+    )
     ap.add_argument("--workdir", type=Path, default=None, help="kept and reused (see features.py)")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--child", choices=("spark",), help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    args.params = args.params.resolve()
+    args.params, args.models = args.params.resolve(), args.models.resolve()
     import yaml
 
     if args.seed is None:
@@ -197,7 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.child:
         wd = args.workdir
-        result = child_spark(wd / "interim", wd / "runs" / "spark", args.params, args.master)
+        models = args.models if (args.models / "train_report.json").exists() else None
+        result = child_spark(
+            wd / "interim", wd / "runs" / "spark", args.params, args.master, models
+        )
         args.result.write_text(json.dumps(result) + "\n")
         return
     import tempfile
