@@ -24,8 +24,8 @@ line:
     customers=<n> duckdb_s=<a> spark_s=<b> ratio=<b/a> parity=<share> score_spark_s=<c>
 
 The goal on a 2-core machine: parity 1.0, ratio <= 3. `score_spark_s`: scoring and reasons
-of the scoring snapshot on Spark with the champion in `--models` (default data/artifacts/models, after
-`dvc repro`; NA without one).
+of the scoring snapshot on Spark with the champion in `--models` (default
+data/artifacts/models, after `dvc repro`; NA without one).
 """
 
 from __future__ import annotations
