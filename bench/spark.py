@@ -95,7 +95,7 @@ def child_spark(
         with spark_session(master, params.spark.conf) as spark:
             start_s = time.perf_counter() - t0
             t1, c1 = time.perf_counter(), feature_bench.cpu_seconds()
-            summary, _ = build_snapshots_spark(
+            summary, registry = build_snapshots_spark(
                 spark,
                 interim.resolve().as_uri(),
                 out,
@@ -105,6 +105,8 @@ def child_spark(
             )
             seconds = time.perf_counter() - t1
             driver_cpu = feature_bench.cpu_seconds() - c1
+            # as the stage does: scoring's reasons read the families from it
+            registry.to_csv(out / "feature_registry.csv", index=False, encoding="utf-8")
             score = score_spark(spark, out, models, params) if models else {}
     return {
         **score,
