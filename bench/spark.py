@@ -85,7 +85,8 @@ def child_spark(
     import yaml
 
     from churnlight.features.params import parse_params
-    from churnlight.features.spark import build_snapshots_spark, spark_session
+    from churnlight.features.spark import build_snapshots_spark
+    from churnlight.features.spark_session import spark_session
 
     params = parse_params(yaml.safe_load(params_path.read_text(encoding="utf-8")))
     report = json.loads((interim / "contract_report.json").read_text(encoding="utf-8"))

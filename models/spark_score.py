@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from churnlight.models.explain.contributions import (
@@ -38,20 +39,16 @@ def _typed(batch: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
     return batch.astype({c: t for c, t in dtypes.items() if c in batch.columns})
 
 
-def score_snapshot(
+def probabilities(
     spark: SparkSession,
     scoring: DataFrame,
     model: Any,
     features: Sequence[str],
     dtypes: dict[str, Any],
-    policy: str,
-    tier_policy: dict[str, float | None],
 ) -> DataFrame:
-    """(customer_id, p, risk_tier) of every row of `scoring`: the calibrated probability of
-    the champion `model` on `features` (typed as `dtypes`, the snapshot file's), and the tier
-    from `risk_tiers`' rules on the global ranking."""
-    from pyspark.sql import functions as sf
-
+    """(customer_id, p) of every row of `scoring`: the calibrated probability of the champion
+    `model` on `features` (typed as `dtypes`, the snapshot file's), the model broadcast once
+    and applied per partition."""
     model_b = spark.sparkContext.broadcast(model)
     feats = list(features)
 
@@ -62,10 +59,39 @@ def score_snapshot(
             p = m.predict_proba(x)[:, 1] if len(x) else []
             yield pd.DataFrame({"customer_id": b["customer_id"].astype(object), "p": p})
 
-    scored = scoring.select("customer_id", *feats).mapInPandas(
+    return scoring.select("customer_id", *feats).mapInPandas(
         predict, "customer_id string, p double"
     )
-    scored = scored.localCheckpoint(eager=True)
+
+
+def probabilities_of_file(
+    spark: SparkSession, uri: str, model: Any, features: Sequence[str], frame: pd.DataFrame
+) -> np.ndarray:
+    """`probabilities` of the snapshot file at `uri` (any URI Spark reads), in the row order
+    of `frame` (that file on the driver: its customer ids and dtypes), for the segment stage."""
+    dtypes = frame.dtypes.to_dict()
+    scored = probabilities(spark, spark.read.parquet(uri), model, features, dtypes).toPandas()
+    p = scored.set_index(scored["customer_id"].astype(str))["p"]
+    out = p.reindex(frame["customer_id"].astype(str))
+    if len(scored) != len(frame) or out.isna().any():
+        raise ValueError(f"Spark scored {len(scored)} rows of {uri}, the driver read {len(frame)}")
+    return out.to_numpy(dtype="float64")
+
+
+def score_snapshot(
+    spark: SparkSession,
+    scoring: DataFrame,
+    model: Any,
+    features: Sequence[str],
+    dtypes: dict[str, Any],
+    policy: str,
+    tier_policy: dict[str, float | None],
+) -> DataFrame:
+    """(customer_id, p, risk_tier) of every row of `scoring`: `probabilities`, and the tier
+    from `risk_tiers`' rules on the global ranking."""
+    from pyspark.sql import functions as sf
+
+    scored = probabilities(spark, scoring, model, features, dtypes).localCheckpoint(eager=True)
     if policy == "threshold":
         hi, med = tier_policy["high_threshold"], tier_policy["medium_threshold"]
         if hi is None or med is None or med > hi:

@@ -22,7 +22,8 @@ def run(paths: Layout, params: Params) -> dict:
     label_column = params.data.label_column
     with atomic_dir(paths.processed) as tmp:
         if params.features.engine == "spark":  # issue 18: the same definitions on Spark
-            from churnlight.features.spark import build_snapshots_spark, spark_session
+            from churnlight.features.spark import build_snapshots_spark
+            from churnlight.features.spark_session import spark_session
 
             with spark_session(params.spark.master, params.spark.conf) as spark:
                 summary, registry = build_snapshots_spark(

@@ -27,7 +27,7 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     _, model, features = load_champion(models)
     scoring = pd.read_parquet(processed / "scoring.parquet")
     reasons = pd.read_parquet(paths.explanations)
-    p = model.predict_proba(scoring[features])[:, 1]  # calibrated
+    p = _probabilities(scoring, model, features, paths, params)  # calibrated
     registry = pd.read_csv(processed / "feature_registry.csv").set_index("name")
     value, tiers = _value(scoring, params)
     campaign = _campaign(scoring, sp.campaign_id)
@@ -67,6 +67,19 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
         threshold,
     )
     return seg
+
+
+def _probabilities(scoring, model, features, paths: Layout, params: Params) -> np.ndarray:
+    """The champion's probabilities; with features.engine spark, computed on Spark per
+    partition (issue 18; the same numbers bit for bit, tests/pipeline/test_spark_score.py)."""
+    if params.features.engine != "spark":
+        return model.predict_proba(scoring[features])[:, 1]
+    from churnlight.features.spark_session import spark_session
+    from churnlight.models.spark_score import probabilities_of_file
+
+    uri = (paths.processed / "scoring.parquet").resolve().as_uri()
+    with spark_session(params.spark.master, params.spark.conf) as spark:
+        return probabilities_of_file(spark, uri, model, features, scoring)
 
 
 def _campaign(scoring: pd.DataFrame, configured: str | None) -> str:

@@ -197,7 +197,7 @@ def spark():
     reason = spark_available()
     if reason:
         pytest.skip(reason)
-    from churnlight.features.spark import spark_session
+    from churnlight.features.spark_session import spark_session
 
     with spark_session(SPARK_TEST_MASTER, SPARK_TEST_CONF) as session:
         yield session
