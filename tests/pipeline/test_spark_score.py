@@ -26,6 +26,26 @@ def trained(tmp_path_factory, make_pipeline_params, run_stages):
     return paths, parse_params(params)
 
 
+def test_the_segment_stage_on_spark_writes_the_same_segments(
+    tmp_path, make_pipeline_params, run_stages, spark
+):
+    """With features.engine spark the segment stage scores on Spark (model broadcast, per
+    partition) and writes the same segment files as on one machine."""
+    from conftest import SPARK_TEST_CONF, SPARK_TEST_MASTER
+
+    params = make_pipeline_params()
+    stages = ("generate", "validate", "features", "train", "explain", "segment")
+    paths = run_stages(tmp_path, params, stages)
+    one = {f.name: pd.read_csv(f) for f in paths["segments"].glob("*.csv")}
+    params["features"]["engine"] = "spark"
+    params["spark"] = {"master": SPARK_TEST_MASTER, "conf": dict(SPARK_TEST_CONF)}
+    run_stages(tmp_path, params, ("segment",))
+    got = {f.name: pd.read_csv(f) for f in paths["segments"].glob("*.csv")}
+    assert sorted(got) == sorted(one) and "high.csv" in one
+    for name, frame in one.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+
+
 @pytest.mark.parametrize("policy", ["capacity", "threshold"])
 def test_spark_scores_tiers_and_reasons_equal_the_single_machines(trained, spark, policy):
     from churnlight.models.spark_score import reasons_for_tiers as spark_reasons
