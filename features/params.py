@@ -207,6 +207,8 @@ class FeaturesParams(Section):
     range_workers: Positive = runtime()
     duckdb_memory_limit: str | None = runtime()
     duckdb_threads: Positive | None = runtime()
+    # issue 18: the engine that runs the one feature definition (same rows either way)
+    engine: Literal["duckdb", "spark"] = runtime()
     signals: Signals
     rfm: Rfm
     care: Care
@@ -426,6 +428,13 @@ class ReportParams(Section):
     max_base_rate_shift: float
 
 
+class SparkParams(Section):
+    """How the Spark engine starts (issue 18): where it runs cannot change a result."""
+
+    master: str = runtime()  # local[*], local[2], spark://host:7077, sc://host:15002
+    conf: dict[str, str | int | float | bool] = runtime()  # extra Spark conf, e.g. memory
+
+
 class Params(Section):
     """The whole of params.yaml."""
 
@@ -442,6 +451,7 @@ class Params(Section):
     winback: WinbackParams
     export: ExportParams
     report: ReportParams
+    spark: SparkParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -24,9 +24,23 @@ def run(paths: Layout, params: Params) -> dict:
     report = json.loads((paths.interim / "contract_report.json").read_text())
     label_column = params.data.label_column
     with atomic_dir(paths.processed) as tmp, contextlib.ExitStack() as bars:
-        summary, registry = build_snapshots(
-            paths.interim, tmp, report, params.features, label_column, _range_bar(bars)
-        )
+        if params.features.engine == "spark":  # issue 18: the same definitions on Spark
+            from churnlight.features.spark import build_snapshots_spark
+            from churnlight.features.spark_session import spark_session
+
+            with spark_session(params.spark.master, params.spark.conf) as spark:
+                summary, registry = build_snapshots_spark(
+                    spark,
+                    paths.interim.resolve().as_uri(),
+                    tmp,
+                    report,
+                    params.features,
+                    label_column,
+                )
+        else:
+            summary, registry = build_snapshots(
+                paths.interim, tmp, report, params.features, label_column, _range_bar(bars)
+            )
         registry.to_csv(tmp / "feature_registry.csv", index=False, encoding="utf-8")
         write_json(summary, tmp / "features_report.json")
     log.info(

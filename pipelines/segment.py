@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import pandas as pd
 
 from churnlight.features.params import ExportParams, Params
@@ -33,8 +34,9 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     _, model, features = load_champion(models)
     scoring = pd.read_parquet(processed / "scoring.parquet")
     reasons = pd.read_parquet(paths.explanations)
+    p = _probabilities(scoring, model, features, paths, params)  # calibrated
     registry = pd.read_csv(processed / "feature_registry.csv").set_index("name")
-    scored = score(model, scoring, features, reasons, registry["description_en"], params)
+    scored = score(model, scoring, features, reasons, registry["description_en"], params, p)
     winback = _winback(paths, params, scoring, _id_secret(params.export))
     with atomic_dir(paths.segments) as tmp, progress(WRITING, SEGMENT_FILES) as advance:
         write_segment_files(scored.segments, scored.summary, tmp, winback, on_progress=advance)
@@ -87,6 +89,19 @@ def log_segments(scored: Scored, params: Params, drifted: int) -> None:
         drifted,
         sp.psi_threshold,
     )
+
+
+def _probabilities(scoring, model, features, paths: Layout, params: Params) -> np.ndarray:
+    """The champion's probabilities; with features.engine spark, computed on Spark per
+    partition (issue 18; the same numbers bit for bit, tests/pipeline/test_spark_score.py)."""
+    if params.features.engine != "spark":
+        return model.predict_proba(scoring[features])[:, 1]
+    from churnlight.features.spark_session import spark_session
+    from churnlight.models.spark_score import probabilities_of_file
+
+    uri = (paths.processed / "scoring.parquet").resolve().as_uri()
+    with spark_session(params.spark.master, params.spark.conf) as spark:
+        return probabilities_of_file(spark, uri, model, features, scoring)
 
 
 def _winback(

@@ -59,3 +59,24 @@ ensure_browser_packages() {
   echo >&2
   return 0
 }
+
+# Java 17 for the Spark engine (features.engine: spark, issue 18; pyspark is the
+# churnlight[spark] extra). Installed where we may (root with apt-get: a headless JRE);
+# elsewhere say so and go on: DuckDB needs no Java, and the Spark tests skip and say why.
+# Usage: ensure_java "<what needs it>"
+ensure_java() {
+  local why="${1:-the Spark engine}"
+  if command -v java >/dev/null 2>&1 || [ -n "${JAVA_HOME:-}" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing a headless Java 17 runtime for ${why}..." >&2
+    if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null); then
+      return 0
+    fi
+    echo "could not install openjdk-17-jre-headless: ${why} skipped" >&2
+  else
+    echo "no Java 17 (as root: apt-get install openjdk-17-jre-headless): ${why} skipped" >&2
+  fi
+  return 0
+}

@@ -169,3 +169,37 @@ def run_stages() -> RunStages:
         return {**layout(root), "reads": reads}
 
     return run
+
+
+# --- Spark (issue 18): one local session per test process -------------------------------------
+
+
+def spark_available() -> str | None:
+    """Why the Spark engine cannot run here (no pyspark, no Java), or None."""
+    import importlib.util
+    import os
+    import shutil
+
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark not installed (the churnlight[spark] extra)"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "no Java 17 (scripts/test.sh installs a headless JRE as root)"
+    return None
+
+
+SPARK_TEST_MASTER = "local[2]"
+# small shuffles for small worlds: Spark's default 200 partitions cost seconds each stage
+SPARK_TEST_CONF = {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"}
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A SparkSession on local[2] shared by the Spark tests of this process; a stage run with
+    `spark.master: local[2]` uses it instead of starting its own."""
+    reason = spark_available()
+    if reason:
+        pytest.skip(reason)
+    from churnlight.features.spark_session import spark_session
+
+    with spark_session(SPARK_TEST_MASTER, SPARK_TEST_CONF) as session:
+        yield session

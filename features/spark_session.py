@@ -1,0 +1,68 @@
+"""The SparkSession the Spark engine runs in (issue 18): on `spark.master`, with `spark.conf`
+and the settings the definitions' meaning depends on. Its own module so that a stage which only
+scores on Spark (segment) does not depend on the feature definitions.
+
+pyspark is an optional extra (`churnlight[spark]`): it is imported only when a session starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+# Spark settings the definitions' meaning depends on (not tunables): timestamps are read and
+# written as wall-clock times in UTC (DuckDB's TIMESTAMP has no time zone); the SQL type
+# TIMESTAMP is Spark's TIMESTAMP_NTZ, as DuckDB's; ANSI mode, so that an overflow or a bad cast
+# fails as in DuckDB instead of turning into NULL
+ENGINE_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.timestampType": "TIMESTAMP_NTZ",
+    "spark.sql.ansi.enabled": "true",
+    "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
+}
+# start-up defaults a params `spark.conf` may override
+DEFAULT_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+    "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+}
+
+
+@contextmanager
+def spark_session(master: str, conf: Mapping[str, Any] | None = None) -> Iterator[SparkSession]:
+    """A SparkSession on `master` with `conf` (plus the engine's own settings), stopped on exit
+    unless it was already running (a test's shared session, a notebook's)."""
+    from pyspark.sql import SparkSession
+
+    # Python workers (scoring's mapInPandas) run this interpreter, with churnlight importable
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master == master:
+        for key, value in ENGINE_CONF.items():
+            active.conf.set(key, value)
+        yield active
+        return
+    builder = SparkSession.builder.master(master).appName("churnlight-features")
+    for key, value in {**DEFAULT_CONF, **dict(conf or {}), **ENGINE_CONF}.items():
+        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else value)
+    t0 = time.perf_counter()
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    log.info("Spark %s on %s in %.1f s", spark.version, master, time.perf_counter() - t0)
+    try:
+        yield spark
+    finally:
+        spark.stop()

@@ -1,0 +1,169 @@
+"""Scoring and reasons for the scoring snapshot on Spark (issue 18), as the single machine does.
+
+The champion is broadcast once and applied per partition (`mapInPandas`): a row's probability
+depends on that row only, so the numbers are those of `model.predict_proba` on the whole table.
+Risk tiers are cut on the *global* ranking (probability down, then customer id, the order of
+scoring.parquet and so the single machine's stable tie-break): the capacity top-K is exactly the
+single-machine path's customers. Reasons are computed per partition for the tiers someone acts
+on, with the existing exact method (`models/explain`: TreeSHAP tables built once on the driver
+and broadcast; other models as `contributions`).
+
+pyspark is imported lazily (the `churnlight[spark]` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from churnlight.models.explain.contributions import (
+    contributions,
+    exact_contributions,
+    tables_or_none,
+)
+from churnlight.models.explain.reasons import top_reasons_fast
+from churnlight.models.segment import share_count
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def _typed(batch: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
+    """A batch as the snapshot file's pandas dtypes (Arrow batches lose pandas' metadata)."""
+    return batch.astype({c: t for c, t in dtypes.items() if c in batch.columns})
+
+
+def probabilities(
+    spark: SparkSession,
+    scoring: DataFrame,
+    model: Any,
+    features: Sequence[str],
+    dtypes: dict[str, Any],
+) -> DataFrame:
+    """(customer_id, p) of every row of `scoring`: the calibrated probability of the champion
+    `model` on `features` (typed as `dtypes`, the snapshot file's), the model broadcast once
+    and applied per partition."""
+    model_b = spark.sparkContext.broadcast(model)
+    feats = list(features)
+
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        m = model_b.value
+        for b in batches:
+            x = _typed(b[feats], dtypes)
+            p = m.predict_proba(x)[:, 1] if len(x) else []
+            yield pd.DataFrame({"customer_id": b["customer_id"].astype(object), "p": p})
+
+    return scoring.select("customer_id", *feats).mapInPandas(
+        predict, "customer_id string, p double"
+    )
+
+
+def probabilities_of_file(
+    spark: SparkSession, uri: str, model: Any, features: Sequence[str], frame: pd.DataFrame
+) -> np.ndarray:
+    """`probabilities` of the snapshot file at `uri` (any URI Spark reads), in the row order
+    of `frame` (that file on the driver: its customer ids and dtypes), for the segment stage."""
+    dtypes = frame.dtypes.to_dict()
+    scored = probabilities(spark, spark.read.parquet(uri), model, features, dtypes).toPandas()
+    p = scored.set_index(scored["customer_id"].astype(str))["p"]
+    out = p.reindex(frame["customer_id"].astype(str))
+    if len(scored) != len(frame) or out.isna().any():
+        raise ValueError(f"Spark scored {len(scored)} rows of {uri}, the driver read {len(frame)}")
+    return out.to_numpy(dtype="float64")
+
+
+def score_snapshot(
+    spark: SparkSession,
+    scoring: DataFrame,
+    model: Any,
+    features: Sequence[str],
+    dtypes: dict[str, Any],
+    policy: str,
+    tier_policy: dict[str, float | None],
+) -> DataFrame:
+    """(customer_id, p, risk_tier) of every row of `scoring`: `probabilities`, and the tier
+    from `risk_tiers`' rules on the global ranking."""
+    from pyspark.sql import functions as sf
+
+    scored = probabilities(spark, scoring, model, features, dtypes).localCheckpoint(eager=True)
+    if policy == "threshold":
+        hi, med = tier_policy["high_threshold"], tier_policy["medium_threshold"]
+        if hi is None or med is None or med > hi:
+            raise ValueError("the threshold policy needs medium_threshold <= high_threshold")
+        tier = sf.when(sf.col("p") >= hi, "high").when(sf.col("p") >= med, "medium")
+        return scored.withColumn("risk_tier", tier.otherwise("low"))
+    if policy != "capacity":
+        raise ValueError(f"unknown segment.policy {policy!r}: use 'capacity' or 'threshold'")
+    n = scored.count()
+    n_high = share_count(float(tier_policy["high_share"]), n)
+    n_med = share_count(float(tier_policy["medium_share"]), n)
+    # the global rank, distributed: a range-partitioned sort, then each row's index in it
+    ordered = scored.orderBy(sf.desc("p"), sf.asc("customer_id"))
+    ranked = ordered.rdd.zipWithIndex().map(lambda r: (r[0][0], r[0][1], r[1]))
+    ranked = spark.createDataFrame(ranked, "customer_id string, p double, rank long")
+    tier = sf.when(sf.col("rank") < n_high, "high").when(sf.col("rank") < n_high + n_med, "medium")
+    return ranked.withColumn("risk_tier", tier.otherwise("low")).drop("rank")
+
+
+def reasons_for_tiers(
+    spark: SparkSession,
+    scoring: DataFrame,
+    tiers: DataFrame,
+    model: Any,
+    features: Sequence[str],
+    dtypes: dict[str, Any],
+    reason_tiers: Sequence[str],
+    registry: pd.DataFrame,
+    k: int,
+    background: pd.DataFrame | None = None,
+) -> DataFrame:
+    """The top-k reasons (the explain stage's table, `customer_id` first) of the rows of
+    `scoring` whose tier in `tiers` is in `reason_tiers`, computed per partition."""
+    from pyspark.sql import functions as sf
+
+    pipe = model.pipeline
+    lgbm = type(pipe.named_steps["model"]).__name__ == "LGBMClassifier"
+    tables = tables_or_none(pipe.named_steps["model"]) if lgbm else None
+    shared = spark.sparkContext.broadcast((pipe, tables, background, registry))
+    feats = list(features)
+
+    def explain(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        p, t, bg, reg = shared.value
+        for b in batches:
+            if len(b):
+                yield _reasons(b, p, t, bg, reg, feats, dtypes, k)
+
+    acted = tiers.filter(sf.col("risk_tier").isin(list(reason_tiers))).select("customer_id")
+    rows = scoring.select("customer_id", *feats).join(acted, "customer_id", "left_semi")
+    head = rows.limit(2).toPandas()  # the reasons table's columns and types, from two rows
+    if head.empty:
+        head = scoring.select("customer_id", *feats).limit(2).toPandas()
+    example = _reasons(head, pipe, tables, background, registry, feats, dtypes, k)
+    schema = spark.createDataFrame(_objects(example)).schema
+    return rows.mapInPandas(lambda it: (_objects(r) for r in explain(it)), schema)
+
+
+def _reasons(batch, pipe, tables, background, registry, feats, dtypes, k) -> pd.DataFrame:
+    x = _typed(batch[feats], dtypes).reset_index(drop=True)
+    if tables is not None:
+        contrib, _ = exact_contributions(pipe, x, num_threads=1, tables=tables)
+    else:
+        contrib, _ = contributions(pipe, x, background)
+    out = top_reasons_fast(contrib, x, registry, k=k)
+    out.insert(0, "customer_id", batch["customer_id"].astype(object).to_numpy())
+    return out
+
+
+def _objects(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as object, which Spark's Arrow conversion takes under pandas 3."""
+    out = frame.copy()
+    for c in out.columns:
+        if pd.api.types.is_string_dtype(out[c].dtype) and out[c].dtype != object:
+            out[c] = out[c].astype(object)
+    return out
