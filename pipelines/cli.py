@@ -188,6 +188,13 @@ def score(
     params: Annotated[
         Path, typer.Option(help="params.yaml of the project the model was trained in.")
     ] = Path("params.yaml"),
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            help="A mapping file (`churnlight inspect`) for an export that needs one, e.g. the "
+            "training export's; default: the folder holds the contract's tables."
+        ),
+    ] = None,
 ) -> None:
     import numpy as np
 
@@ -200,7 +207,7 @@ def score(
     setup_logging(prm.base.log_level)
     np.seterr(all="ignore")  # NaN ratios are features (no baseline), not errors
     try:
-        score_folder(data_dir, out, prm, model, as_of, params.resolve().parent)
+        score_folder(data_dir, out, prm, model, as_of, params.resolve().parent, mapping)
     except (ContractError, InputError, FeatureMismatchError) as err:
         log.error("%s", err)
         raise typer.Exit(code=2) from err

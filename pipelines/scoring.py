@@ -92,15 +92,24 @@ def _timed(seconds: dict[str, float], step: str, advance) -> Iterator[None]:
     advance(1)
 
 
-def build_scoring(data_dir: Path, scratch: Path, params: Params, as_of: str | None, t, advance):
-    """Validate `data_dir` and build its scoring snapshot in `scratch`: (snapshot, registry)."""
+def build_scoring(
+    data_dir: Path,
+    scratch: Path,
+    params: Params,
+    as_of: str | None,
+    t,
+    advance,
+    mapping: Path | None = None,
+):
+    """Validate `data_dir` (through `mapping`, a `churnlight inspect` mapping file, when the
+    export needs one) and build its scoring snapshot in `scratch`: (snapshot, registry)."""
     dp = params.data
     with _timed(t, "validate", advance):
         interim = scratch / "interim"
         stated = resolve_as_of(as_of, data_dir)
         # only the report: the typed tables are on disk, and held they would double the memory
         report = validate_folder(
-            data_dir, interim, stated, dp.label_column, dp.encoding, params.validate_
+            data_dir, interim, stated, dp.label_column, dp.encoding, params.validate_, mapping
         ).report
     with _timed(t, "features", advance):
         processed = scratch / "processed"
@@ -147,10 +156,17 @@ def training_drift(sm: ScoringModel, scoring: pd.DataFrame, params: Params):
 
 
 def score_folder(
-    data_dir: Path, out: Path, params: Params, model_ref: str, as_of: str | None, root: Path
+    data_dir: Path,
+    out: Path,
+    params: Params,
+    model_ref: str,
+    as_of: str | None,
+    root: Path,
+    mapping: Path | None = None,
 ) -> dict[str, float]:
     """Score the raw folder `data_dir` into `out` (replaced whole, or left as it was on an
-    error); returns the seconds per step (`STEPS`), `total` and `customers`."""
+    error); returns the seconds per step (`STEPS`), `total` and `customers`. `mapping`: the
+    mapping file the export needs (`churnlight inspect`), None for contract tables."""
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     sm = load_scoring_model(model_ref, root)
@@ -159,7 +175,9 @@ def score_folder(
         progress("churnlight score", len(STEPS), unit="steps") as advance,
         tempfile.TemporaryDirectory(prefix="churnlight-score-") as scratch,
     ):
-        scoring, registry = build_scoring(data_dir, Path(scratch), params, as_of, t, advance)
+        scoring, registry = build_scoring(
+            data_dir, Path(scratch), params, as_of, t, advance, mapping
+        )
         check_features(feature_kinds(scoring, registry["name"].tolist()), sm.kinds)
         with _timed(t, "score", advance):
             x = scoring[features]

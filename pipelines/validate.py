@@ -45,15 +45,9 @@ def mapped_tables(
     raw: Path, mapping: Path, encoding: str, max_examples: int
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """The contract tables of an export in `raw`, made by the mapping file (`data.mapping`,
-    from `churnlight inspect`), and what the mapping did per table. The mapping must be inside
-    `raw`: dvc tracks the folder, so editing the mapping re-runs validate."""
+    from `churnlight inspect`), and what the mapping did per table."""
     if not mapping.is_file():
         raise InputError(f"data.mapping: mapping file not found: {mapping}")
-    if not mapping.resolve().is_relative_to(raw.resolve()):
-        raise InputError(
-            f"data.mapping: {mapping} is outside data.source ({raw}); move it into that folder "
-            "so that dvc re-runs validate when the mapping is edited"
-        )
     try:
         raw_yaml = yaml.safe_load(mapping.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -148,5 +142,14 @@ def run(paths: Layout, params: Params) -> ValidatedData:
 
 
 def mapping_path(paths: Layout, params: Params) -> Path | None:
-    """`data.mapping`, relative to the project root unless absolute; None when not set."""
-    return None if params.data.mapping is None else paths.root / params.data.mapping
+    """`data.mapping`, relative to the project root unless absolute; None when not set. It
+    must be inside `data.source`: dvc tracks that folder, so editing it re-runs validate."""
+    if params.data.mapping is None:
+        return None
+    mapping, raw = paths.root / params.data.mapping, paths.source(params.data)
+    if not mapping.resolve().is_relative_to(raw.resolve()):
+        raise InputError(
+            f"data.mapping: {mapping} is outside data.source ({raw}); move it into that folder "
+            "so that dvc re-runs validate when the mapping is edited"
+        )
+    return mapping

@@ -21,6 +21,7 @@ import yaml
 from churnlight.models.tracking import PICKLE_NOTICE
 from churnlight.pipelines.common import InputError, Layout, load_params
 from churnlight.pipelines.inspect import inspect_export
+from churnlight.pipelines.scoring import score_folder
 from churnlight.pipelines.validate import run as validate_run
 from tests.exports import SHOP_END, crm_gb18030, online_retail, telco
 
@@ -99,6 +100,17 @@ def test_shop_mapping_derives_the_amount_and_leaves_returns_out(shop_run):
 def test_shop_runs_end_to_end(shop_run):
     assert _report(shop_run)["mode"] == "events"
     _ran_to_the_end(shop_run)
+
+
+def test_score_reads_a_new_export_through_the_same_mapping(shop_run, tmp_path):
+    """`churnlight score --mapping`: the weekly export in the shop's own format, scored with the
+    champion of the mapped run, gives the segment stage's table on the same data."""
+    out = tmp_path / "out"
+    typed = load_params(shop_run["params"])
+    source, as_of = shop_run["root"] / "export", str(SHOP_END.date())
+    score_folder(source, out, typed, str(shop_run["models"]), as_of, tmp_path, shop_run["mapping"])
+    expected = pd.read_parquet(shop_run["segments"] / "scored_customers.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "scored_customers.parquet"), expected)
 
 
 # --- a telecom customer table ------------------------------------------------------------------
