@@ -41,8 +41,10 @@ FEATURE_TABLES = ("activity", "transactions", "feedback", "market")
 def connect(
     interim: Path, present: set[str], temp_dir: Path, memory_limit: str | None, threads: int | None
 ) -> duckdb.DuckDBPyConnection:
-    """DuckDB with a view per Parquet table `present` in `interim`, spilling into `temp_dir`."""
+    """DuckDB with a view per Parquet table `present` in `interim`, spilling into `temp_dir`;
+    without DuckDB's own progress bar, which would print into logs (the stage has its own)."""
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"SET temp_directory = '{temp_dir.as_posix()}'")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")

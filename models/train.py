@@ -164,9 +164,9 @@ def _preprocessing(kind: str, numeric: list[str], categorical: list[str]) -> Col
 
 def threads(n_jobs: int | None) -> int:
     """LightGBM's threads: `n_jobs`, or when None one per core that nothing else is using (the
-    cores available to this process less the 1-minute load average beyond this process, at
-    least one). OpenMP threads that share a busy core wait on each other: on a two-core machine
-    loaded by other work, two threads made the tuning twice as slow as one."""
+    cores available to this process less the 1-minute load average that is not this process's
+    own, at least one). OpenMP threads that share a busy core wait on each other: on a two-core
+    machine loaded by other work, two threads made the tuning twice as slow as one."""
     if n_jobs is not None:
         return int(n_jobs)
     try:
@@ -174,10 +174,30 @@ def threads(n_jobs: int | None) -> int:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     try:
-        others = max(0.0, os.getloadavg()[0] - 1.0)  # this process counts in the load
+        load = os.getloadavg()[0]
     except OSError:
-        others = 0.0
+        return cores
+    # the load counts this process's own threads too: its last fit's two threads must not read
+    # as another program's work, or the next fit would drop to one thread (it did at 1M rows)
+    others = max(0.0, load - max(1.0, _own_busy_cores()))
     return max(1, min(cores, round(cores - others)))
+
+
+_OWN_CPU: dict[str, tuple[float, float]] = {}  # the last (wall time, CPU seconds) seen
+
+
+def _own_busy_cores() -> float:
+    """The cores this process kept busy since `threads` last asked (or since it started): its
+    CPU seconds, all threads, over the wall time."""
+    import time
+
+    import psutil
+
+    proc = psutil.Process()
+    now, cpu = time.time(), sum(proc.cpu_times()[:2])
+    then, cpu_then = _OWN_CPU.get("last", (proc.create_time(), 0.0))
+    _OWN_CPU["last"] = (now, cpu)
+    return (cpu - cpu_then) / max(now - then, 1e-3)
 
 
 FLOAT32_EXACT = 2**24  # integers up to this magnitude are exact in float32

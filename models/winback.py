@@ -75,6 +75,7 @@ def own_events(transactions: pd.DataFrame | None, activity: pd.DataFrame | None)
 
 def _query(sql: str, **tables: pd.DataFrame) -> pd.DataFrame:
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # no bars in the logs
     try:
         for name, df in tables.items():
             con.register(name, df)

@@ -144,12 +144,8 @@ def run(paths: Layout, params: Params) -> ValidatedData:
 def mapping_path(paths: Layout, params: Params) -> Path | None:
     """`data.mapping`, relative to the project root unless absolute; None when not set. It
     must be inside `data.source`: dvc tracks that folder, so editing it re-runs validate."""
-    if params.data.mapping is None:
-        return None
-    mapping, raw = paths.root / params.data.mapping, paths.source(params.data)
-    if not mapping.resolve().is_relative_to(raw.resolve()):
-        raise InputError(
-            f"data.mapping: {mapping} is outside data.source ({raw}); move it into that folder "
-            "so that dvc re-runs validate when the mapping is edited"
-        )
-    return mapping
+    mapping, raw = params.data.mapping, paths.source(params.data)
+    if mapping is not None and not (paths.root / mapping).resolve().is_relative_to(raw.resolve()):
+        why = "move it into that folder so that dvc re-runs validate when the mapping is edited"
+        raise InputError(f"data.mapping: {mapping} is outside data.source ({raw}); {why}")
+    return None if mapping is None else paths.root / mapping

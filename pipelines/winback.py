@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from churnlight.features.activity import OWN_ACTIVITY
 from churnlight.features.params import Params
 from churnlight.models import tracking
 from churnlight.models.artifacts import load_champion, read_contacts, read_snapshots, save_model
@@ -43,7 +44,10 @@ def run(paths: Layout, params: Params) -> dict:
     data = WinbackData(
         snapshots=snapshots,
         customers=pd.read_parquet(paths.interim / "customers.parquet"),
-        events=own_events(_table(paths.interim, "transactions"), _table(paths.interim, "activity")),
+        events=own_events(
+            _table(paths.interim, "transactions", ["customer_id", "ts"]),
+            _table(paths.interim, "activity", ["customer_id", "ts", "event_type"], own=True),
+        ),
         contacts=read_contacts(paths.interim / "contacts.parquet"),
         cutoffs=cutoffs,
         data_end=data_end,
@@ -69,9 +73,14 @@ def run(paths: Layout, params: Params) -> dict:
     return res.metrics
 
 
-def _table(folder: Path, name: str) -> pd.DataFrame | None:
+def _table(folder: Path, name: str, columns: list[str], own: bool = False) -> pd.DataFrame | None:
+    """The columns a return needs; `own`: only the customer's own activity, filtered as read
+    (at 1M customers the whole activity table alone took several GiB)."""
     path = folder / f"{name}.parquet"
-    return pd.read_parquet(path) if path.exists() else None
+    if not path.exists():
+        return None
+    own_only = [("event_type", "in", sorted(OWN_ACTIVITY))] if own else None
+    return pd.read_parquet(path, columns=columns, filters=own_only)
 
 
 def _with_value(snapshots: pd.DataFrame, params: Params) -> pd.DataFrame:
@@ -87,7 +96,8 @@ def _with_value(snapshots: pd.DataFrame, params: Params) -> pd.DataFrame:
     if value is None:
         log.warning("no customer value (no transactions): the win-back list's values are 0")
         value = 0.0
-    return snapshots.assign(**{VALUE: value, TIER: tier})
+    snapshots[VALUE], snapshots[TIER] = value, tier  # the stage's own read: no copy of it
+    return snapshots
 
 
 def _track(experiment: str, metrics: dict) -> None:

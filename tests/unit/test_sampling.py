@@ -6,6 +6,7 @@ and is the table itself when it would cover it, so small worlds tune exactly as 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -159,13 +160,23 @@ def test_compact_features_holds_numbers_as_float32_without_touching_the_input():
 
 
 @pytest.mark.parametrize(
-    ("load", "cores", "want"), [(0.2, 2, 2), (1.0, 2, 2), (2.1, 2, 1), (9.0, 2, 1), (2.0, 8, 7)]
+    ("load", "own", "cores", "want"),
+    [
+        (0.2, 0.0, 2, 2),
+        (1.0, 1.0, 2, 2),
+        (2.1, 1.0, 2, 1),  # another program keeps a core busy
+        (9.0, 1.0, 2, 1),
+        (2.0, 1.0, 8, 7),
+        (2.1, 2.0, 2, 2),  # the load is this process's own last two-thread fit: keep both
+        (3.0, 2.0, 2, 1),
+    ],
 )
-def test_lightgbm_threads_follow_the_idle_cores_unless_given(monkeypatch, load, cores, want):
+def test_lightgbm_threads_follow_the_idle_cores_unless_given(monkeypatch, load, own, cores, want):
     from churnlight.models import train
 
     monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     monkeypatch.setattr(train.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(train, "_own_busy_cores", lambda: own)
     assert train.threads(None) == want
     assert train.threads(3) == 3
 
@@ -269,3 +280,13 @@ def test_a_refit_on_the_tuning_rows_keeps_the_tuned_rounds(monkeypatch):
         refit_folds=rows.refit_folds,
     )
     assert calls == [False]  # the refit alone: nothing found again
+
+
+def test_own_busy_cores_is_this_process_cpu_over_wall_time():
+    from churnlight.models import train
+
+    train._own_busy_cores()
+    t0 = time.time()
+    while time.time() - t0 < 0.3:  # one core busy
+        pass
+    assert 0.5 < train._own_busy_cores() < 1.6
