@@ -40,6 +40,7 @@ from churnlight.features.params import FeaturesParams
 from churnlight.features.ranges import ROW_ORDER
 from churnlight.features.registry import registry_frame
 from churnlight.features.snapshots import SnapshotWriter
+from churnlight.features.spark_session import arrow_ready
 from churnlight.features.spark_sql import (
     bind_params,
     fixed_sql,
@@ -133,7 +134,7 @@ class SparkConnection:
 
     def register(self, name: str, frame: pd.DataFrame) -> None:
         """A driver-side frame: a Spark view, and a table of the local DuckDB."""
-        self._set(name, self.spark.createDataFrame(_plain(frame)), materialise=False)
+        self._set(name, self.spark.createDataFrame(arrow_ready(frame)), materialise=False)
         self.local.register(name, frame)
         self.local_tables.add(name)
 
@@ -262,15 +263,6 @@ def _values_sql(rows: list[tuple[str, str]]) -> str:
         "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in r) + ")" for r in rows
     )
     return f"SELECT * FROM (VALUES {values}) t(column_name, column_type)"
-
-
-def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """A frame Spark's Arrow conversion takes under pandas 3: text columns as object."""
-    out = frame.copy()
-    for c in out.columns:
-        if pd.api.types.is_string_dtype(out[c].dtype) and out[c].dtype != object:
-            out[c] = out[c].astype(object)
-    return out
 
 
 # --- the stage's work -------------------------------------------------------------------------

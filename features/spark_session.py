@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -66,3 +68,13 @@ def spark_session(master: str, conf: Mapping[str, Any] | None = None) -> Iterato
         yield spark
     finally:
         spark.stop()
+
+
+def arrow_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` that Spark's Arrow conversion takes under pandas 3: text columns as
+    object (the feature engine's registered tables and the scoring's reason rows alike)."""
+    out = frame.copy()
+    for c in out.columns:
+        if pd.api.types.is_string_dtype(out[c].dtype) and out[c].dtype != object:
+            out[c] = out[c].astype(object)
+    return out

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churnlight.features.spark_session import arrow_ready
 from churnlight.models.explain.contributions import (
     contributions,
     exact_contributions,
@@ -145,8 +146,8 @@ def reasons_for_tiers(
     if head.empty:
         head = scoring.select("customer_id", *feats).limit(2).toPandas()
     example = _reasons(head, pipe, tables, background, registry, feats, dtypes, k)
-    schema = spark.createDataFrame(_objects(example)).schema
-    return rows.mapInPandas(lambda it: (_objects(r) for r in explain(it)), schema)
+    schema = spark.createDataFrame(arrow_ready(example)).schema
+    return rows.mapInPandas(lambda it: (arrow_ready(r) for r in explain(it)), schema)
 
 
 def _reasons(batch, pipe, tables, background, registry, feats, dtypes, k) -> pd.DataFrame:
@@ -157,13 +158,4 @@ def _reasons(batch, pipe, tables, background, registry, feats, dtypes, k) -> pd.
         contrib, _ = contributions(pipe, x, background)
     out = top_reasons_fast(contrib, x, registry, k=k)
     out.insert(0, "customer_id", batch["customer_id"].astype(object).to_numpy())
-    return out
-
-
-def _objects(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text columns as object, which Spark's Arrow conversion takes under pandas 3."""
-    out = frame.copy()
-    for c in out.columns:
-        if pd.api.types.is_string_dtype(out[c].dtype) and out[c].dtype != object:
-            out[c] = out[c].astype(object)
     return out
