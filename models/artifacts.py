@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from churnlight.features.snapshots import read_snapshots
+from churnlight.features.snapshots import read_snapshots, release_arrow_memory
 
 __all__ = [
     "load_champion",
@@ -24,6 +24,7 @@ __all__ = [
     "read_snapshots",
     "read_training_snapshots",
     "save_model",
+    "scored_rows",
 ]
 
 
@@ -72,7 +73,31 @@ def read_training_snapshots(
         parts.append(compact_features(part, cols))
         del part
     example = pd.concat(examples, axis=1)[wanted] if examples else base.head(0)
-    return pd.concat(parts, axis=1)[names], example
+    table = pd.concat(parts, axis=1)[names]
+    release_arrow_memory()
+    return table, example
+
+
+def scored_rows(
+    path: str | Path, cutoffs: list, model: Any, features: list[str], keep: list[str]
+) -> pd.DataFrame:
+    """The rows of features.parquet at `cutoffs`, their `keep` columns (those in the file) and
+    the model's probability `p`, in `read_snapshots`' (cutoff, customer_id) order. The file is
+    streamed a batch at a time and each batch scored, so that only these few columns are ever
+    held: at 1M customers the snapshots with every feature took GiBs (issue 17)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    small = [c for c in dict.fromkeys(["cutoff", "customer_id", *keep]) if c in names]
+    parts = [pd.DataFrame(columns=[*small, "p"])]
+    for batch in pq.ParquetFile(path).iter_batches(columns=[*small, *set(features) - set(small)]):
+        rows = batch.to_pandas()
+        rows = rows[rows["cutoff"].isin(cutoffs)]
+        if len(rows):
+            parts.append(rows[small].assign(p=model.predict_proba(rows[features])[:, 1]))
+    release_arrow_memory()
+    out = pd.concat(parts[1:]) if len(parts) > 1 else parts[0]
+    return out.sort_values(["cutoff", "customer_id"], ignore_index=True)
 
 
 def model_path(models_dir: str | Path, name: str) -> Path:

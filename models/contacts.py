@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from churnlight.models.segment import risk_tiers
+from churnlight.models.value import value_tiers
 
 CONTACT_COLUMNS = (
     "customer_id",
@@ -75,6 +76,26 @@ def risk_tiers_by_cutoff(
     out = np.empty(len(p), dtype=object)
     for _, idx in pd.Series(np.arange(len(p))).groupby(cutoff.to_numpy()).indices.items():
         out[idx] = risk_tiers(np.asarray(p)[idx], policy, **tier_policy)
+    return out
+
+
+def campaign_tiers(
+    rows: pd.DataFrame,
+    value: np.ndarray | None,
+    scoring: str,
+    tiers: dict[str, int],
+    policy: str,
+    **tier_policy: float,
+) -> pd.DataFrame:
+    """customer_id, cutoff, label of the campaign cutoffs' `rows` (`scored_rows`: with the
+    champion's probability `p`) with value tier, value and risk tier, both tiers cut within
+    each cutoff's snapshot as the segment stage cuts them."""
+    out = rows[["customer_id", "cutoff", "label"]].copy()
+    out["value_tier"] = value_tiers(rows, value, scoring, tiers, by="cutoff")
+    if value is not None:
+        out["value"] = value
+    p = rows["p"].to_numpy(dtype=float)
+    out["risk_tier"] = risk_tiers_by_cutoff(p, rows["cutoff"], policy, **tier_policy)
     return out
 
 

@@ -20,6 +20,13 @@ class ValueColumnError(ValueError):
     """The customer value column is not among the snapshot's columns."""
 
 
+def value_columns(column: str | None) -> list[str]:
+    """The snapshot columns `customer_value` and `value_tiers` read (with the keys), so that a
+    stage needing only values reads these, not every feature (issue 17)."""
+    rfm = ["recency_days", "frequency_per_year", "value_tier"]
+    return ["customer_id", "cutoff", column or SPEND_COLUMN, *rfm]
+
+
 def customer_value(df: pd.DataFrame, column: str | None, multiplier: float) -> np.ndarray | None:
     """Yearly customer value per row: `column` x `multiplier` (e.g. monthly charges x 12), or
     the spend of the last 12 months when no column is named. None when the data has neither

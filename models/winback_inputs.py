@@ -13,6 +13,7 @@ import pandas as pd
 
 from churnlight.features.params import Params
 from churnlight.models.value import customer_value, value_tiers
+from churnlight.models.winback import query_frames
 from churnlight.models.winback_campaigns import KIND, evaluate_winback, what_is_missing
 
 log = logging.getLogger("churnlight.campaigns")
@@ -90,15 +91,30 @@ def left_dates(
 
 def returns_seen(customers: pd.DataFrame | None, events: pd.DataFrame) -> int | None:
     """How many customers have an own event after their cancel_date's day (came back); None
-    when the data has no cancel dates (the inactivity definition has no fixed leaving day)."""
+    when the data has no cancel dates (the inactivity definition has no fixed leaving day).
+    Counted by DuckDB on the frames as they are: no copy of the events (issue 17)."""
     if customers is None or "cancel_date" not in customers:
         return None
     if not len(events):
         return 0
-    cancel = customers.set_index(customers["customer_id"].astype(str))["cancel_date"].dropna()
-    ids = events["customer_id"].astype(str)
-    left = pd.to_datetime(ids.map(cancel)).dt.normalize() + pd.Timedelta(days=1)
-    return int(ids[pd.to_datetime(events["ts"]) >= left].nunique())
+    cancel = customers.loc[customers["cancel_date"].notna(), ["customer_id", "cancel_date"]]
+    cancel = pd.DataFrame(
+        {
+            "customer_id": cancel["customer_id"].astype(str).to_numpy(),
+            "back_from": pd.to_datetime(cancel["cancel_date"]).dt.normalize().astype("M8[ns]")
+            + pd.Timedelta(days=1),
+        }
+    )
+    found = query_frames(
+        """
+        SELECT COUNT(DISTINCT e.customer_id) AS n FROM events e JOIN cancel c
+          ON CAST(e.customer_id AS VARCHAR) = c.customer_id
+         AND CAST(e.ts AS TIMESTAMP) >= c.back_from
+        """,
+        events=events[["customer_id", "ts"]],
+        cancel=cancel,
+    )
+    return int(found["n"].iloc[0])
 
 
 def judge_winback(
@@ -117,16 +133,19 @@ def judge_winback(
     features; `scoring` the resolved segment.rfm_scoring. Logs one line."""
     cp, fp, dp = params.campaigns, params.features, params.data
     values, left = pd.DataFrame(columns=["customer_id", "cutoff", "value", "value_tier"]), None
+    ids = set(contacts["customer_id"].astype(str))
+    # only the contacted leavers' events matter to them (at 1M customers, tens of millions of
+    # rows otherwise copied as they are compared)
+    mine = events[events["customer_id"].astype(str).isin(ids)] if len(events) else events
     if len(contacts):
-        ids = set(contacts["customer_id"].astype(str))
         tiers = dict(fp.rfm.tiers)
         values = snapshot_values(
             snapshots, ids, dp.value_column, dp.value_multiplier, scoring, tiers
         )
-        left = left_dates(contacts, events, customers, fp.churn_definition, fp.inactivity_days)
+        left = left_dates(contacts, mine, customers, fp.churn_definition, fp.inactivity_days)
     table, summary = evaluate_winback(
         contacts,
-        events,
+        mine,
         values,
         data_end=data_end,
         window_days=params.winback.window_days,

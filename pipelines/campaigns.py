@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from churnlight.features.params import Params
-from churnlight.models.artifacts import load_champion, read_snapshots
+from churnlight.models.artifacts import load_champion, read_snapshots, scored_rows
 from churnlight.models.campaigns import evaluate_campaigns, success_metrics
-from churnlight.models.contacts import CONTACT_COLUMNS, campaign_cutoffs, risk_tiers_by_cutoff
-from churnlight.models.value import ValueColumnError, customer_value, value_tiers
+from churnlight.models.contacts import CONTACT_COLUMNS, campaign_cutoffs, campaign_tiers
+from churnlight.models.value import (
+    ValueColumnError,
+    customer_value,
+    value_columns,
+)
 from churnlight.models.winback_campaigns import KIND as WINBACK
 from churnlight.models.winback_inputs import campaigns_table, judge_winback, split_kinds
 from churnlight.pipelines.common import (
@@ -30,6 +36,7 @@ from churnlight.pipelines.common import (
     write_csv,
     write_json,
 )
+from churnlight.pipelines.events import read_own_events
 
 log = logging.getLogger("churnlight.campaigns")
 
@@ -37,12 +44,17 @@ log = logging.getLogger("churnlight.campaigns")
 def run(paths: Layout, params: Params) -> dict:
     cp, step = params.campaigns, params.features.step_months
     contacts, winback_contacts = split_kinds(_contacts(paths), cp.kinds)
-    df = read_snapshots(paths.processed / "features.parquet")
-    rows = df[df["cutoff"].isin(campaign_cutoffs(contacts, df["cutoff"], step))]
+    path = paths.processed / "features.parquet"
+    # only the rows and columns each part needs: at 1M customers the whole table beside every
+    # event took 15 GiB (issue 17)
+    at = campaign_cutoffs(contacts, pd.read_parquet(path, columns=["cutoff"])["cutoff"], step)
     try:
+        # the win-back part first: its own events are the stage's largest table, and the memory
+        # they free is what the retention part then reuses
+        wb_table, wb_summary = _winback(winback_contacts, path, paths, params)
         ev = evaluate_campaigns(
             contacts,
-            _tiers(rows, paths, params),
+            _tiers(path, at, paths, params),
             step_months=step,
             bootstrap=cp.bootstrap,
             confidence=cp.confidence,
@@ -51,7 +63,6 @@ def run(paths: Layout, params: Params) -> dict:
             kinds=tuple(k for k in cp.kinds if k != WINBACK) or ("retention",),
             truth=_truth(paths, params, "contacts"),
         )
-        wb_table, wb_summary = _winback(winback_contacts, df, paths, params)
     except ValueError as e:
         raise InputError(str(e)) from e
     metrics = json.loads((paths.reports / "metrics.json").read_text(encoding="utf-8"))
@@ -77,16 +88,14 @@ def _contacts(paths: Layout) -> pd.DataFrame:
 
 
 def _winback(
-    contacts: pd.DataFrame, df: pd.DataFrame, paths: Layout, params: Params
+    contacts: pd.DataFrame, path: Path, paths: Layout, params: Params
 ) -> tuple[pd.DataFrame, dict]:
-    """The win-back campaigns on own events, cancel dates and the data end validate wrote."""
+    """The win-back campaigns on own events, cancel dates and the data end validate wrote, and
+    the snapshots' values (`path`: features.parquet; only the columns values need)."""
+    names = set(pq.read_schema(path).names)
+    df = read_snapshots(path, [c for c in value_columns(params.data.value_column) if c in names])
     read = paths.interim
-    events = [
-        pd.read_parquet(read / f"{name}.parquet", columns=["customer_id", "ts"])
-        for name in ("transactions", "activity")
-        if (read / f"{name}.parquet").exists()
-    ]
-    events = pd.concat(events) if events else pd.DataFrame(columns=["customer_id", "ts"])
+    events = read_own_events(read)
     customers = pd.read_parquet(read / "customers.parquet")
     as_of = json.loads((read / "contract_report.json").read_text(encoding="utf-8")).get("as_of")
     end = pd.Timestamp(as_of) + pd.Timedelta(days=1) if as_of else pd.Timestamp(events["ts"].max())
@@ -108,25 +117,21 @@ def _truth(paths: Layout, params: Params, name: str) -> pd.DataFrame | None:
     return pd.read_parquet(path) if is_synthetic(params.data) and path.exists() else None
 
 
-def _tiers(rows: pd.DataFrame, paths: Layout, params: Params) -> pd.DataFrame:
+def _tiers(path: Path, cutoffs: list[pd.Timestamp], paths: Layout, params: Params) -> pd.DataFrame:
     """The campaign cutoffs' rows with value, value tier and the champion's risk tier."""
-    out = rows[["customer_id", "cutoff", "label"]].copy()
-    if rows.empty:
-        return out
-    dp = params.data
+    keys = ["customer_id", "cutoff", "label"]
+    if not cutoffs:
+        return read_snapshots(path, keys, filters=[("cutoff", "in", [])])
+    _, model, features = load_champion(paths.models)
+    dp, sp = params.data, params.segment
+    rows = scored_rows(path, cutoffs, model, features, [*keys, *value_columns(dp.value_column)])
     try:
         value = customer_value(rows, dp.value_column, dp.value_multiplier)
     except ValueColumnError as e:
         raise InputError(str(e)) from e
     tiers = dict(params.features.rfm.tiers)
-    out["value_tier"] = value_tiers(rows, value, rfm_scoring(params), tiers, by="cutoff")
-    if value is not None:
-        out["value"] = value
-    _, model, features = load_champion(paths.models)
-    p = model.predict_proba(rows[features])[:, 1]
-    sp = params.segment
-    out["risk_tier"] = risk_tiers_by_cutoff(p, rows["cutoff"], sp.policy, **sp.tier_policy())
-    return out
+    scoring = rfm_scoring(params)
+    return campaign_tiers(rows, value, scoring, tiers, sp.policy, **sp.tier_policy())
 
 
 def _log(summary: dict) -> None:

@@ -18,7 +18,7 @@ from churnlight.models.artifacts import (
     load_model,
     load_train_report,
     read_contacts,
-    read_snapshots,
+    read_training_snapshots,
 )
 from churnlight.models.evaluate import evaluate_candidates
 from churnlight.models.train import time_split
@@ -40,8 +40,10 @@ log = logging.getLogger("churnlight.evaluate")
 def run(paths: Layout, params: Params) -> dict:
     seed, tp, capacity = params.base.seed, params.train, params.evaluate.capacity
     models, reports = paths.models, paths.reports
-    df = read_snapshots(paths.processed / "features.parquet")
     report = load_train_report(models)
+    # the features as training held them (float32): at 1M customers the float64 table and its
+    # split copies took over 10 GiB (issue 17)
+    df, _ = read_training_snapshots(paths.processed / "features.parquet", report["features"])
     window = params.features.label_window_days
     contacts = read_contacts(paths.interim / "contacts.parquet")
     split = time_split(df, window, tp.test_months, seed=seed)

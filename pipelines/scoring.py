@@ -28,8 +28,8 @@ from churnlight.models.explain.workflow import acted_reasons, background_sample
 from churnlight.models.export import write_segment_files
 from churnlight.models.scoring import check_features, feature_kinds, trained_features
 from churnlight.models.scoring_page import scoring_page
-from churnlight.models.segment import feature_drift
 from churnlight.pipelines.common import InputError, Layout, atomic_dir, peak_rss_gb
+from churnlight.pipelines.drift import window_drift
 from churnlight.pipelines.progress import progress
 from churnlight.pipelines.segment import log_segments, score
 from churnlight.pipelines.validate import resolve_as_of, validate_folder
@@ -141,9 +141,7 @@ def training_drift(sm: ScoringModel, scoring: pd.DataFrame, params: Params):
             sm.info["version"],
         )
     features, sp = list(sm.kinds), params.segment
-    train = pd.read_parquet(snapshots, columns=["cutoff", *features])
-    cutoffs = report["train_cutoffs"]
-    psi = feature_drift(train, cutoffs, scoring, features, sp.psi_bins, sp.psi_threshold)
+    psi = window_drift(snapshots, report["train_cutoffs"], scoring, features, sp)
     drifted = psi[psi["drifted"]]
     if len(drifted):
         log.warning(

@@ -19,10 +19,11 @@ from churnlight.models.artifacts import load_champion, load_train_report
 from churnlight.models.control import CONTROL
 from churnlight.models.export import SEGMENT_FILES, write_segment_files
 from churnlight.models.scoring import Scored, ScoringPolicy, score_snapshot
-from churnlight.models.segment import TIERS, feature_drift, pseudonymise
+from churnlight.models.segment import TIERS, pseudonymise
 from churnlight.models.value import ValueColumnError
 from churnlight.models.winback import hold_out_leavers, winback_campaign_id, winback_summary
 from churnlight.pipelines.common import InputError, Layout, atomic_dir, rfm_scoring, write_csv
+from churnlight.pipelines.drift import window_drift
 from churnlight.pipelines.progress import progress
 
 log = logging.getLogger("churnlight.segment")
@@ -43,9 +44,7 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
 
     # drift: the training window against the scoring snapshot
     train_cutoffs = load_train_report(models)["train_cutoffs"]
-    snapshots = pd.read_parquet(processed / "features.parquet", columns=["cutoff", *features])
-    bins, threshold = sp.psi_bins, sp.psi_threshold
-    psi = feature_drift(snapshots, train_cutoffs, scoring, features, bins, threshold)
+    psi = window_drift(processed / "features.parquet", train_cutoffs, scoring, features, sp)
     write_csv(psi, paths.reports / "drift.csv")
     log_segments(scored, params, int(psi["drifted"].sum()))
     return scored.segments

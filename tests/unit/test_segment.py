@@ -34,6 +34,7 @@ from churnlight.models.segment import (
     apply_playbook,
     build_segments,
     expected_retained_value,
+    feature_drift,
     hash_ids,
     population_stability,
     risk_tiers,
@@ -582,6 +583,23 @@ def test_drift_report(stage_run):
     assert (drift["psi"] >= 0).all()
     threshold = SEGMENT.psi_threshold
     assert (drift["drifted"] == (drift["psi"] > threshold)).all()
+
+
+def test_drift_read_in_column_chunks_is_the_whole_tables(stage_run):
+    # the stage reads a few columns at a time and only the training cutoffs (issue 17): the
+    # same table, rows and order, as feature_drift on the whole snapshot file
+    from churnlight.pipelines.drift import window_drift
+
+    report = json.loads((stage_run["models"] / "train_report.json").read_text())
+    names, cutoffs = report["features"], report["train_cutoffs"]
+    path = stage_run["processed"] / "features.parquet"
+    scoring = pd.read_parquet(stage_run["processed"] / "scoring.parquet")
+    bins, threshold = SEGMENT.psi_bins, SEGMENT.psi_threshold
+    whole = feature_drift(pd.read_parquet(path), cutoffs, scoring, names, bins, threshold)
+    got = window_drift(path, cutoffs, scoring, names, SEGMENT, chunk=7)
+    pd.testing.assert_frame_equal(got, whole)
+    written = pd.read_csv(stage_run["reports"] / "drift.csv")
+    assert written["name"].tolist() == whole["name"].tolist()
 
 
 def test_no_temporary_folders_left_behind(stage_run):

@@ -11,6 +11,7 @@ from churnlight.models.value import (
     ValueColumnError,
     customer_value,
     quintile_score,
+    value_columns,
     value_tiers,
 )
 from tests.shapes import RETAIL_END, retail_log
@@ -86,3 +87,33 @@ def test_no_value_is_invented_and_a_wrong_column_is_named():
     assert customer_value(df, None, 1) is None
     with pytest.raises(ValueColumnError, match=r"'charges'.*tenure"):
         customer_value(df, "charges", 12)
+
+
+@pytest.mark.parametrize("scoring", ["quantile", "fixed"])
+@pytest.mark.parametrize("column", [None, "monthly_charges"])
+def test_value_columns_are_all_that_value_and_tiers_read(scoring, column):
+    # the campaigns stage reads only these columns of the snapshots (issue 17): the values and
+    # tiers must be those of the whole table
+    rng = np.random.default_rng(7)
+    n = 900
+    df = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "cutoff": pd.to_datetime("2026-01-01") + pd.to_timedelta(30 * (np.arange(n) % 3), "D"),
+            "recency_days": rng.integers(0, 400, n),
+            "frequency_per_year": rng.poisson(3, n).astype(float),
+            "monetary_per_year": rng.lognormal(5, 1.5, n),
+            "monthly_charges": rng.uniform(20, 120, n),
+            "value_tier": rng.choice(["platinum", "gold", "silver", None], n),
+            "login_30d": rng.poisson(4, n),
+        }
+    )
+    narrow = df[[c for c in value_columns(column) if c in df]]
+    assert "login_30d" not in narrow
+    want = customer_value(df, column, 12)
+    got = customer_value(narrow, column, 12)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(
+        value_tiers(narrow, got, scoring, TIERS, by="cutoff"),
+        value_tiers(df, want, scoring, TIERS, by="cutoff"),
+    )

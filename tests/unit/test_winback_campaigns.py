@@ -214,3 +214,57 @@ def test_without_winback_contacts_it_says_what_to_log():
     )
     assert table.empty and summary["status"] == NO_CONTACTS
     assert 'kind "winback"' in summary["message"]
+
+
+def test_returns_seen_counts_customers_with_an_own_event_after_their_cancel_day():
+    from churnlight.models.winback_inputs import returns_seen
+
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "cancel_date": pd.to_datetime(["2026-01-10", "2026-01-10", None, "2026-02-01"]),
+        }
+    )
+    events = pd.DataFrame(
+        {
+            # a: back the day after; b: only on its cancel day (not back); c: never left;
+            # d: twice after (counted once)
+            "customer_id": ["a", "b", "b", "c", "d", "d"],
+            "ts": pd.to_datetime(
+                [
+                    "2026-01-11 00:00",
+                    "2026-01-10 23:59",
+                    "2026-01-09 12:00",
+                    "2026-03-01 00:00",
+                    "2026-02-03 00:00",
+                    "2026-02-09 00:00",
+                ]
+            ).astype("datetime64[ns]"),
+        }
+    )
+    assert returns_seen(customers, events) == 2
+    assert returns_seen(customers, events.iloc[0:0]) == 0
+    assert returns_seen(customers.drop(columns="cancel_date"), events) is None
+
+
+def test_the_campaigns_stage_reads_own_events_only(tmp_path):
+    # a company's outreach to a leaver is not the leaver coming back (the winback stage's rule)
+    from churnlight.pipelines.events import read_own_events
+
+    pd.DataFrame(
+        {
+            "customer_id": ["x", "x", "y"],
+            "ts": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"]),
+            "event_type": ["outreach_sent", "login", "service_due"],
+            "channel": ["email", None, None],
+        }
+    ).to_parquet(tmp_path / "activity.parquet")
+    pd.DataFrame(
+        {"customer_id": ["y"], "ts": pd.to_datetime(["2026-01-05"]), "amount": [9.0]}
+    ).to_parquet(tmp_path / "transactions.parquet")
+    got = read_own_events(tmp_path).sort_values("ts", ignore_index=True)
+    assert list(got.columns) == ["customer_id", "ts"]
+    assert got["customer_id"].tolist() == ["x", "y"]
+    assert got["ts"].tolist() == [pd.Timestamp("2026-01-02"), pd.Timestamp("2026-01-05")]
+    (tmp_path / "activity.parquet").unlink()
+    assert read_own_events(tmp_path)["customer_id"].tolist() == ["y"]
