@@ -90,7 +90,8 @@ def scored_rows(
     names = pq.read_schema(path).names
     small = [c for c in dict.fromkeys(["cutoff", "customer_id", *keep]) if c in names]
     parts = [pd.DataFrame(columns=[*small, "p"])]
-    for batch in pq.ParquetFile(path).iter_batches(columns=[*small, *set(features) - set(small)]):
+    read = [*small, *(f for f in features if f not in small)]
+    for batch in pq.ParquetFile(path).iter_batches(columns=read):
         rows = batch.to_pandas()
         rows = rows[rows["cutoff"].isin(cutoffs)]
         if len(rows):
