@@ -62,24 +62,16 @@ def _ns(s: pd.Series) -> pd.Series:
 
 
 def own_events(transactions: pd.DataFrame | None, activity: pd.DataFrame | None) -> pd.DataFrame:
-    """customer_id, ts of every own event: transactions and the customer's own activity."""
+    """customer_id, ts of every own event: transactions and the customer's own activity (the
+    stages read theirs from files with `pipelines.events.read_own_events`, the same table)."""
+    parts = [pd.DataFrame({"customer_id": pd.Series(dtype=str), "ts": pd.Series(dtype="M8[ns]")})]
+    if transactions is not None and len(transactions):
+        parts.append(transactions[["customer_id", "ts"]])
     if activity is not None and len(activity) and "event_type" in activity:
-        activity = activity.loc[activity["event_type"].astype(str).isin(OWN_ACTIVITY)]
-    else:
-        activity = None
-    return event_times(transactions, activity)
-
-
-def event_times(*frames: pd.DataFrame | None) -> pd.DataFrame:
-    """customer_id (text) and ts (datetime64[ns]) of every row of `frames` in one table, rows
-    without a time left out. Built a column at a time: at 1M customers the events are tens of
-    millions of rows, and each whole-frame copy cost a GiB (issue 17)."""
-    parts = [f for f in frames if f is not None and len(f)]
-    ids = [pd.Series(dtype=str), *(f["customer_id"].astype(str) for f in parts)]
-    ts = [np.empty(0, "M8[ns]"), *(_ns(f["ts"]).to_numpy() for f in parts)]
-    out = pd.DataFrame({"customer_id": pd.concat(ids, ignore_index=True), "ts": np.concatenate(ts)})
-    timed = ~np.isnat(out["ts"].to_numpy())
-    return out if timed.all() else out[timed]
+        own = activity["event_type"].astype(str).isin(OWN_ACTIVITY)
+        parts.append(activity.loc[own, ["customer_id", "ts"]])
+    out = pd.concat([p.astype({"customer_id": str}) for p in parts], ignore_index=True)
+    return out.assign(ts=_ns(out["ts"])).dropna(subset=["ts"])
 
 
 def query_frames(sql: str, **tables: pd.DataFrame) -> pd.DataFrame:

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 
 from churnlight.features.activity import OWN_ACTIVITY
 from churnlight.features.snapshots import release_arrow_memory
-from churnlight.models.winback import event_times
+from churnlight.models.winback import own_events
 
 
 def read_own_events(interim: Path) -> pd.DataFrame:
-    """customer_id, ts of every own event in the `interim` folder's tables (`event_times`' table):
+    """customer_id, ts of every own event in the `interim` folder's tables (`own_events`' table):
     only the columns a return needs, the activity filtered to own types as read, the tables
     joined and typed in Arrow and converted once, letting Arrow's buffers go as they convert
     (at 1M customers, 53M own events: the copies of a pandas concat cost GiBs, issue 17). A
@@ -29,7 +29,7 @@ def read_own_events(interim: Path) -> pd.DataFrame:
         if t is not None
     ]
     if not tables:
-        return event_times()
+        return own_events(None, None)
     table = pa.concat_tables(tables)
     del tables  # the table's chunks are theirs: only the table may hold them as it converts
     if table["ts"].null_count:

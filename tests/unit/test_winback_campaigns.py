@@ -263,6 +263,12 @@ def test_the_campaigns_stage_reads_own_events_only(tmp_path):
         {"customer_id": ["y"], "ts": pd.to_datetime(["2026-01-05"]), "amount": [9.0]}
     ).to_parquet(tmp_path / "transactions.parquet")
     got = read_own_events(tmp_path).sort_values("ts", ignore_index=True)
+    # the in-memory definition gives the same table
+    from churnlight.models.winback import own_events
+
+    tables = [pd.read_parquet(tmp_path / f"{n}.parquet") for n in ("transactions", "activity")]
+    want = own_events(*tables).sort_values("ts", ignore_index=True)
+    pd.testing.assert_frame_equal(got, want)
     assert list(got.columns) == ["customer_id", "ts"]
     assert got["customer_id"].tolist() == ["x", "y"]
     assert got["ts"].tolist() == [pd.Timestamp("2026-01-02"), pd.Timestamp("2026-01-05")]
