@@ -257,14 +257,17 @@ def btyd_scores(
 
 SCORES_TABLE = "btyd_scores"  # (customer_id, cutoff, OUTPUTS): read by every customer range
 # sums in a fixed order (`ORDER BY` inside the aggregate): a parallel sum of floats adds in any
-# order, and the fits would follow its last bits from run to run
+# order, and the fits would follow its last bits from run to run. Rows are numbered within their
+# cutoff (a fit reads one cutoff, in customer order): a window over the whole table is one task
+# on Spark
 _SUMMARY_SQL = """
 CREATE OR REPLACE TEMP TABLE btyd_days AS
 SELECT customer_id, CAST(ts AS DATE) AS day, sum(amount ORDER BY amount) AS amount
 FROM transactions WHERE customer_id IS NOT NULL GROUP BY customer_id, CAST(ts AS DATE);
 
 CREATE OR REPLACE TEMP TABLE btyd_summary AS
-SELECT (row_number() OVER (ORDER BY cutoff, customer_id))::BIGINT AS rn, customer_id, cutoff,
+SELECT (row_number() OVER (PARTITION BY cutoff ORDER BY customer_id))::BIGINT AS rn, customer_id,
+       cutoff,
        x, t_x, age, CASE WHEN x > 0 THEN (total - first_amount) / x END AS zbar
 FROM (
   SELECT d.customer_id, k.cutoff,
@@ -296,7 +299,7 @@ def score_cutoffs(
     con.executemany("INSERT INTO btyd_cutoffs VALUES (?)", [[c.to_pydatetime()] for c in cutoffs])
     con.execute(_SUMMARY_SQL)
     columns = ", ".join(f"{c} DOUBLE" for c in OUTPUTS)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE btyd_out (rn BIGINT, {columns})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE btyd_out (cutoff TIMESTAMP, rn BIGINT, {columns})")
     fits = []
     for cutoff in sorted(cutoffs):
         summary = con.execute(
@@ -308,6 +311,7 @@ def score_cutoffs(
         with threadpool_limits(limits=1, user_api="blas"):
             scores, m, g = btyd_scores(summary, horizon_days, clv_days, penalizer)
         scores.insert(0, "rn", summary["rn"].to_numpy())
+        scores.insert(0, "cutoff", pd.Timestamp(cutoff))
         con.register("btyd_batch", scores)
         con.execute("INSERT INTO btyd_out SELECT * FROM btyd_batch")
         con.unregister("btyd_batch")
@@ -322,7 +326,7 @@ def score_cutoffs(
     con.execute(f"""
         CREATE OR REPLACE TABLE {SCORES_TABLE} AS
         SELECT s.customer_id, s.cutoff, {", ".join(f"o.{c}" for c in OUTPUTS)}
-        FROM btyd_summary s JOIN btyd_out o USING (rn)
+        FROM btyd_summary s JOIN btyd_out o USING (cutoff, rn)
     """)
     for name in ("btyd_cutoffs", "btyd_days", "btyd_summary", "btyd_out"):
         con.execute(f"DROP TABLE {name}")

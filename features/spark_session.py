@@ -40,6 +40,10 @@ DEFAULT_CONF = {
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
     "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    # the derived features are a stack of projections, each naming the ones before (one layer
+    # per dependency level): inlined into one, as DuckDB does, instead of copying every row's
+    # hundreds of columns once per layer (the final select at 200k customers: 27 s -> 15 s)
+    "spark.sql.optimizer.collapseProjectAlwaysInline": "true",
 }
 
 
