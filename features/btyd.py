@@ -291,7 +291,7 @@ def score_cutoffs(
     """Build the table `btyd_scores` from the relation `transactions` at `cutoffs`: each
     cutoff's models fitted on every customer's purchases before it (point in time), and its
     customers scored. A persistent table of the in-memory database, so that every cursor (the
-    customer ranges) sees it; only the numbers of one cutoff at a time come into Python.
+    customer ranges) sees it; only the summary's numbers (six a row) come into Python.
     Customers without a purchase before a cutoff have no row (their features stay NULL).
     Returns the fitted parameters per cutoff (for the log and the report)."""
     t0 = time.perf_counter()
@@ -300,21 +300,20 @@ def score_cutoffs(
     con.execute(_SUMMARY_SQL)
     columns = ", ".join(f"{c} DOUBLE" for c in OUTPUTS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE btyd_out (cutoff TIMESTAMP, rn BIGINT, {columns})")
-    fits = []
+    # every cutoff's summary in one read, and every score in one insert: on Spark each query
+    # is a job over the whole summary
+    every = con.execute("SELECT cutoff, rn, x, t_x, age, zbar FROM btyd_summary").df()
+    every = every.sort_values(["cutoff", "rn"], ignore_index=True)
+    fits, batches = [], []
     for cutoff in sorted(cutoffs):
-        summary = con.execute(
-            "SELECT rn, x, t_x, age, zbar FROM btyd_summary WHERE cutoff = ? ORDER BY rn",
-            [cutoff.to_pydatetime()],
-        ).df()
+        summary = every[every["cutoff"] == pd.Timestamp(cutoff)].reset_index(drop=True)
         # the optimiser's steps are tiny BLAS calls: threads only contend for them (on a busy
         # 2-core machine, 2 s of 7 in L-BFGS-B's own step)
         with threadpool_limits(limits=1, user_api="blas"):
             scores, m, g = btyd_scores(summary, horizon_days, clv_days, penalizer)
         scores.insert(0, "rn", summary["rn"].to_numpy())
         scores.insert(0, "cutoff", pd.Timestamp(cutoff))
-        con.register("btyd_batch", scores)
-        con.execute("INSERT INTO btyd_out SELECT * FROM btyd_batch")
-        con.unregister("btyd_batch")
+        batches.append(scores)
         fits.append(
             {
                 "cutoff": str(pd.Timestamp(cutoff).date()),
@@ -323,6 +322,11 @@ def score_cutoffs(
                 "gamma_gamma": None if g is None else g.__dict__,
             }
         )
+    del every
+    if batches:
+        con.register("btyd_batch", pd.concat(batches, ignore_index=True))
+        con.execute("INSERT INTO btyd_out SELECT * FROM btyd_batch")
+        con.unregister("btyd_batch")
     con.execute(f"""
         CREATE OR REPLACE TABLE {SCORES_TABLE} AS
         SELECT s.customer_id, s.cutoff, {", ".join(f"o.{c}" for c in OUTPUTS)}

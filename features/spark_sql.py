@@ -84,10 +84,7 @@ def _ordered_sum(node: exp.Sum, where: exp.Expression | None) -> exp.Expression:
         raise NotImplementedError("sum(... ORDER BY ... DESC) has no Spark translation yet")
     filt = f" FILTER ({fixed_sql(where)})" if where is not None else ""
     pairs = f"collect_list(CASE WHEN {value} IS NOT NULL THEN struct({keys}, {value} AS v) END)"
-    fold = (
-        f"aggregate(transform(array_sort({pairs}{filt}), e -> e.v), CAST(0 AS DOUBLE), "
-        "(acc, v) -> acc + v)"
-    )
+    fold = f"aggregate(array_sort({pairs}{filt}), CAST(0 AS DOUBLE), (acc, e) -> acc + e.v)"
     return _spark_expr(f"CASE WHEN count({value}){filt} > 0 THEN {fold} END")
 
 
