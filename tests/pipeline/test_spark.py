@@ -212,3 +212,24 @@ def _normalise(rows: list[tuple]) -> list[tuple]:
         return v
 
     return [tuple(one(v) for v in r) for r in rows]
+
+
+def test_a_frame_without_its_order_by_has_the_same_rows_unsorted(spark):
+    """The feature stage sorts the final select once, in `_write_rows`: `frame(ordered=False)`
+    must drop the select's own ORDER BY (a second range shuffle of every row), nothing else."""
+    from churnlight.features.spark import SparkConnection
+
+    con = SparkConnection(spark)
+    try:
+        con.register("t", pd.DataFrame({"k": [3, 1, 2, 5, 4], "v": [1.5, 2.5, None, 4.0, 0.5]}))
+        con.local_tables.discard("t")
+        sql = "WITH a AS (SELECT k, v FROM t WHERE k > 1) SELECT k, v * 2 AS w FROM a"
+        sql += " ORDER BY k DESC"
+        ordered = [tuple(r) for r in con.frame(sql).collect()]
+        loose = con.frame(sql, ordered=False)
+        plan = loose._jdf.queryExecution().optimizedPlan().toString()
+        assert [k for k, _ in ordered] == [5, 4, 3, 2]
+        assert "Sort [" not in plan
+        assert sorted(tuple(r) for r in loose.collect()) == sorted(ordered)
+    finally:
+        con.close()
