@@ -313,9 +313,11 @@ def aggregate_select(
     tx_cols = relation_types(con, src["transactions"])
     con.execute(_transactions_sql(cfg.windows_days, "category" in tx_cols, src))
     con.execute(_feedback_sql(text_patterns(con), src))
-    # every aggregate is keyed by the spine's row number: one integer, cheap to join on
+    # every aggregate is keyed by the spine's row number: one integer, cheap to join on. Each
+    # join matches at most one row, so their order changes no value; the joins on other keys
+    # come first, while the rows are narrow (Spark moves the joined row at each change of key)
     columns = [f"{t}.* EXCLUDE (sid)" for t in ("s", *AGGREGATE_TABLES)]
-    tables = " ".join(f"LEFT JOIN {t} USING (sid)" for t in AGGREGATE_TABLES)
+    tables = ""
     if has_geo:
         columns += EXTERNAL_COLUMNS
     if btyd:
@@ -331,4 +333,5 @@ def aggregate_select(
             " LEFT JOIN market_pit m ON m.region = p.region AND m.industry = p.industry"
             " AND m.cutoff = s.cutoff"
         )
-    return f"SELECT {', '.join(columns)} FROM spine s {tables}"
+    tables += "".join(f" LEFT JOIN {t} USING (sid)" for t in AGGREGATE_TABLES)
+    return f"SELECT {', '.join(columns)} FROM spine s{tables}"

@@ -256,29 +256,76 @@ def btyd_scores(
 # --- the pass over the transactions: a summary per (customer, cutoff), a fit per cutoff --------
 
 SCORES_TABLE = "btyd_scores"  # (customer_id, cutoff, OUTPUTS): read by every customer range
-# sums in a fixed order (`ORDER BY` inside the aggregate): a parallel sum of floats adds in any
-# order, and the fits would follow its last bits from run to run. Rows are numbered within their
-# cutoff (a fit reads one cutoff, in customer order): a window over the whole table is one task
-# on Spark
-_SUMMARY_SQL = """
+# Money is summed exactly, as whole millionths (`UNIT`): a sum of integers is the same number in
+# any order, so every engine, thread count and plan gives the fits the same bits (a parallel sum
+# of floats adds in any order, and the fits would follow its last bits from run to run), and a
+# running sum per customer serves every cutoff. A customer's summary at a cutoff is then the
+# row of their last purchase day before it (an as-of join of each day with the cutoffs up to
+# its next purchase day), not an aggregate over every earlier day per cutoff. Rows are numbered
+# within their cutoff (a fit reads one cutoff, in customer order): a window over the whole table
+# is one task on Spark
+UNIT = 1e6
+_SUMMARY_SQL = f"""
 CREATE OR REPLACE TEMP TABLE btyd_days AS
-SELECT customer_id, CAST(ts AS DATE) AS day, sum(amount ORDER BY amount) AS amount
-FROM transactions WHERE customer_id IS NOT NULL GROUP BY customer_id, CAST(ts AS DATE);
+SELECT customer_id, day, n, total_units - first_units AS repeat_units,
+       first_value(day) OVER (PARTITION BY customer_id ORDER BY day) AS first_day,
+       coalesce(lead(day) OVER (PARTITION BY customer_id ORDER BY day), DATE '9999-12-31')
+         AS next_day
+FROM (
+  SELECT customer_id, day,
+         row_number() OVER w AS n, sum(units) OVER w AS total_units,
+         first_value(units) OVER w AS first_units
+  FROM (
+    SELECT customer_id, CAST(ts AS DATE) AS day,
+           sum(CAST(round(amount * {UNIT}) AS BIGINT)) AS units
+    FROM transactions WHERE customer_id IS NOT NULL GROUP BY customer_id, CAST(ts AS DATE)
+  )
+  WINDOW w AS (PARTITION BY customer_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND
+               CURRENT ROW)
+);
 
 CREATE OR REPLACE TEMP TABLE btyd_summary AS
 SELECT (row_number() OVER (PARTITION BY cutoff ORDER BY customer_id))::BIGINT AS rn, customer_id,
-       cutoff,
-       x, t_x, age, CASE WHEN x > 0 THEN (total - first_amount) / x END AS zbar
+       cutoff, x, t_x, age, zbar
 FROM (
-  SELECT d.customer_id, k.cutoff,
-         (count(*) - 1)::DOUBLE AS x,
-         date_diff('day', min(d.day), max(d.day))::DOUBLE AS t_x,
-         date_diff('day', min(d.day), CAST(k.cutoff AS DATE))::DOUBLE AS age,
-         sum(d.amount ORDER BY d.day) AS total, arg_min(d.amount, d.day) AS first_amount
-  FROM btyd_days d JOIN btyd_cutoffs k ON d.day < CAST(k.cutoff AS DATE)
-  GROUP BY d.customer_id, k.cutoff
+  SELECT d.customer_id, k.cutoff, (d.n - 1)::DOUBLE AS x,
+         date_diff('day', d.first_day, d.day)::DOUBLE AS t_x,
+         date_diff('day', d.first_day, CAST(k.cutoff AS DATE))::DOUBLE AS age,
+         CASE WHEN d.n > 1 THEN CAST(d.repeat_units AS DOUBLE) / {UNIT} / (d.n - 1) END AS zbar
+  FROM btyd_days d JOIN btyd_cutoffs k
+    ON d.day < CAST(k.cutoff AS DATE) AND d.next_day >= CAST(k.cutoff AS DATE)
 );
 """
+
+
+def summarise(con: duckdb.DuckDBPyConnection, cutoffs: list[pd.Timestamp]) -> None:
+    """The tables `btyd_days` and `btyd_summary` (x, t_x, age, zbar per customer and cutoff,
+    rows numbered `rn` within their cutoff) from the relation `transactions` at `cutoffs`."""
+    con.execute("CREATE OR REPLACE TEMP TABLE btyd_cutoffs (cutoff TIMESTAMP)")
+    con.executemany("INSERT INTO btyd_cutoffs VALUES (?)", [[c.to_pydatetime()] for c in cutoffs])
+    con.execute(_SUMMARY_SQL)
+
+
+def fit_cutoff(
+    summary: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, clv_days: int, penalizer: float
+) -> tuple[pd.DataFrame, dict]:
+    """One cutoff's fits and scores (`btyd_scores`, in the summary's row order), and the fitted
+    parameters for the log and the report. The fits do not depend on the rows' order."""
+    # the optimiser's steps are tiny BLAS calls: threads only contend for them (on a busy
+    # 2-core machine, 2 s of 7 in L-BFGS-B's own step)
+    with threadpool_limits(limits=1, user_api="blas"):
+        scores, m, g = btyd_scores(summary, horizon_days, clv_days, penalizer)
+    fit = {
+        "cutoff": str(pd.Timestamp(cutoff).date()),
+        "customers": len(summary),
+        "bgnbd": None if m is None else m.__dict__,
+        "gamma_gamma": None if g is None else g.__dict__,
+    }
+    return scores, fit
+
+
+def log_fits(fits: list[dict], seconds: float) -> None:
+    log.info("BTYD: BG/NBD and Gamma-Gamma fitted at %d cutoffs in %.1f s", len(fits), seconds)
 
 
 def score_cutoffs(
@@ -293,35 +340,23 @@ def score_cutoffs(
     customers scored. A persistent table of the in-memory database, so that every cursor (the
     customer ranges) sees it; only the summary's numbers (six a row) come into Python.
     Customers without a purchase before a cutoff have no row (their features stay NULL).
-    Returns the fitted parameters per cutoff (for the log and the report)."""
+    Returns the fitted parameters per cutoff (for the log and the report). The Spark engine
+    fits the cutoffs where the summary is (`churnlight.features.spark.score_cutoffs_spark`)."""
     t0 = time.perf_counter()
-    con.execute("CREATE OR REPLACE TEMP TABLE btyd_cutoffs (cutoff TIMESTAMP)")
-    con.executemany("INSERT INTO btyd_cutoffs VALUES (?)", [[c.to_pydatetime()] for c in cutoffs])
-    con.execute(_SUMMARY_SQL)
+    summarise(con, cutoffs)
     columns = ", ".join(f"{c} DOUBLE" for c in OUTPUTS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE btyd_out (cutoff TIMESTAMP, rn BIGINT, {columns})")
-    # every cutoff's summary in one read, and every score in one insert: on Spark each query
-    # is a job over the whole summary
+    # every cutoff's summary in one read, and every score in one insert
     every = con.execute("SELECT cutoff, rn, x, t_x, age, zbar FROM btyd_summary").df()
     every = every.sort_values(["cutoff", "rn"], ignore_index=True)
     fits, batches = [], []
     for cutoff in sorted(cutoffs):
         summary = every[every["cutoff"] == pd.Timestamp(cutoff)].reset_index(drop=True)
-        # the optimiser's steps are tiny BLAS calls: threads only contend for them (on a busy
-        # 2-core machine, 2 s of 7 in L-BFGS-B's own step)
-        with threadpool_limits(limits=1, user_api="blas"):
-            scores, m, g = btyd_scores(summary, horizon_days, clv_days, penalizer)
+        scores, fit = fit_cutoff(summary, cutoff, horizon_days, clv_days, penalizer)
         scores.insert(0, "rn", summary["rn"].to_numpy())
         scores.insert(0, "cutoff", pd.Timestamp(cutoff))
         batches.append(scores)
-        fits.append(
-            {
-                "cutoff": str(pd.Timestamp(cutoff).date()),
-                "customers": len(summary),
-                "bgnbd": None if m is None else m.__dict__,
-                "gamma_gamma": None if g is None else g.__dict__,
-            }
-        )
+        fits.append(fit)
     del every
     if batches:
         con.register("btyd_batch", pd.concat(batches, ignore_index=True))
@@ -334,9 +369,5 @@ def score_cutoffs(
     """)
     for name in ("btyd_cutoffs", "btyd_days", "btyd_summary", "btyd_out"):
         con.execute(f"DROP TABLE {name}")
-    log.info(
-        "BTYD: BG/NBD and Gamma-Gamma fitted at %d cutoffs in %.1f s",
-        len(fits),
-        time.perf_counter() - t0,
-    )
+    log_fits(fits, time.perf_counter() - t0)
     return fits

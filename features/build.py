@@ -87,14 +87,17 @@ def plan_events(
     return plan, registry
 
 
-def btyd_pass(con: duckdb.DuckDBPyConnection, plan: EventPlan) -> list[dict]:
+def btyd_pass(
+    con: duckdb.DuckDBPyConnection, plan: EventPlan, scorer: Callable = score_cutoffs
+) -> list[dict]:
     """The BTYD scores of every customer and cutoff (the table the ranges join), before the
     ranges: a fit needs all the customers of a cutoff, a range has only some. The fitted
-    parameters per cutoff; none when the plan has no BTYD numbers."""
+    parameters per cutoff; none when the plan has no BTYD numbers. `scorer`: the engine's
+    `btyd.score_cutoffs`."""
     if not plan.btyd:
         return []
     settings = plan.cfg.btyd
-    return score_cutoffs(
+    return scorer(
         con,
         list(plan.cutoffs),
         plan.cfg.label_horizon_days,

@@ -12,14 +12,16 @@ Spark function).
 
 `build_snapshots_spark` is `churnlight.features.build.build_snapshots` on that connection: the
 same plan, BTYD pass, aggregates, derivations, rules and labels; the rows are written by Spark
-as sorted Parquet parts and streamed on the driver into the same features.parquet /
-scoring.parquet files (same schema, same row order) through the same `SnapshotWriter`.
+as Parquet parts, which the driver reads in the DuckDB engine's row order and streams into the
+same features.parquet / scoring.parquet files (same schema, same row order) through the same
+`SnapshotWriter`.
 
 pyspark is an optional extra (`churnlight[spark]`): it is imported only when this engine runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -35,6 +37,7 @@ import sqlglot
 from sqlglot import exp
 
 from churnlight.features.aggregates import FULL, aggregate_select, prepare
+from churnlight.features.btyd import OUTPUTS, SCORES_TABLE, fit_cutoff, log_fits, summarise
 from churnlight.features.build import btyd_pass, build_flat_snapshots, features_report, plan_events
 from churnlight.features.params import FeaturesParams
 from churnlight.features.ranges import ROW_ORDER
@@ -44,7 +47,6 @@ from churnlight.features.spark_session import arrow_ready
 from churnlight.features.spark_sql import (
     bind_params,
     fixed_sql,
-    spark_order,
     substitute,
     to_spark,
 )
@@ -107,6 +109,7 @@ class SparkConnection:
         self.local = duckdb.connect()  # the small driver-side tables (the lexicon)
         self.local_tables: set[str] = set()
         self.views: dict[str, DataFrame] = {}
+        self.blocks: dict[str, set[int]] = {}  # the checkpointed RDDs each table reads
 
     # DuckDB's API ------------------------------------------------------------------------
     def execute(self, sql: str, params: list | tuple | None = None) -> Result:
@@ -223,10 +226,13 @@ class SparkConnection:
 
         new = new.toDF(*old.columns)
         new = new.select(*[col(f"`{f.name}`").cast(f.dataType) for f in old.schema])
-        # not materialised again: the rows inserted are computed already (values, a
-        # materialised query or a driver frame), and copying the table at every insert of a
-        # loop (the BTYD pass: one per cutoff) costs quadratic time
-        self._set(name, old.unionByName(new), materialise=False)
+        # the table is not materialised again: copying it at every insert of a loop costs
+        # quadratic time. The rows inserted are, when they read another table (which may be
+        # dropped, and its blocks freed, before this one is read)
+        blocks: set[int] = set()
+        if any(self.blocks.get(t.name) for t in source.find_all(exp.Table)):
+            new, blocks = checkpoint(new)
+        self._set(name, old.unionByName(new), materialise=False, keep=blocks)
         return Result()
 
     def _describe(self, name: str) -> Result:
@@ -236,26 +242,53 @@ class SparkConnection:
     def views_schema(self, name: str):
         return self.spark.table(name).schema.fields
 
-    def _set(self, name: str, frame: DataFrame, materialise: bool) -> None:
+    def _set(
+        self, name: str, frame: DataFrame, materialise: bool, keep: set[int] | None = None
+    ) -> None:
+        """`frame` as the table `name`; what the table it replaces had materialised is freed,
+        unless the new one reads it (`keep` not None: an insert's union, which also reads the
+        blocks `keep`)."""
+        blocks: set[int] = set()
         if materialise:
-            frame = frame.localCheckpoint(eager=True)
-        old = self.views.get(name)
+            frame, blocks = checkpoint(frame)
+        old = self.blocks.pop(name, set())
         frame.createOrReplaceTempView(name)
         self.views[name] = frame
-        if old is not None and old is not frame:
-            old.unpersist()
+        self.blocks[name] = blocks if keep is None else old | keep
+        if keep is None:
+            free(self.spark, old)
 
     def _drop(self, name: str) -> None:
-        frame = self.views.pop(name, None)
+        self.views.pop(name, None)
         self.spark.catalog.dropTempView(name)
-        if frame is not None:
-            frame.unpersist()
+        free(self.spark, self.blocks.pop(name, set()))
         if name in self.local_tables:
             self.local_tables.discard(name)
             try:
                 self.local.unregister(name)
             except duckdb.Error:
                 self.local.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def checkpoint(frame: DataFrame) -> tuple[DataFrame, set[int]]:
+    """`frame` computed once and kept (a local checkpoint), and the ids of the RDDs that hold
+    it. Those blocks stay in the block manager until `free`: `DataFrame.unpersist` does not
+    reach a checkpoint's RDD, and the context cleaner frees it only after a JVM garbage
+    collection, so without `free` every table of the pass stays in memory (2 GiB at 200k
+    customers by the end of the pass) and spills to disk as the tables grow."""
+    persisted = frame.sparkSession.sparkContext._jsc.getPersistentRDDs
+    before = set(persisted().keySet())
+    frame = frame.localCheckpoint(eager=True)
+    return frame, {int(i) for i in set(persisted().keySet()) - before}
+
+
+def free(spark: SparkSession, blocks: set[int]) -> None:
+    """Drop the blocks of the RDDs `blocks` (`checkpoint`'s ids). `SparkContext.unpersistRDD`,
+    not `RDD.unpersist`: the same removal, without a warning per RDD that a local checkpoint's
+    lineage cannot be recomputed (nothing reads these again)."""
+    sc = spark.sparkContext._jsc.sc()
+    for rdd in blocks:
+        sc.unpersistRDD(rdd, False)
 
 
 def _duck_type(spark_type: str) -> str:
@@ -301,17 +334,12 @@ def build_snapshots_spark(
             missing = [s.name for s in specs if s.name not in written]
             if missing:
                 raise RuntimeError(f"registered features not computed: {missing}")
-            fits = btyd_pass(con, plan)
+            fits = btyd_pass(con, plan, score_cutoffs_spark)
             t0 = time.perf_counter()
             has_geo = prepare(con, present, list(plan.cutoffs), plan.data_end, plan.lexicon)
             agg = aggregate_select(con, plan.cfg, has_geo, FULL, tuple(plan.profile), plan.btyd)
+            # unsorted: the driver orders the rows as it streams them (`_write_rows`)
             rows = con.frame(f"WITH agg AS ({agg}) {plan.select}", ordered=False)
-            # computed once: the global sort samples its input before it shuffles it, and
-            # would otherwise run the whole select (every join and derivation) twice
-            t1 = time.perf_counter()
-            rows = rows.localCheckpoint(eager=True)
-            log.info("Spark computed the rows in %.1f s", time.perf_counter() - t1)
-            con.drop_views()  # the sort's memory: the rows no longer need the tables
             counts = _write_rows(rows, folder, plan)
             counts.update({"btyd_fits": fits} if fits else {})
             log.info(
@@ -328,6 +356,47 @@ def build_snapshots_spark(
     return features_report(report, registry, counts), registry
 
 
+def score_cutoffs_spark(
+    con: SparkConnection,
+    cutoffs: list[pd.Timestamp],
+    horizon_days: int,
+    clv_days: int,
+    penalizer: float,
+) -> list[dict]:
+    """`btyd.score_cutoffs` where the summary is: the same summary (the one definition), and
+    each cutoff's fits and scores (`btyd.fit_cutoff`) in a Python worker next to its rows
+    (`applyInPandas`, one group per cutoff), instead of every summary row through the driver
+    and the scores back by a join. The cutoffs are fitted in parallel; each fit reads all the
+    customers of its cutoff, in any order (the fits sort their input)."""
+    t0 = time.perf_counter()
+    summarise(con, cutoffs)
+    columns = ["cutoff", "customer_id", *OUTPUTS]
+    summary = con.views["btyd_summary"].select(*columns[:2], "x", "t_x", "age", "zbar")
+    schema = summary.schema["customer_id"].dataType.simpleString()
+    schema = ", ".join(["cutoff timestamp_ntz", f"customer_id {schema}"])
+    schema += "".join(f", {c} double" for c in OUTPUTS) + ", fit string"
+
+    def fit(rows: pd.DataFrame) -> pd.DataFrame:
+        cutoff = pd.Timestamp(rows["cutoff"].iloc[0])
+        scores, params = fit_cutoff(
+            rows.reset_index(drop=True), cutoff, horizon_days, clv_days, penalizer
+        )
+        scores.insert(0, "customer_id", rows["customer_id"].to_numpy())
+        scores.insert(0, "cutoff", rows["cutoff"].to_numpy())
+        scores["fit"] = [json.dumps(params)] + [None] * (len(scores) - 1)
+        return arrow_ready(scores)
+
+    scored, blocks = checkpoint(summary.groupBy("cutoff").applyInPandas(fit, schema))
+    # the table reads the checkpoint's blocks, which it now owns
+    con._set(SCORES_TABLE, scored.select(*columns), materialise=False, keep=blocks)
+    fits = [json.loads(r[0]) for r in scored.where("fit IS NOT NULL").select("fit").collect()]
+    fits.sort(key=lambda f: f["cutoff"])
+    for name in ("btyd_cutoffs", "btyd_days", "btyd_summary"):
+        con.execute(f"DROP TABLE {name}")
+    log_fits(fits, time.perf_counter() - t0)
+    return fits
+
+
 def _present(spark: SparkSession, interim: str) -> set[str]:
     """The validated tables in `interim`: `<name>.parquet` files or folders."""
     from churnlight.features.build import FEATURE_TABLES
@@ -342,33 +411,36 @@ def _present(spark: SparkSession, interim: str) -> set[str]:
 
 
 def _write_rows(rows: DataFrame, folder: Path, plan) -> dict:
-    """Spark writes the rows (materialised), sorted as `ranges.ROW_ORDER` (labelled first, then
-    by customer and cutoff), as Parquet parts; the driver streams the parts, in order, into the
-    snapshot files. The same files as the DuckDB engine's, in the same row order."""
-    order = [c.strip() for c in ROW_ORDER.replace("a.", "").split(",")]
+    """Spark computes the rows and writes them as Parquet parts, in one pass; the driver, which
+    writes the two snapshot files, reads the parts in `ranges.ROW_ORDER` (labelled first, then
+    by customer and cutoff) with DuckDB and streams them into the files: the DuckDB engine's
+    files, in its row order.
+
+    Why the driver sorts, not Spark: a global sort on Spark samples its input before it shuffles
+    it, so the select (every join and derivation) would have to be materialised first, and all of
+    it then moves through a range shuffle. DuckDB sorts the parts out of core on the driver,
+    which reads every row anyway (at 1M customers, 4.7M rows of 101 columns: bench/README.md)."""
     with tempfile.TemporaryDirectory(prefix="churnlight-spark-", dir=folder) as scratch:
         parts = Path(scratch) / "rows"
         t1 = time.perf_counter()
-        rows.createOrReplaceTempView("snapshot_rows")
-        spark = rows.sparkSession
-        spark.sql(
-            "SELECT * FROM snapshot_rows ORDER BY " + ", ".join(spark_order(o) for o in order)
-        ).write.parquet(parts.resolve().as_uri())
-        spark.catalog.dropTempView("snapshot_rows")
-        rows.unpersist()
+        rows.write.parquet(parts.resolve().as_uri())
         t2 = time.perf_counter()
         writer = SnapshotWriter(folder, plan.columns, plan.last)
+        local = duckdb.connect(config={"temp_directory": str(Path(scratch) / "spill")})
         try:
-            for part in sorted(parts.glob("part-*.parquet")):
-                for batch in pq.ParquetFile(part).iter_batches(batch_size=1 << 18):
-                    table = pa.Table.from_batches([batch])
-                    writer.write(_cast(table, plan.schema))
+            order = ROW_ORDER.replace("a.", "")
+            reader = local.execute(
+                f"SELECT * FROM read_parquet(?) ORDER BY {order}", [f"{parts}/*.parquet"]
+            ).to_arrow_reader(1 << 17)
+            for batch in reader:
+                writer.write(_cast(pa.Table.from_batches([batch]), plan.schema))
         finally:
+            local.close()
             writer.close()
         shutil.rmtree(parts, ignore_errors=True)
     log.info(
-        "Spark sorted and wrote the rows in %.1f s; the driver streamed them into the snapshot "
-        "files in %.1f s",
+        "Spark computed and wrote the rows in %.1f s; the driver sorted and streamed them into "
+        "the snapshot files in %.1f s",
         t2 - t1,
         time.perf_counter() - t2,
     )

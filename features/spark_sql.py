@@ -189,10 +189,3 @@ def literal(value: Any) -> exp.Expression:
     if isinstance(value, int | float):
         return exp.cast(exp.Literal.string(repr(value)), exp.DataType.build("DOUBLE"))
     return exp.Literal.string(str(value))
-
-
-def spark_order(term: str) -> str:
-    """A ROW_ORDER term (`"label" IS NULL`, `"customer_id"`) in Spark's quoting."""
-    return sqlglot.transpile(f"SELECT 1 ORDER BY {term}", read="duckdb", write="spark")[0].split(
-        "ORDER BY ", 1
-    )[1]

@@ -215,8 +215,9 @@ def _normalise(rows: list[tuple]) -> list[tuple]:
 
 
 def test_a_frame_without_its_order_by_has_the_same_rows_unsorted(spark):
-    """The feature stage sorts the final select once, in `_write_rows`: `frame(ordered=False)`
-    must drop the select's own ORDER BY (a second range shuffle of every row), nothing else."""
+    """The feature stage computes the final select unsorted (the driver orders the rows as it
+    streams them, `_write_rows`): `frame(ordered=False)` must drop the select's own ORDER BY (a
+    range shuffle of every row), nothing else."""
     from churnlight.features.spark import SparkConnection
 
     con = SparkConnection(spark)
@@ -231,5 +232,45 @@ def test_a_frame_without_its_order_by_has_the_same_rows_unsorted(spark):
         assert [k for k, _ in ordered] == [5, 4, 3, 2]
         assert "Sort [" not in plan
         assert sorted(tuple(r) for r in loose.collect()) == sorted(ordered)
+    finally:
+        con.close()
+
+
+def test_a_dropped_or_replaced_table_frees_its_checkpoint(spark):
+    """A table is a local checkpoint, whose blocks `DataFrame.unpersist` does not free: a
+    dropped or replaced table must give its memory back (else every table of the pass stays
+    in the block manager to the end), and an insert must keep what its union still reads."""
+    from churnlight.features.spark import SparkConnection
+
+    def held() -> set[int]:
+        return {int(i) for i in spark.sparkContext._jsc.getPersistentRDDs().keySet()}
+
+    con = SparkConnection(spark)
+    try:
+        con.register("t", pd.DataFrame({"k": [1, 2, 3]}))
+        con.local_tables.discard("t")
+        start = held()
+        con.execute("CREATE TABLE a AS SELECT k FROM t")
+        first = held() - start
+        assert len(first) == 1 and con.blocks["a"] == first
+        con.execute("CREATE OR REPLACE TABLE a AS SELECT k * 10 AS k FROM t")
+        second = held() - start
+        assert len(second) == 1 and not second & first  # the first table's blocks are gone
+        con.execute("CREATE TABLE b AS SELECT k FROM t WHERE k > 1")
+        con.execute("INSERT INTO a SELECT k FROM b")  # a's rows are still read by the union
+        assert second < con.blocks["a"] <= held()  # and b's rows, kept apart from b's table
+        con.execute("DROP TABLE b")
+        assert sorted(r[0] for r in con.execute("SELECT k FROM a").fetchall()) == [2, 3, 10, 20, 30]
+        con.execute("INSERT INTO a VALUES (7)")  # computed already: nothing more to keep
+        assert sorted(r[0] for r in con.execute("SELECT k FROM a").fetchall()) == [
+            2,
+            3,
+            7,
+            10,
+            20,
+            30,
+        ]
+        con.execute("DROP TABLE a")
+        assert held() == start
     finally:
         con.close()
