@@ -333,5 +333,6 @@ def aggregate_select(
             " LEFT JOIN market_pit m ON m.region = p.region AND m.industry = p.industry"
             " AND m.cutoff = s.cutoff"
         )
-    tables += "".join(f" LEFT JOIN {t} USING (sid)" for t in AGGREGATE_TABLES)
+    # ON, not USING: a customer column named sid (a profile attribute of p) stays unambiguous
+    tables += "".join(f" LEFT JOIN {t} ON {t}.sid = s.sid" for t in AGGREGATE_TABLES)
     return f"SELECT {', '.join(columns)} FROM spine s{tables}"

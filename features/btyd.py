@@ -15,9 +15,9 @@ simulated from the model.
 
 A customer's summary at a cutoff (days; purchases collapsed to one a day): `x` repeat purchase
 days, `t_x` days from the first to the last purchase day, `age` days from the first purchase
-day to the cutoff (the paper's T), `zbar` the mean spend of the repeat purchase days. The
-DuckDB pass over the transactions that builds them per cutoff, fits and scores is
-`score_cutoffs`.
+day to the cutoff (the paper's T), `zbar` the mean spend of the repeat purchase days. One SQL
+pass over the transactions builds them for every cutoff (`summarise`); `score_cutoffs` then
+fits and scores each cutoff.
 """
 
 from __future__ import annotations

@@ -46,6 +46,9 @@ ACTIVITY_TYPES = (
     "service_done",
 )
 FEEDBACK_KINDS = ("nps", "csat", "complaint_opened", "complaint_resolved", "message")
+# the largest amount of one transaction: the BTYD pass sums spend exactly, in whole millionths
+# as 64-bit integers (features/btyd.py), which hold 9.2e12 currency units a customer
+MAX_AMOUNT = 1e12
 # family -> tables whose presence switches it on
 FAMILY_TABLES = {
     "behaviour": ("transactions", "activity"),
@@ -235,7 +238,7 @@ def _schema(name: str, label_column: str | None) -> pa.DataFrameSchema:
         cols = {
             "customer_id": pa.Column(str, **nn),
             "ts": pa.Column("datetime64[ms]", **nn),
-            "amount": pa.Column(float, pa.Check.ge(0), **nn),
+            "amount": pa.Column(float, [pa.Check.ge(0), pa.Check.le(MAX_AMOUNT)], **nn),
         }
     elif name == "activity":
         cols = {

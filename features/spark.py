@@ -26,6 +26,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,13 @@ from sqlglot import exp
 
 from churnlight.features.aggregates import FULL, aggregate_select, prepare
 from churnlight.features.btyd import OUTPUTS, SCORES_TABLE, fit_cutoff, log_fits, summarise
-from churnlight.features.build import btyd_pass, build_flat_snapshots, features_report, plan_events
+from churnlight.features.build import (
+    btyd_pass,
+    build_flat_snapshots,
+    connect,
+    features_report,
+    plan_events,
+)
 from churnlight.features.params import FeaturesParams
 from churnlight.features.ranges import ROW_ORDER
 from churnlight.features.registry import registry_frame
@@ -340,7 +347,7 @@ def build_snapshots_spark(
             agg = aggregate_select(con, plan.cfg, has_geo, FULL, tuple(plan.profile), plan.btyd)
             # unsorted: the driver orders the rows as it streams them (`_write_rows`)
             rows = con.frame(f"WITH agg AS ({agg}) {plan.select}", ordered=False)
-            counts = _write_rows(rows, folder, plan)
+            counts = _write_rows(rows, folder, plan, params, con.drop_views)
             counts.update({"btyd_fits": fits} if fits else {})
             log.info(
                 "Spark aggregated, derived and wrote %d labelled + %d scoring rows over %d "
@@ -370,8 +377,7 @@ def score_cutoffs_spark(
     customers of its cutoff, in any order (the fits sort their input)."""
     t0 = time.perf_counter()
     summarise(con, cutoffs)
-    columns = ["cutoff", "customer_id", *OUTPUTS]
-    summary = con.views["btyd_summary"].select(*columns[:2], "x", "t_x", "age", "zbar")
+    summary = con.views["btyd_summary"].select("cutoff", "customer_id", "x", "t_x", "age", "zbar")
     schema = summary.schema["customer_id"].dataType.simpleString()
     schema = ", ".join(["cutoff timestamp_ntz", f"customer_id {schema}"])
     schema += "".join(f", {c} double" for c in OUTPUTS) + ", fit string"
@@ -388,9 +394,16 @@ def score_cutoffs_spark(
 
     scored, blocks = checkpoint(summary.groupBy("cutoff").applyInPandas(fit, schema))
     # the table reads the checkpoint's blocks, which it now owns
-    con._set(SCORES_TABLE, scored.select(*columns), materialise=False, keep=blocks)
-    fits = [json.loads(r[0]) for r in scored.where("fit IS NOT NULL").select("fit").collect()]
-    fits.sort(key=lambda f: f["cutoff"])
+    table = scored.select("customer_id", "cutoff", *OUTPUTS)  # DuckDB's column order
+    con._set(SCORES_TABLE, table, materialise=False, keep=blocks)
+    fitted = [json.loads(r[0]) for r in scored.where("fit IS NOT NULL").select("fit").collect()]
+    # a cutoff before anyone's first purchase has no rows, hence no group: listed as DuckDB's
+    # loop lists it, without a fit
+    by_day = {f["cutoff"]: f for f in fitted}
+    fits = [
+        by_day.get(day, {"cutoff": day, "customers": 0, "bgnbd": None, "gamma_gamma": None})
+        for day in (str(pd.Timestamp(c).date()) for c in sorted(cutoffs))
+    ]
     for name in ("btyd_cutoffs", "btyd_days", "btyd_summary"):
         con.execute(f"DROP TABLE {name}")
     log_fits(fits, time.perf_counter() - t0)
@@ -410,33 +423,46 @@ def _present(spark: SparkSession, interim: str) -> set[str]:
     return {n.removesuffix(".parquet") for n in names if n.endswith(".parquet")} & wanted
 
 
-def _write_rows(rows: DataFrame, folder: Path, plan) -> dict:
-    """Spark computes the rows and writes them as Parquet parts, in one pass; the driver, which
-    writes the two snapshot files, reads the parts in `ranges.ROW_ORDER` (labelled first, then
-    by customer and cutoff) with DuckDB and streams them into the files: the DuckDB engine's
-    files, in its row order.
+def _write_rows(
+    rows: DataFrame, folder: Path, plan, params: FeaturesParams, written: Callable[[], None]
+) -> dict:
+    """Spark computes the rows and writes them as Parquet parts, in one pass; `written` is called
+    then (the tables are no longer needed); the driver, which writes the two snapshot files,
+    reads the parts in `ranges.ROW_ORDER` (labelled first, then by customer and cutoff) with
+    DuckDB (`features.duckdb_memory_limit` and `duckdb_threads`, spilling to a scratch folder)
+    and streams them into the files: the DuckDB engine's files, in its row order.
 
     Why the driver sorts, not Spark: a global sort on Spark samples its input before it shuffles
     it, so the select (every join and derivation) would have to be materialised first, and all of
-    it then moves through a range shuffle. DuckDB sorts the parts out of core on the driver,
-    which reads every row anyway (at 1M customers, 4.7M rows of 101 columns: bench/README.md)."""
+    it then moves through a range shuffle. The driver reads every row anyway (at 1M customers,
+    4.7M rows of 101 columns: bench/README.md)."""
     with tempfile.TemporaryDirectory(prefix="churnlight-spark-", dir=folder) as scratch:
         parts = Path(scratch) / "rows"
         t1 = time.perf_counter()
         rows.write.parquet(parts.resolve().as_uri())
+        written()
         t2 = time.perf_counter()
-        writer = SnapshotWriter(folder, plan.columns, plan.last)
-        local = duckdb.connect(config={"temp_directory": str(Path(scratch) / "spill")})
+        spill = Path(scratch) / "spill"
+        local = connect(
+            Path(scratch), set(), spill, params.duckdb_memory_limit, params.duckdb_threads
+        )
         try:
-            order = ROW_ORDER.replace("a.", "")
-            reader = local.execute(
-                f"SELECT * FROM read_parquet(?) ORDER BY {order}", [f"{parts}/*.parquet"]
+            # the parts by name, not a glob: the scratch path may hold glob characters or a
+            # `key=value` folder that DuckDB would read as a Hive partition column
+            files = [p.as_posix() for p in sorted(parts.glob("part-*.parquet"))]
+            reader = local.sql(
+                "SELECT * FROM read_parquet(?, hive_partitioning = false) ORDER BY "
+                + ROW_ORDER.replace("a.", ""),
+                params=[files],
             ).to_arrow_reader(1 << 17)
-            for batch in reader:
-                writer.write(_cast(pa.Table.from_batches([batch]), plan.schema))
+            writer = SnapshotWriter(folder, plan.columns, plan.last)
+            try:
+                for batch in reader:
+                    writer.write(_cast(pa.Table.from_batches([batch]), plan.schema))
+            finally:
+                writer.close()
         finally:
             local.close()
-            writer.close()
         shutil.rmtree(parts, ignore_errors=True)
     log.info(
         "Spark computed and wrote the rows in %.1f s; the driver sorted and streamed them into "

@@ -227,6 +227,18 @@ def test_negative_amount(tiny_tables):
     assert v.examples["amount"].tolist() == [-5.0, -0.01, -1200.0]
 
 
+def test_an_amount_too_large_to_sum_exactly(tiny_tables):
+    """Spend is summed in whole millionths as 64-bit integers (the BTYD pass): an amount past
+    `MAX_AMOUNT` is an error that names it, not an overflow deep in the feature SQL."""
+    tx = tiny_tables["transactions"]
+    tx.loc[[3, 9], "amount"] = [2e12, 1e19]
+    v = _only(tiny_tables)
+
+    assert (v.table, v.column, v.count) == ("transactions", "amount", 2)
+    assert "less_than_or_equal_to(1000000000000.0)" in v.problem
+    assert v.examples["amount"].tolist() == [2e12, 1e19]
+
+
 def test_empty_table(tiny_tables):
     tiny_tables["feedback"] = tiny_tables["feedback"].iloc[:0]
     v = _only(tiny_tables)

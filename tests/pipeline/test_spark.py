@@ -274,3 +274,45 @@ def test_a_dropped_or_replaced_table_frees_its_checkpoint(spark):
         assert held() == start
     finally:
         con.close()
+
+
+def test_the_btyd_pass_on_spark_gives_duckdbs_fits_and_scores(spark):
+    """The Spark pass (`score_cutoffs_spark`: each cutoff fitted in a Python worker) and DuckDB's
+    (`btyd.score_cutoffs`) on one purchase log: the same fitted parameters and scores, bit for
+    bit, and the same list of fits, a cutoff before anyone's first purchase included."""
+    import duckdb
+    import numpy as np
+
+    from churnlight.features import btyd
+    from churnlight.features.spark import SparkConnection, score_cutoffs_spark
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(300):
+        days = np.cumsum(rng.exponential(20.0, size=int(rng.integers(1, 12))))
+        start = pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(rng.integers(0, 150)))
+        for d in days:
+            ts = (start + pd.Timedelta(hours=float(d) * 24)).floor("s")
+            rows.append((f"c{i:03d}", ts, float(np.round(rng.gamma(2.0, 15.0), 2))))
+    shop = pd.DataFrame(rows, columns=["customer_id", "ts", "amount"])
+    cutoffs = [pd.Timestamp(c) for c in ("2023-06-01", "2024-05-01", "2024-09-01")]
+    order = "ORDER BY cutoff, customer_id"
+
+    duck = duckdb.connect()
+    duck.register("transactions", shop)
+    want_fits = btyd.score_cutoffs(duck, cutoffs, 90, 365, 0.0)
+    want = duck.execute(f"SELECT * FROM {btyd.SCORES_TABLE} {order}").df()
+    duck.close()
+
+    con = SparkConnection(spark)
+    try:
+        con.register("transactions", shop)
+        con.local_tables.discard("transactions")  # read by Spark, not the driver's DuckDB
+        got_fits = score_cutoffs_spark(con, cutoffs, 90, 365, 0.0)
+        got = con.execute(f"SELECT * FROM {btyd.SCORES_TABLE} {order}").df()
+    finally:
+        con.close()
+    assert got_fits == want_fits
+    assert want_fits[0]["customers"] == 0 and want_fits[0]["bgnbd"] is None
+    assert len(want) > 300 and want["btyd_p_alive"].notna().all()
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)

@@ -4,7 +4,6 @@ other, and the per-cutoff pass over a transactions table (point in time)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import duckdb
@@ -223,33 +222,37 @@ def test_the_pass_is_point_in_time():
     assert not a[a["cutoff"] > at].equals(b[b["cutoff"] > at])  # the later cutoff does see it
 
 
-def test_the_summary_sums_spend_exactly_whatever_the_order():
+def test_the_summary_is_exact_and_point_in_time():
     """Spend is summed exactly (whole millionths, as integers), so the fits see the same numbers
-    whatever order an engine's threads meet the rows in (the Spark engine's parity rests on
-    this): 0.1 + 0.2 + 0.3 in floats is 0.6000000000000001 in one order and 0.6 in another."""
+    whatever order an engine's threads meet the rows in (the Spark engine's parity rests on this;
+    in floats 0.1 + 0.2 + 0.3 is 0.6000000000000001, and 0.3 + 0.2 + 0.1 is 0.6). A customer's
+    summary at a cutoff is that of their last purchase day before the cutoff's date: two cutoffs
+    between the same purchase days share it (only the age grows), and a purchase on the cutoff's
+    date does not count."""
     rows = [
         ("a", "2024-01-01 09:00:00", 5.0),  # the first purchase day: not a repeat
         ("a", "2024-01-02 09:00:00", 0.1),
         ("a", "2024-01-02 18:00:00", 0.2),  # the same day: one purchase day of 0.3
         ("a", "2024-01-05 09:00:00", 0.3),
-        ("a", "2024-02-01 09:00:00", 99.0),  # after the first cutoff
-        ("b", "2024-01-20 09:00:00", 7.0),
+        ("a", "2024-02-01 09:00:00", 99.0),  # after the first two cutoffs
+        ("b", "2024-01-20 09:00:00", 7.0),  # on the second cutoff's date: from the third on
     ]
+    cutoffs = [pd.Timestamp(c) for c in ("2024-01-10", "2024-01-20", "2024-03-01")]
     # (a frame built in reverse, not reversed: DuckDB 2.0 fails with std::bad_cast to read a
     # pandas 3 string column taken in reverse)
     for order in (_log(rows), _log(rows[::-1])):
         con = duckdb.connect()
         con.register("transactions", order)
-        btyd.summarise(con, [pd.Timestamp("2024-01-10"), pd.Timestamp("2024-03-01")])
+        btyd.summarise(con, cutoffs)
         got = con.execute(
             "SELECT customer_id, cutoff, x, t_x, age, zbar FROM btyd_summary ORDER BY cutoff, 1"
         ).fetchall()
-        assert got[0][1:5] == (dt.datetime(2024, 1, 10), 2.0, 4.0, 9.0)
-        assert got[0][5] == 0.6 / 2  # (0.1 + 0.2 + 0.3) / 2 repeat days, exactly
-        assert [r[0] for r in got] == ["a", "a", "b"]  # b had not bought by the first cutoff
-        assert got[1][2:] == (3.0, 31.0, 60.0, 99.6 / 3)
-        assert got[2][2:] == (0.0, 0.0, 41.0, None)
         con.close()
+        assert [(r[0], r[1].day) for r in got] == [("a", 10), ("a", 20), ("a", 1), ("b", 1)]
+        assert got[0][2:] == (2.0, 4.0, 9.0, 0.6 / 2)  # (0.1 + 0.2 + 0.3) / 2, exactly
+        assert got[1][2:] == (2.0, 4.0, 19.0, 0.6 / 2)
+        assert got[2][2:] == (3.0, 31.0, 60.0, 99.6 / 3)
+        assert got[3][2:] == (0.0, 0.0, 41.0, None)
 
 
 def test_baseline_probability_fills_customers_without_purchases():
