@@ -397,13 +397,14 @@ def score_cutoffs_spark(
     table = scored.select("customer_id", "cutoff", *OUTPUTS)  # DuckDB's column order
     con._set(SCORES_TABLE, table, materialise=False, keep=blocks)
     fitted = [json.loads(r[0]) for r in scored.where("fit IS NOT NULL").select("fit").collect()]
-    # a cutoff before anyone's first purchase has no rows, hence no group: listed as DuckDB's
-    # loop lists it, without a fit
     by_day = {f["cutoff"]: f for f in fitted}
-    fits = [
-        by_day.get(day, {"cutoff": day, "customers": 0, "bgnbd": None, "gamma_gamma": None})
-        for day in (str(pd.Timestamp(c).date()) for c in sorted(cutoffs))
-    ]
+    # a cutoff before anyone's first purchase has no rows, hence no group: fitted on no rows,
+    # as DuckDB's loop does
+    nobody = pd.DataFrame({c: pd.Series(dtype=float) for c in ("x", "t_x", "age", "zbar")})
+    fits = []
+    for cutoff in sorted(cutoffs):
+        done = by_day.get(str(pd.Timestamp(cutoff).date()))
+        fits.append(done or fit_cutoff(nobody, cutoff, horizon_days, clv_days, penalizer)[1])
     for name in ("btyd_cutoffs", "btyd_days", "btyd_summary"):
         con.execute(f"DROP TABLE {name}")
     log_fits(fits, time.perf_counter() - t0)
