@@ -98,7 +98,10 @@ def activity_sql(windows: tuple[int, ...], lookback: int, activity: str = "activ
     of a filter per output, and small integer keys (spine row, type code) instead of strings:
     hashing and comparing those dominates both steps. The second step picks a type's count
     with max() over the one row it has per spine row, because DuckDB sums integers into 128
-    bits, which is slower (bench/README.md).
+    bits, which is slower (bench/README.md). Both steps also group by the customer, which
+    the spine row fixes: it changes no group, but tells Spark that the rows are already
+    partitioned by customer after the join, which spares it two shuffles (200k customers:
+    16.4 to 8.3 s on Spark; DuckDB, hashing one more key, 8.7 to 9.1 s).
     """
     spans = sorted({*windows, 30, 90, 120} - {lookback})  # the lookback: every joined event
     per_type = ", ".join(
@@ -128,16 +131,16 @@ def activity_sql(windows: tuple[int, ...], lookback: int, activity: str = "activ
     CREATE OR REPLACE TEMP TABLE f_activity AS
     SELECT sid, {", ".join(outputs)}
     FROM (
-        SELECT s.sid, a.t, {per_type}
+        SELECT s.customer_id, s.sid, a.t, {per_type}
         FROM {window_starts((*spans, lookback))} s JOIN (
             -- the type code once per event, not once per (event, cutoff) the join pairs up
             SELECT customer_id, ts,
                    (CASE WHEN event_type IS NULL THEN -1 {code} ELSE {other} END)::TINYINT AS t
             FROM {activity}
         ) a ON a.customer_id = s.customer_id AND a.ts < s.cutoff AND a.ts >= s.from{lookback}
-        GROUP BY s.sid, a.t
+        GROUP BY s.customer_id, s.sid, a.t
     )
-    GROUP BY sid
+    GROUP BY customer_id, sid
     """
 
 

@@ -161,6 +161,21 @@ T = pd.Timestamp
             {"k": [T(f"2025-01-0{i}") for i in range(1, 5)], "x": [1.0, 9.0, None, 4.0]},
         ),
         (
+            # the filter is fixed too: hours counted by boundaries, not elapsed (2 h 50 min is 3)
+            "the n largest keys under a filter that needs a fix",
+            "SELECT max_by(x, k, 3) FILTER (WHERE date_diff('hour', k, TIMESTAMP "
+            "'2025-01-01 03:20:00') <= 2) FROM t",
+            {
+                "k": [T("2025-01-01 00:30"), T("2025-01-01 01:10"), T("2025-01-01 02:50")],
+                "x": [1.0, 2.0, 3.0],
+            },
+        ),
+        (
+            "the n largest keys of no row",
+            "SELECT max_by(x, k, 2) FILTER (WHERE x > 100), max_by(x, k, 3) FROM t WHERE x < 0",
+            {"k": [T("2025-01-01")], "x": [1.0]},
+        ),
+        (
             # the order of a float sum changes its last bits: ordered, both add the same way
             "an ordered float sum",
             "SELECT sum(x ORDER BY x) FROM t",
