@@ -147,7 +147,7 @@ def parity(a: Path, b: Path) -> tuple[float, dict]:
     """The share of equal cells of the two folders' snapshot files, and the differences."""
     import pyarrow.parquet as pq
 
-    from churnlight.features.spark import snapshot_differences
+    from churnlight.features.snapshots import snapshot_differences
 
     found = snapshot_differences(a, b)
     cells = wrong = 0

@@ -20,7 +20,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -438,21 +437,8 @@ class ReportParams(Section):
 class SparkParams(Section):
     """How the Spark engine starts (issue 18): where it runs cannot change a result."""
 
-    master: str = runtime()  # local[*], local[2], spark://host:7077, yarn, k8s://...
+    master: str = runtime()  # local[*], local[2], spark://host:7077, yarn, k8s://, sc://host:15002
     conf: dict[str, str | int | float | bool] = runtime()  # extra Spark conf, e.g. memory
-
-    @field_validator("master")
-    @classmethod
-    def _classic_spark(cls, master: str) -> str:
-        # the engine keeps its tables as local checkpoints and frees their blocks, and scoring
-        # broadcasts the model: both need the SparkContext, which a Connect client has not
-        if master.strip().lower().startswith("sc://"):
-            raise ValueError(
-                f"{master!r} is a Spark Connect address, which the Spark engine cannot use yet "
-                "(it needs the cluster's SparkContext); give the cluster's master URL instead "
-                "(spark://host:7077, yarn, k8s://...) or run on a cluster node (local[*])"
-            )
-        return master
 
 
 class Params(Section):

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -160,3 +161,33 @@ def release_arrow_memory() -> None:
     """Hand the memory Arrow's pool keeps for reuse back to the system after a big read: the
     pandas work that follows cannot use it (at 1M customers, about 1 GiB after the snapshots)."""
     pa.default_memory_pool().release_unused()
+
+
+def snapshot_differences(a: Path, b: Path, rel: float = 1e-9) -> dict[str, list]:
+    """Where the snapshot files of two processed folders differ (the engines' parity): per file,
+    "schema" when the Parquet schemas (with pandas' metadata) differ, the shapes when those do,
+    else the columns with the number of rows beyond exact equality (keys, counts, labels,
+    categories) or beyond `rel` relative difference (floats; NaN equals NaN); [] where equal."""
+    out: dict[str, list] = {}
+    for name in ("features.parquet", "scoring.parquet"):
+        left, right = pd.read_parquet(a / name), pd.read_parquet(b / name)
+        problems: list = []
+        if not pq.read_schema(a / name).equals(pq.read_schema(b / name), check_metadata=True):
+            problems.append("schema")
+        if list(left.columns) != list(right.columns) or len(left) != len(right):
+            out[name] = [*problems, ("shape", left.shape, right.shape)]
+            continue
+        for c in left.columns:
+            x, y = left[c], right[c]
+            if x.dtype.kind == "f" or str(x.dtype) == "Float64":
+                u, v = x.astype("float64").to_numpy(), y.astype("float64").to_numpy()
+                both = np.isnan(u) & np.isnan(v)
+                close = np.abs(u - v) <= rel * np.maximum(np.abs(u), np.abs(v))
+                wrong = int((~(both | close)).sum())
+            else:
+                same = (x == y).fillna(False).astype(bool) | (x.isna() & y.isna())
+                wrong = int((~same).sum())
+            if wrong:
+                problems.append((c, wrong))
+        out[name] = problems
+    return out

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
 
@@ -50,7 +49,7 @@ from churnlight.features.params import FeaturesParams
 from churnlight.features.ranges import ROW_ORDER
 from churnlight.features.registry import registry_frame
 from churnlight.features.snapshots import SnapshotWriter
-from churnlight.features.spark_session import arrow_ready
+from churnlight.features.spark_session import arrow_ready, is_connect
 from churnlight.features.spark_sql import (
     bind_params,
     fixed_sql,
@@ -282,7 +281,13 @@ def checkpoint(frame: DataFrame) -> tuple[DataFrame, set[int]]:
     it. Those blocks stay in the block manager until `free`: `DataFrame.unpersist` does not
     reach a checkpoint's RDD, and the context cleaner frees it only after a JVM garbage
     collection, so without `free` every table of the pass stays in memory (2 GiB at 200k
-    customers by the end of the pass) and spills to disk as the tables grow."""
+    customers by the end of the pass) and spills to disk as the tables grow.
+
+    On Spark Connect there is no SparkContext to ask: the client releases the checkpoint when
+    its DataFrame is dropped (the table's, in `SparkConnection.views`), and the server's
+    context cleaner frees the blocks at its next garbage collection."""
+    if is_connect(frame.sparkSession):
+        return frame.localCheckpoint(eager=True), set()
     persisted = frame.sparkSession.sparkContext._jsc.getPersistentRDDs
     before = set(persisted().keySet())
     frame = frame.localCheckpoint(eager=True)
@@ -293,6 +298,8 @@ def free(spark: SparkSession, blocks: set[int]) -> None:
     """Drop the blocks of the RDDs `blocks` (`checkpoint`'s ids). `SparkContext.unpersistRDD`,
     not `RDD.unpersist`: the same removal, without a warning per RDD that a local checkpoint's
     lineage cannot be recomputed (nothing reads these again)."""
+    if not blocks:  # nothing to free (and, on Spark Connect, no SparkContext to ask)
+        return
     sc = spark.sparkContext._jsc.sc()
     for rdd in blocks:
         sc.unpersistRDD(rdd, False)
@@ -412,16 +419,33 @@ def score_cutoffs_spark(
 
 
 def _present(spark: SparkSession, interim: str) -> set[str]:
-    """The validated tables in `interim`: `<name>.parquet` files or folders."""
+    """The validated tables in `interim`: `<name>.parquet` files or folders. Listed through
+    Hadoop's file system (any URI Spark reads); a Spark Connect client has no JVM, so it asks
+    the server to read each table it could use instead."""
     from churnlight.features.build import FEATURE_TABLES
 
+    wanted = {"customers", *FEATURE_TABLES}
+    if is_connect(spark):
+        root = interim.rstrip("/")
+        return {n for n in wanted if _readable(spark, f"{root}/{n}.parquet")}
     jvm = spark.sparkContext._jvm
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     path = jvm.org.apache.hadoop.fs.Path(interim)
     fs = path.getFileSystem(hadoop)
     names = {s.getPath().getName() for s in fs.listStatus(path)}
-    wanted = {"customers", *FEATURE_TABLES}
     return {n.removesuffix(".parquet") for n in names if n.endswith(".parquet")} & wanted
+
+
+def _readable(spark: SparkSession, uri: str) -> bool:
+    """Whether Spark finds a Parquet table at `uri` (its schema is read, not its rows)."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        return len(spark.read.parquet(uri).schema.fields) > 0  # resolved: fails if absent
+    except AnalysisException as e:
+        if e.getCondition() == "PATH_NOT_FOUND":
+            return False
+        raise
 
 
 def _write_rows(
@@ -479,38 +503,3 @@ def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
     metadata, and TINYINT as int8 through Parquet's INT32)."""
     table = table.select(schema.names)
     return table.cast(schema)
-
-
-# --- parity -----------------------------------------------------------------------------------
-
-
-def snapshot_differences(a: Path, b: Path, rel: float = 1e-9) -> dict[str, list]:
-    """Where the snapshot files of two processed folders differ (the engines' parity): per file,
-    "schema" when the Parquet schemas (with pandas' metadata) differ, the shapes when those do,
-    else the columns with the number of rows beyond exact equality (keys, counts, labels,
-    categories) or beyond `rel` relative difference (floats; NaN equals NaN); [] where equal."""
-    import numpy as np
-
-    out: dict[str, list] = {}
-    for name in ("features.parquet", "scoring.parquet"):
-        left, right = pd.read_parquet(a / name), pd.read_parquet(b / name)
-        problems: list = []
-        if not pq.read_schema(a / name).equals(pq.read_schema(b / name), check_metadata=True):
-            problems.append("schema")
-        if list(left.columns) != list(right.columns) or len(left) != len(right):
-            out[name] = [*problems, ("shape", left.shape, right.shape)]
-            continue
-        for c in left.columns:
-            x, y = left[c], right[c]
-            if x.dtype.kind == "f" or str(x.dtype) == "Float64":
-                u, v = x.astype("float64").to_numpy(), y.astype("float64").to_numpy()
-                both = np.isnan(u) & np.isnan(v)
-                close = np.abs(u - v) <= rel * np.maximum(np.abs(u), np.abs(v))
-                wrong = int((~(both | close)).sum())
-            else:
-                same = (x == y).fillna(False).astype(bool) | (x.isna() & y.isna())
-                wrong = int((~same).sum())
-            if wrong:
-                problems.append((c, wrong))
-        out[name] = problems
-    return out

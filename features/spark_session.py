@@ -2,6 +2,10 @@
 and the settings the definitions' meaning depends on. Its own module so that a stage which only
 scores on Spark (segment) does not depend on the feature definitions.
 
+A master `sc://host:port` is a Spark Connect server: the session is a thin client (no
+SparkContext, no JVM here), which only sets the SQL settings of its own session; the rest of
+the engine asks `is_connect` where the two kinds of session differ.
+
 pyspark is an optional extra (`churnlight[spark]`): it is imported only when a session starts.
 """
 
@@ -34,6 +38,7 @@ ENGINE_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
 }
+_NO_FALLBACK = "spark.sql.execution.arrow.pyspark.fallback.enabled"
 # start-up defaults a params `spark.conf` may override
 DEFAULT_CONF = {
     "spark.ui.enabled": "false",
@@ -47,10 +52,23 @@ DEFAULT_CONF = {
 }
 
 
+def is_connect(spark: SparkSession) -> bool:
+    """Whether `spark` is a Spark Connect client session (pyspark.sql.connect)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 @contextmanager
 def spark_session(master: str, conf: Mapping[str, Any] | None = None) -> Iterator[SparkSession]:
     """A SparkSession on `master` with `conf` (plus the engine's own settings), stopped on exit
     unless it was already running (a test's shared session, a notebook's)."""
+    if master.startswith("sc://"):
+        with connect_session(master, conf) as spark:
+            yield spark
+        return
     from pyspark.sql import SparkSession
 
     # Python workers (scoring's mapInPandas) run this interpreter, with churnlight importable
@@ -63,12 +81,43 @@ def spark_session(master: str, conf: Mapping[str, Any] | None = None) -> Iterato
         return
     builder = SparkSession.builder.master(master).appName("churnlight-features")
     for key, value in {**DEFAULT_CONF, **dict(conf or {}), **ENGINE_CONF}.items():
-        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else value)
+        builder = builder.config(key, _text(value))
     t0 = time.perf_counter()
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     log.info("Spark %s on %s in %.1f s", spark.version, master, time.perf_counter() - t0)
     try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+@contextmanager
+def connect_session(url: str, conf: Mapping[str, Any] | None = None) -> Iterator[SparkSession]:
+    """A Spark Connect session on the server at `url` (`sc://host:port`), with the engine's SQL
+    settings and `conf` set in it, closed on exit. The server owns the SparkContext: settings
+    that are not SQL settings (memory, cores, Java options, the Python the workers run) are the
+    server's, set where it starts; asking for them here is an error, not a silent no-op."""
+    from pyspark.sql import SparkSession
+
+    conf = dict(conf or {})
+    server_side = sorted(k for k in conf if not k.startswith("spark.sql."))
+    if server_side:
+        raise ValueError(
+            f"spark.conf {server_side} cannot be set from a Spark Connect client ({url}): set "
+            "them where the Connect server starts (start-connect-server.sh --conf ...); a "
+            "client sets spark.sql.* settings only"
+        )
+    t0 = time.perf_counter()
+    spark = SparkSession.builder.remote(url).getOrCreate()
+    try:
+        sql_defaults = {k: v for k, v in DEFAULT_CONF.items() if k.startswith("spark.sql.")}
+        for key, value in {**sql_defaults, **conf, **ENGINE_CONF}.items():
+            if key != _NO_FALLBACK:  # Connect moves rows as Arrow only: nothing to fall back to
+                spark.conf.set(key, _text(value))
+        log.info(
+            "Spark %s on %s (Spark Connect) in %.1f s", spark.version, url, time.perf_counter() - t0
+        )
         yield spark
     finally:
         spark.stop()

@@ -1,12 +1,13 @@
 """Scoring and reasons for the scoring snapshot on Spark (issue 18), as the single machine does.
 
-The champion is broadcast once and applied per partition (`mapInPandas`): a row's probability
+The champion is shipped once and applied per partition (`mapInPandas`): a row's probability
 depends on that row only, so the numbers are those of `model.predict_proba` on the whole table.
 Risk tiers are cut on the *global* ranking (probability down, then customer id, the order of
 scoring.parquet and so the single machine's stable tie-break): the capacity top-K is exactly the
 single-machine path's customers. Reasons are computed per partition for the tiers someone acts
 on, with the existing exact method (`models/explain`: TreeSHAP tables built once on the driver
-and broadcast; other models as `contributions`).
+and shipped; other models as `contributions`). Shipped: broadcast on a classic session; sent with
+the plan (the function's closure) on Spark Connect, which has no broadcast.
 
 pyspark is imported lazily (the `churnlight[spark]` extra).
 """
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnlight.features.spark_session import arrow_ready
+from churnlight.features.spark_session import arrow_ready, is_connect
 from churnlight.models.explain.contributions import (
     contributions,
     exact_contributions,
@@ -40,6 +41,20 @@ def _typed(batch: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
     return batch.astype({c: t for c, t in dtypes.items() if c in batch.columns})
 
 
+class _Held:
+    """A value with a broadcast's `.value`: what a Spark Connect function carries itself."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def shipped(spark: SparkSession, value: Any) -> Any:
+    """`value` for the Python workers, read there as `.value`: broadcast once per executor on a
+    classic session; on Spark Connect (no broadcast) in the closure of the function that reads
+    it, which the client sends once with the plan."""
+    return _Held(value) if is_connect(spark) else spark.sparkContext.broadcast(value)
+
+
 def probabilities(
     spark: SparkSession,
     scoring: DataFrame,
@@ -48,9 +63,9 @@ def probabilities(
     dtypes: dict[str, Any],
 ) -> DataFrame:
     """(customer_id, p) of every row of `scoring`: the calibrated probability of the champion
-    `model` on `features` (typed as `dtypes`, the snapshot file's), the model broadcast once
+    `model` on `features` (typed as `dtypes`, the snapshot file's), the model shipped once
     and applied per partition."""
-    model_b = spark.sparkContext.broadcast(model)
+    model_b = shipped(spark, model)
     feats = list(features)
 
     def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -104,12 +119,31 @@ def score_snapshot(
     n = scored.count()
     n_high = share_count(float(tier_policy["high_share"]), n)
     n_med = share_count(float(tier_policy["medium_share"]), n)
-    # the global rank, distributed: a range-partitioned sort, then each row's index in it
-    ordered = scored.orderBy(sf.desc("p"), sf.asc("customer_id"))
-    ranked = ordered.rdd.zipWithIndex().map(lambda r: (r[0][0], r[0][1], r[1]))
-    ranked = spark.createDataFrame(ranked, "customer_id string, p double, rank long")
+    ranked = global_rank(scored.orderBy(sf.desc("p"), sf.asc("customer_id")))
     tier = sf.when(sf.col("rank") < n_high, "high").when(sf.col("rank") < n_high + n_med, "medium")
     return ranked.withColumn("risk_tier", tier.otherwise("low")).drop("rank")
+
+
+def global_rank(ordered: DataFrame) -> DataFrame:
+    """`ordered` (a sorted DataFrame) with `rank`, each row's 0-based index in the order,
+    computed where the rows are: a sort leaves partition i holding the i-th range of rows in
+    order, and `monotonically_increasing_id` is (partition << 33) + the row's index in it, so a
+    row's rank is the rows of the partitions before its own plus its index there (one small
+    count per partition to the driver). `RDD.zipWithIndex` does the same on a classic session
+    only; this also runs on Spark Connect. Kept once (the id is not deterministic)."""
+    from pyspark.sql import functions as sf
+
+    low = (1 << 33) - 1
+    held = ordered.withColumn("_id", sf.monotonically_increasing_id()).localCheckpoint(eager=True)
+    held = held.withColumn("_part", sf.shiftright("_id", 33))
+    counts = dict(held.groupBy("_part").count().collect())
+    offset, before = {}, 0
+    for part in sorted(counts):
+        offset[part], before = before, before + counts[part]
+    lookup = sf.create_map(*[sf.lit(x) for kv in offset.items() for x in kv]) if offset else None
+    start = lookup[sf.col("_part")] if lookup is not None else sf.lit(0)
+    rank = (start.cast("long") + sf.col("_id").bitwiseAND(sf.lit(low))).alias("rank")
+    return held.select(*ordered.columns, rank)
 
 
 def reasons_for_tiers(
@@ -131,7 +165,7 @@ def reasons_for_tiers(
     pipe = model.pipeline
     lgbm = type(pipe.named_steps["model"]).__name__ == "LGBMClassifier"
     tables = tables_or_none(pipe.named_steps["model"]) if lgbm else None
-    shared = spark.sparkContext.broadcast((pipe, tables, background, registry))
+    shared = shipped(spark, (pipe, tables, background, registry))
     feats = list(features)
 
     def explain(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

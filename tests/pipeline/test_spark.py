@@ -19,6 +19,7 @@ import pytest
 from conftest import SPARK_TEST_CONF, SPARK_TEST_MASTER, spark_available
 
 from churnlight.features.params import parse_params
+from churnlight.features.snapshots import snapshot_differences
 from churnlight.pipelines.common import Layout, run_stage
 
 pytestmark = pytest.mark.skipif(spark_available() is not None, reason=str(spark_available()))
@@ -49,9 +50,7 @@ def run_features(
 
 
 def differences(a: Path, b: Path) -> dict[str, list]:
-    """`snapshot_differences` (exact; floats 1e-9 relative), imported only with pyspark."""
-    from churnlight.features.spark import snapshot_differences
-
+    """Where two processed folders' snapshot files differ (exact; floats 1e-9 relative)."""
     return snapshot_differences(a, b)
 
 

@@ -80,3 +80,35 @@ def test_spark_scores_tiers_and_reasons_equal_the_single_machines(trained, spark
     expected = one.sort_values("customer_id", ignore_index=True)
     assert len(expected) > 0
     pd.testing.assert_frame_equal(reasons, expected, check_dtype=False)
+
+
+def test_the_global_rank_is_each_rows_index_in_the_sorted_order_across_partitions(spark):
+    """`global_rank` (partition offsets + each row's index in its partition, no RDD: it also
+    runs on Spark Connect) numbers the rows of a sort spread over several partitions 0..n-1 in
+    order; ties in p are broken by the customer id, as on one machine."""
+    import numpy as np
+    from pyspark.sql import functions as sf
+
+    from churnlight.models.spark_score import global_rank
+
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{i:05d}" for i in rng.permutation(5000)],
+            "p": rng.integers(0, 50, 5000) / 50,  # many ties
+        }
+    )
+    coalesce = "spark.sql.adaptive.coalescePartitions.enabled"
+    before = spark.conf.get(coalesce)
+    spark.conf.set(coalesce, "false")  # keep the sort's four ranges apart, however small
+    try:
+        ordered = spark.createDataFrame(frame).orderBy(sf.desc("p"), sf.asc("customer_id"))
+        assert ordered.select(sf.spark_partition_id()).distinct().count() > 1
+        got = global_rank(ordered).toPandas()
+    finally:
+        spark.conf.set(coalesce, before)
+    expected = frame.sort_values(["p", "customer_id"], ascending=[False, True], ignore_index=True)
+    got = got.sort_values("rank", ignore_index=True)
+    assert list(got.columns) == ["customer_id", "p", "rank"]
+    assert got["rank"].tolist() == list(range(len(frame)))
+    pd.testing.assert_frame_equal(got[["customer_id", "p"]], expected)
