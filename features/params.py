@@ -420,9 +420,16 @@ class WinbackParams(Section):  # issue 15: the win-back list and its return mode
     no_offer_action: str
 
 
+# columns of the scored customers a lake table may be partitioned by (few values each)
+LakeColumn = Literal[
+    "risk_tier", "value_tier", "care_layer", "churn_kind", "owner", "rule_colour", "group"
+]
+
+
 class ExportParams(Section):
     hash_ids: bool
     hash_secret_env: str
+    lake_partitions: list[LakeColumn]  # [] = no partitioned copy
 
 
 class ReportParams(Section):

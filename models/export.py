@@ -1,17 +1,20 @@
 """The files marketing opens, written into a folder the caller gives: the scored customers as
 CSV and Parquet, one CSV per risk tier (the action lists, without the control group), the
 control group as CSV and Parquet, the summary as CSV and JSON, and an Excel workbook with a
-sheet per tier, the control group, the summary and what each column means.
+sheet per tier, the control group, the summary and what each column means; and for the data
+lake, the scored customers as Hive-partitioned Parquet (`lake/`).
 
 CSV files carry a UTF-8 byte-order mark so that Excel shows Chinese text correctly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from churnlight.models.artifacts import json_text
 from churnlight.models.control import action_list, control_list
@@ -22,7 +25,8 @@ from churnlight.models.xlsx import write_xlsx
 BOM_UTF8 = "utf-8-sig"
 
 
-SEGMENT_FILES = 9 + len(TIERS)  # steps write_segment_files reports (a progress total)
+SEGMENT_FILES = 10 + len(TIERS)  # steps write_segment_files reports (a progress total)
+LAKE = "lake"  # the partitioned copy's folder
 
 
 def write_segment_files(
@@ -31,17 +35,22 @@ def write_segment_files(
     folder: Path,
     winback: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    partitions: Sequence[str] = (),
 ) -> None:
     """Write the segment table and its summary into `folder` (which must exist). The scored
     list holds every customer (`group` says who is held out); the tier files hold only those
     to act on, and control.csv those held out. `winback`: the win-back list (with `group`)
     and its summary, written as winback.csv / .parquet, winback_control.csv / .parquet and
-    winback_summary.csv, and as sheets. `on_progress(n)` after each step, SEGMENT_FILES in
-    all (on a million customers the workbook alone takes a while)."""
+    winback_summary.csv, and as sheets. `partitions`: the columns of the partitioned copy in
+    `lake/` (none: no copy). `on_progress(n)` after each step, SEGMENT_FILES in all (on a
+    million customers the workbook alone takes a while)."""
     done = on_progress or (lambda n: None)
     seg.to_csv(folder / "scored_customers.csv", index=False, encoding=BOM_UTF8)
     done(1)
     seg.to_parquet(folder / "scored_customers.parquet", index=False)
+    done(1)
+    if partitions:
+        write_partitioned(seg, folder / LAKE, partitions)
     done(1)
     acted = action_list(seg)
     for tier in TIERS:
@@ -62,6 +71,24 @@ def write_segment_files(
     done(1)
     write_workbook(seg, summary, folder / "segments.xlsx", winback)
     done(2)  # the workbook counts twice: it is the slowest to write
+
+
+def write_partitioned(seg: pd.DataFrame, root: Path, partitions: Sequence[str]) -> None:
+    """`seg` as a Hive-partitioned Parquet dataset in `root` (`risk_tier=high/value_tier=gold/
+    part-0.parquet`): a lake table (Spark, Trino, Athena, DuckDB's `hive_partitioning`) reads
+    it by folder, so a query for one tier reads only that tier's files. The partition columns
+    live in the folder names, not in the files."""
+    unknown = [c for c in partitions if c not in seg.columns]
+    if unknown:
+        raise ValueError(f"partition columns {unknown} are not columns of the scored customers")
+    table = pa.Table.from_pandas(seg, preserve_index=False)
+    pq.write_to_dataset(
+        table,
+        root,
+        partition_cols=list(partitions),
+        basename_template="part-{i}.parquet",
+        existing_data_behavior="error",
+    )
 
 
 def _write_winback(wb: pd.DataFrame, wb_summary: pd.DataFrame, folder: Path) -> None:

@@ -220,7 +220,9 @@ def write_outputs(out: Path, scored, psi, sm: ScoringModel, scoring: pd.DataFram
         scored.segments, psi, sm.info, facts, params.segment.no_contact_action, run_at
     )
     with atomic_dir(out) as tmp:
-        write_segment_files(scored.segments, scored.summary, tmp)
+        write_segment_files(
+            scored.segments, scored.summary, tmp, partitions=params.export.lake_partitions
+        )
         if psi is not None:
             psi.to_csv(tmp / "drift.csv", index=False)
         (tmp / "scoring_summary.md").write_text(md, encoding="utf-8")

@@ -40,7 +40,8 @@ def run(paths: Layout, params: Params) -> pd.DataFrame:
     scored = score(model, scoring, features, reasons, registry["description_en"], params, p)
     winback = _winback(paths, params, scoring, _id_secret(params.export))
     with atomic_dir(paths.segments) as tmp, progress(WRITING, SEGMENT_FILES) as advance:
-        write_segment_files(scored.segments, scored.summary, tmp, winback, on_progress=advance)
+        lake = params.export.lake_partitions
+        write_segment_files(scored.segments, scored.summary, tmp, winback, advance, lake)
 
     # drift: the training window against the scoring snapshot
     train_cutoffs = load_train_report(models)["train_cutoffs"]

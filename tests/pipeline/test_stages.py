@@ -299,6 +299,24 @@ def test_segment_files(chain):
     assert high["churn_probability"].astype(float).min() >= rest.max()
 
 
+def test_the_lake_copy_is_the_scored_customers_partitioned_by_tier(chain):
+    """reports/segments/lake: one folder per risk tier x value tier present (Hive-style), which
+    a lake engine reads back as the scored customers, every row and value."""
+    import duckdb
+
+    lake, seg_dir = chain["segments"] / "lake", chain["segments"]
+    scored = pd.read_parquet(seg_dir / "scored_customers.parquet")
+    assert chain["params"]["export"]["lake_partitions"] == ["risk_tier", "value_tier"]
+    folders = {p.parent.relative_to(lake).as_posix() for p in lake.rglob("*.parquet")}
+    pairs = scored[["risk_tier", "value_tier"]].drop_duplicates().itertuples(index=False)
+    assert folders == {f"risk_tier={r}/value_tier={v}" for r, v in pairs}
+    files = sorted(str(p) for p in lake.rglob("*.parquet"))
+    got = duckdb.sql(f"SELECT * FROM read_parquet({files}, hive_partitioning = true)").df()
+    got = got[list(scored.columns)].sort_values("customer_id", ignore_index=True)
+    expected = scored.sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
 def test_segment_files_hold_the_control_group_apart(chain):
     """control.csv (and .parquet, and the workbook's sheet) holds the held-out customers with
     the campaign id; they are on no action list, whose rows are the campaign's treatment."""

@@ -58,6 +58,7 @@ def test_a_typo_in_any_section_names_the_key(section):
         (("train", "n_trials"), {"logreg": 6, "tree": 8}, "n_trials.*missing \\['lgbm'\\]"),
         (("segment", "success_rate"), {"platinum": 0.7}, "success_rate.*missing"),
         (("features", "rfm", "tiers"), {"platinum": 13, "gold": 10}, "tiers.*missing"),
+        (("export", "lake_partitions"), ["customer_id"], "export.lake_partitions"),
     ],
 )
 def test_nested_typos_and_wrong_values_are_named(path, value, expect):

@@ -681,3 +681,36 @@ def test_without_any_customer_value_nothing_is_ranked_as_a_loss():
     assert seg["customer_value"].isna().all()
     assert seg["expected_retained_value"].isna().all()
     assert not (seg["action"] == SEGMENT.no_contact_action).any()
+
+
+def test_the_lake_copy_is_partitioned_by_folder_and_refuses_unknown_columns(tmp_path):
+    """write_partitioned: Hive folders per value, every row back (Chinese text intact), the
+    partition column only in the folder names; a column the table lacks is named, and nothing
+    is written."""
+    from churnlight.models.export import write_partitioned
+
+    seg = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "risk_tier": ["high", "low", "high"],
+            "reason_1_zh": ["最近投诉未解决", "无", "价格上涨"],
+        }
+    )
+    with pytest.raises(ValueError, match=r"\['tier'\]"):
+        write_partitioned(seg, tmp_path / "bad", ["tier"])
+    assert not (tmp_path / "bad").exists()
+    lake = tmp_path / "lake"
+    write_partitioned(seg, lake, ["risk_tier"])
+    files = sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*"))
+    assert files == [
+        "risk_tier=high",
+        "risk_tier=high/part-0.parquet",
+        "risk_tier=low",
+        "risk_tier=low/part-0.parquet",
+    ]
+    high = pd.read_parquet(lake / "risk_tier=high" / "part-0.parquet")
+    assert list(high.columns) == ["customer_id", "reason_1_zh"]
+    assert high["reason_1_zh"].tolist() == ["最近投诉未解决", "价格上涨"]
+    back = pd.read_parquet(lake).astype({"risk_tier": str})
+    back = back[list(seg.columns)].sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(back, seg, check_dtype=False)
