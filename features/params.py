@@ -15,13 +15,7 @@ import codecs
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from churnlight.features.sections import Section, record_reads, runtime
 
@@ -421,9 +415,7 @@ class WinbackParams(Section):  # issue 15: the win-back list and its return mode
 
 
 # columns of the scored customers a lake table may be partitioned by (few values each)
-LakeColumn = Literal[
-    "risk_tier", "value_tier", "care_layer", "churn_kind", "owner", "rule_colour", "group"
-]
+LakeColumn = Literal["risk_tier", "value_tier", "care_layer", "churn_kind", "rule_colour", "group"]
 
 
 class ExportParams(Section):
@@ -441,11 +433,29 @@ class ReportParams(Section):
     max_base_rate_shift: float
 
 
+def connect_refusal(master: str, conf: dict[str, Any]) -> str | None:
+    """Why `conf` cannot go to a Spark Connect `master` (sc://), or None: memory, cores, Java
+    options are the server's; asked for by a client, they fail with the params, not silently."""
+    keys = sorted(k for k in conf if not k.startswith("spark.sql."))
+    if not master.strip().lower().startswith("sc://") or not keys:
+        return None
+    return (
+        f"spark.conf {keys}: a Spark Connect client ({master}) sets spark.sql.* settings only; "
+        "set these where the Connect server starts (start-connect-server.sh --conf ...)"
+    )
+
+
 class SparkParams(Section):
     """How the Spark engine starts (issue 18): where it runs cannot change a result."""
 
     master: str = runtime()  # local[*], local[2], spark://host:7077, yarn, k8s://, sc://host:15002
     conf: dict[str, str | int | float | bool] = runtime()  # extra Spark conf, e.g. memory
+
+    @model_validator(mode="after")
+    def _connect_takes_sql_settings_only(self) -> SparkParams:
+        if refusal := connect_refusal(self.master, self.conf):
+            raise ValueError(refusal)
+        return self
 
 
 class Params(Section):

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from churnlight.features.params import connect_refusal
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -65,7 +67,7 @@ def _text(value: Any) -> str:
 def spark_session(master: str, conf: Mapping[str, Any] | None = None) -> Iterator[SparkSession]:
     """A SparkSession on `master` with `conf` (plus the engine's own settings), stopped on exit
     unless it was already running (a test's shared session, a notebook's)."""
-    if master.startswith("sc://"):
+    if master.strip().lower().startswith("sc://"):  # a Spark Connect server
         with connect_session(master, conf) as spark:
             yield spark
         return
@@ -101,15 +103,11 @@ def connect_session(url: str, conf: Mapping[str, Any] | None = None) -> Iterator
     from pyspark.sql import SparkSession
 
     conf = dict(conf or {})
-    server_side = sorted(k for k in conf if not k.startswith("spark.sql."))
-    if server_side:
-        raise ValueError(
-            f"spark.conf {server_side} cannot be set from a Spark Connect client ({url}): set "
-            "them where the Connect server starts (start-connect-server.sh --conf ...); a "
-            "client sets spark.sql.* settings only"
-        )
+    if refusal := connect_refusal(url, conf):
+        raise ValueError(refusal)
     t0 = time.perf_counter()
-    spark = SparkSession.builder.remote(url).getOrCreate()
+    # a session of its own (not another one's that getOrCreate would hand back), stopped on exit
+    spark = SparkSession.builder.remote(url.strip()).create()
     try:
         sql_defaults = {k: v for k, v in DEFAULT_CONF.items() if k.startswith("spark.sql.")}
         for key, value in {**sql_defaults, **conf, **ENGINE_CONF}.items():

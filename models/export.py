@@ -77,7 +77,9 @@ def write_partitioned(seg: pd.DataFrame, root: Path, partitions: Sequence[str]) 
     """`seg` as a Hive-partitioned Parquet dataset in `root` (`risk_tier=high/value_tier=gold/
     part-0.parquet`): a lake table (Spark, Trino, Athena, DuckDB's `hive_partitioning`) reads
     it by folder, so a query for one tier reads only that tier's files. The partition columns
-    live in the folder names, not in the files."""
+    live in the folder names, not in the files; a missing value is Hive's folder for NULL,
+    `__HIVE_DEFAULT_PARTITION__` (Spark, Trino and DuckDB read it as NULL; pandas cannot)."""
+    partitions = list(dict.fromkeys(partitions))  # a column named twice is one level
     unknown = [c for c in partitions if c not in seg.columns]
     if unknown:
         raise ValueError(f"partition columns {unknown} are not columns of the scored customers")
@@ -85,7 +87,7 @@ def write_partitioned(seg: pd.DataFrame, root: Path, partitions: Sequence[str]) 
     pq.write_to_dataset(
         table,
         root,
-        partition_cols=list(partitions),
+        partition_cols=partitions,
         basename_template="part-{i}.parquet",
         existing_data_behavior="error",
     )

@@ -6,8 +6,9 @@ Risk tiers are cut on the *global* ranking (probability down, then customer id, 
 scoring.parquet and so the single machine's stable tie-break): the capacity top-K is exactly the
 single-machine path's customers. Reasons are computed per partition for the tiers someone acts
 on, with the existing exact method (`models/explain`: TreeSHAP tables built once on the driver
-and shipped; other models as `contributions`). Shipped: broadcast on a classic session; sent with
-the plan (the function's closure) on Spark Connect, which has no broadcast.
+and shipped; other models as `contributions`). Shipped: broadcast on a classic session; on Spark
+Connect, which has no broadcast, pickled into the function's closure and sent with each plan
+that uses it (gRPC's message limit, 128 MiB by default, bounds the model's size there).
 
 pyspark is imported lazily (the `churnlight[spark]` extra).
 """
@@ -51,7 +52,7 @@ class _Held:
 def shipped(spark: SparkSession, value: Any) -> Any:
     """`value` for the Python workers, read there as `.value`: broadcast once per executor on a
     classic session; on Spark Connect (no broadcast) in the closure of the function that reads
-    it, which the client sends once with the plan."""
+    it, pickled into each plan that runs the function and read by each task."""
     return _Held(value) if is_connect(spark) else spark.sparkContext.broadcast(value)
 
 

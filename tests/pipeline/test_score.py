@@ -113,6 +113,16 @@ def test_same_table_as_the_segment_stage_on_the_same_snapshot(scored, name, out)
         assert (got["group"] == "control").any()
 
 
+def test_the_lake_copy_is_the_segment_stages(scored):
+    """`--out` gets the partitioned copy too: the same folders and files as the stage's."""
+    lake, expected = scored["out"] / "lake", scored["later"]["segments"] / "lake"
+    files = sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*.parquet"))
+    assert files == sorted(p.relative_to(expected).as_posix() for p in expected.rglob("*.parquet"))
+    assert any(f.startswith("risk_tier=high/value_tier=") for f in files)
+    for f in files:
+        pd.testing.assert_frame_equal(pd.read_parquet(lake / f), pd.read_parquet(expected / f))
+
+
 def test_drift_against_the_training_window_is_the_segment_stages(scored):
     """The training window's rows are the same in both runs (point in time), so the PSI is."""
     got = pd.read_csv(scored["out"] / "drift.csv")

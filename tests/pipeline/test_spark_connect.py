@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from churnlight.features.params import parse_params
 from churnlight.models.artifacts import load_champion
 from churnlight.models.explain.workflow import reasons_for_tiers
 from churnlight.models.segment import risk_tiers
+from churnlight.pipelines.common import Layout
 from pipeline.test_spark import FILES, differences
 from pipeline.test_spark_cluster import HOST, _free_port, _wait
 
@@ -73,7 +75,6 @@ def connect_server(tmp_path_factory) -> Iterator[str]:
         "spark.driver.bindAddress": HOST,
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "4",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
     }
     cmd = ["bash", str(home / "sbin" / "start-connect-server.sh"), "--wait"]
     cmd += ["--master", "local[2]", *[a for k, v in conf.items() for a in ("--conf", f"{k}={v}")]]
@@ -132,10 +133,14 @@ def test_the_feature_and_segment_stages_through_spark_connect_write_duckdbs_file
     assert "(Spark Connect)" in done.stdout + done.stderr  # the client's own log line
     assert differences(paths["processed"], root / "data" / "processed") == {f: [] for f in FILES}
 
+    # the segment stage in a copy of the one-machine project (the fixture stays as it is)
+    copy = tmp_path / "segment"
+    shutil.copytree(paths["params"].parent, copy, symlinks=True)
     one = {f.name: pd.read_csv(f) for f in paths["segments"].glob("*.csv")}
-    done = _stage(paths["params"].parent, params, "segment", connect_server)
+    done = _stage(copy, params, "segment", connect_server)
     assert done.returncode == 0, done.stderr[-3000:]
-    got = {f.name: pd.read_csv(f) for f in paths["segments"].glob("*.csv")}
+    assert "(Spark Connect)" in done.stdout + done.stderr
+    got = {f.name: pd.read_csv(f) for f in Layout(copy).segments.glob("*.csv")}
     assert sorted(got) == sorted(one) and "high.csv" in one
     for name, frame in one.items():
         pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
@@ -159,7 +164,9 @@ _, model, features = load_champion(root / "data" / "artifacts" / "models")
 path = root / "data" / "processed" / "scoring.parquet"
 registry = pd.read_csv(root / "data" / "processed" / "feature_registry.csv")
 dtypes = pd.read_parquet(path).dtypes.to_dict()
-with spark_session(url, {"spark.sql.shuffle.partitions": 3}) as spark:
+# three ranges that stay apart however small (the global rank's offsets at work)
+conf = {"spark.sql.shuffle.partitions": 3, "spark.sql.adaptive.coalescePartitions.enabled": False}
+with spark_session(url, conf) as spark:
     frame = spark.read.parquet(path.resolve().as_uri())
     scored = score_snapshot(spark, frame, model, features, dtypes, sp.policy, sp.tier_policy())
     pq.write_table(scored.toArrow(), out / "tiers.parquet")
@@ -206,10 +213,13 @@ def test_tiers_and_reasons_through_spark_connect_equal_the_single_machines(
     pd.testing.assert_frame_equal(reasons, expected, check_dtype=False)
 
 
-def test_a_connect_client_refuses_server_settings_with_the_reason():
+def test_a_connect_client_refuses_server_settings_with_the_reason(monkeypatch):
     """Memory, cores and Java options belong to the server: asked from a client, they are an
-    error that says where to set them, not a silent no-op. (Refused before connecting.)"""
+    error that says where to set them, not a silent no-op. (Refused before connecting; were it
+    not, the Connect mode a client switches its process to is undone after the test.)"""
     from churnlight.features.spark_session import spark_session
+
+    monkeypatch.delenv("SPARK_CONNECT_MODE_ENABLED", raising=False)
 
     with (
         pytest.raises(ValueError, match=r"spark.executor.memory.*Spark Connect.*server starts"),

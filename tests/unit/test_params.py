@@ -71,6 +71,20 @@ def test_nested_typos_and_wrong_values_are_named(path, value, expect):
         parse_params(raw)
 
 
+@pytest.mark.parametrize("master", ["sc://10.0.0.5:15002", " SC://spark-connect:443 "])
+def test_a_spark_connect_master_refuses_server_settings_before_any_stage_runs(master):
+    """A Connect client cannot set memory, cores or Java options: named with the params, not
+    ignored and not found out after the stages before features have run."""
+    raw = _raw()
+    raw["spark"] = {"master": master, "conf": {"spark.executor.memory": "4g"}}
+    with pytest.raises(ParamsError, match=r"spark: .*spark\.executor\.memory.*Connect server"):
+        parse_params(raw)
+    raw["spark"]["conf"] = {"spark.sql.shuffle.partitions": 400}  # its own SQL settings: fine
+    assert parse_params(raw).spark.conf == {"spark.sql.shuffle.partitions": 400}
+    raw["spark"] = {"master": "spark://10.0.0.5:7077", "conf": {"spark.executor.memory": "4g"}}
+    assert parse_params(raw).spark.master == "spark://10.0.0.5:7077"
+
+
 def test_params_are_frozen():
     params = parse_params(_raw())
     with pytest.raises(ValueError, match="frozen"):

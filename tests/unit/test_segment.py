@@ -714,3 +714,20 @@ def test_the_lake_copy_is_partitioned_by_folder_and_refuses_unknown_columns(tmp_
     back = pd.read_parquet(lake).astype({"risk_tier": str})
     back = back[list(seg.columns)].sort_values("customer_id", ignore_index=True)
     pd.testing.assert_frame_equal(back, seg, check_dtype=False)
+
+
+def test_a_missing_partition_value_is_hives_null_folder(tmp_path):
+    """A row without a value in a partition column (a flat table's care layer, say) lands in
+    Hive's NULL folder, which a lake engine (here DuckDB) reads back as NULL; a column named
+    twice is one level."""
+    import duckdb
+
+    from churnlight.models.export import write_partitioned
+
+    seg = pd.DataFrame({"customer_id": ["a", "b"], "care_layer": ["core", None]})
+    write_partitioned(seg, tmp_path / "lake", ["care_layer", "care_layer"])
+    folders = sorted(p.name for p in (tmp_path / "lake").iterdir())
+    assert folders == ["care_layer=__HIVE_DEFAULT_PARTITION__", "care_layer=core"]
+    files = sorted(str(p) for p in (tmp_path / "lake").rglob("*.parquet"))
+    sql = f"SELECT customer_id, care_layer FROM read_parquet({files}, hive_partitioning = true)"
+    assert sorted(duckdb.sql(sql).fetchall(), key=lambda r: r[0]) == [("a", "core"), ("b", None)]
