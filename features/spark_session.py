@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_NO_FALLBACK = "spark.sql.execution.arrow.pyspark.fallback.enabled"
 # Spark settings the definitions' meaning depends on (not tunables): timestamps are read and
 # written as wall-clock times in UTC (DuckDB's TIMESTAMP has no time zone); the SQL type
 # TIMESTAMP is Spark's TIMESTAMP_NTZ, as DuckDB's; ANSI mode, so that an overflow or a bad cast
@@ -38,9 +39,8 @@ ENGINE_CONF = {
     "spark.sql.ansi.enabled": "true",
     "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
+    _NO_FALLBACK: "false",
 }
-_NO_FALLBACK = "spark.sql.execution.arrow.pyspark.fallback.enabled"
 # start-up defaults a params `spark.conf` may override
 DEFAULT_CONF = {
     "spark.ui.enabled": "false",

@@ -141,8 +141,8 @@ def global_rank(ordered: DataFrame) -> DataFrame:
     offset, before = {}, 0
     for part in sorted(counts):
         offset[part], before = before, before + counts[part]
-    lookup = sf.create_map(*[sf.lit(x) for kv in offset.items() for x in kv]) if offset else None
-    start = lookup[sf.col("_part")] if lookup is not None else sf.lit(0)
+    lookup = sf.create_map(*[sf.lit(x) for kv in offset.items() for x in kv])
+    start = lookup[sf.col("_part")] if offset else sf.lit(0)  # no rows: no partition to look up
     rank = (start.cast("long") + sf.col("_id").bitwiseAND(sf.lit(low))).alias("rank")
     return held.select(*ordered.columns, rank)
 

@@ -49,11 +49,6 @@ def run_features(
     return root / "data" / "processed"
 
 
-def differences(a: Path, b: Path) -> dict[str, list]:
-    """Where two processed folders' snapshot files differ (exact; floats 1e-9 relative)."""
-    return snapshot_differences(a, b)
-
-
 def _close(x, y) -> bool:
     """The reports' values equal, floats (the BTYD fits) within 1e-9 relative."""
     if isinstance(x, dict) and isinstance(y, dict):
@@ -75,7 +70,7 @@ def duckdb_files(world, tmp_path_factory) -> Path:
 def test_spark_writes_the_duckdb_engines_files(world, duckdb_files, spark, tmp_path):
     interim, params = world
     processed = run_features(interim, tmp_path, params, "spark")
-    assert differences(duckdb_files, processed) == {f: [] for f in FILES}
+    assert snapshot_differences(duckdb_files, processed) == {f: [] for f in FILES}
     assert len(pd.read_parquet(processed / FILES[0])) > 1000  # not vacuous: a real world
     reports = [
         json.loads((p / "features_report.json").read_text()) for p in (duckdb_files, processed)
@@ -89,7 +84,7 @@ def test_spark_writes_the_duckdb_engines_files(world, duckdb_files, spark, tmp_p
     changed.loc[3, "tenure_days"] *= 1 + 1e-6
     changed.loc[5, "complaints_365d"] += 1
     changed.to_parquet(processed / FILES[1], index=False)
-    found = differences(duckdb_files, processed)[FILES[1]]
+    found = snapshot_differences(duckdb_files, processed)[FILES[1]]
     assert [p for p in found if p != "schema"] == [("tenure_days", 1), ("complaints_365d", 1)]
 
 
@@ -101,7 +96,7 @@ def test_spark_follows_the_inactivity_churn_definition(world, spark, tmp_path):
     settings["btyd"]["enabled"] = False
     duck = run_features(interim, tmp_path / "duck", params, "duckdb", **settings)
     on_spark = run_features(interim, tmp_path / "spark", params, "spark", **settings)
-    assert differences(duck, on_spark) == {f: [] for f in FILES}
+    assert snapshot_differences(duck, on_spark) == {f: [] for f in FILES}
 
 
 # --- the traps, one at a time ------------------------------------------------------------------

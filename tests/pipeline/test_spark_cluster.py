@@ -23,7 +23,8 @@ import pytest
 import yaml
 from conftest import spark_available
 
-from pipeline.test_spark import FILES, differences, run_features
+from churnlight.features.snapshots import snapshot_differences
+from pipeline.test_spark import FILES, run_features
 
 pytestmark = [
     pytest.mark.slow,
@@ -156,4 +157,4 @@ def test_the_feature_stage_on_a_standalone_cluster_writes_duckdbs_files(
     apps = _master_state(ui)["completedapps"]  # and the master ran it, on both workers' cores
     assert [a["name"] for a in apps] == ["churnlight-features"]
     assert apps[0]["cores"] == 2
-    assert differences(duck, root / "data" / "processed") == {f: [] for f in FILES}
+    assert snapshot_differences(duck, root / "data" / "processed") == {f: [] for f in FILES}

@@ -25,11 +25,12 @@ import yaml
 from conftest import spark_available
 
 from churnlight.features.params import parse_params
+from churnlight.features.snapshots import snapshot_differences
 from churnlight.models.artifacts import load_champion
 from churnlight.models.explain.workflow import reasons_for_tiers
 from churnlight.models.segment import risk_tiers
 from churnlight.pipelines.common import Layout
-from pipeline.test_spark import FILES, differences
+from pipeline.test_spark import FILES
 from pipeline.test_spark_cluster import HOST, _free_port, _wait
 
 
@@ -131,7 +132,8 @@ def test_the_feature_and_segment_stages_through_spark_connect_write_duckdbs_file
     done = _stage(root, params, "features", connect_server)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(Spark Connect)" in done.stdout + done.stderr  # the client's own log line
-    assert differences(paths["processed"], root / "data" / "processed") == {f: [] for f in FILES}
+    found = snapshot_differences(paths["processed"], root / "data" / "processed")
+    assert found == {f: [] for f in FILES}
 
     # the segment stage in a copy of the one-machine project (the fixture stays as it is)
     copy = tmp_path / "segment"
